@@ -1,0 +1,74 @@
+// Operating errors are values with a kind. This file is the one place where a kind becomes an
+// HTTP status (server side), a JSON status and an exit code (client side), as the contract says.
+
+export type ErrorKind =
+  | 'not_found' // key absent
+  | 'aborted' // setr aborted: no replica applied it
+  | 'rejected' // the request was refused for good (lock not held, expired server ID)
+  | 'invalid' // malformed request or out-of-bounds key/value
+  | 'retry' // refused for now, nothing done: rebalancing, view changing, key busy reading
+  | 'unknown' // outcome unknown: a setr that may have committed somewhere
+  | 'unavailable' // no view leader or no server reachable, nothing done
+  | 'usage'; // bad command line
+
+export interface KindInfo {
+  readonly exitCode: number;
+  readonly jsonStatus: string;
+  readonly httpStatus: number;
+}
+
+export const ERROR_KINDS: Readonly<Record<ErrorKind, KindInfo>> = {
+  not_found: { exitCode: 1, jsonStatus: 'not_found', httpStatus: 404 },
+  aborted: { exitCode: 1, jsonStatus: 'aborted', httpStatus: 409 },
+  rejected: { exitCode: 1, jsonStatus: 'error', httpStatus: 409 },
+  invalid: { exitCode: 1, jsonStatus: 'error', httpStatus: 400 },
+  retry: { exitCode: 75, jsonStatus: 'retry', httpStatus: 503 },
+  unknown: { exitCode: 3, jsonStatus: 'unknown', httpStatus: 500 },
+  unavailable: { exitCode: 4, jsonStatus: 'unavailable', httpStatus: 503 },
+  usage: { exitCode: 2, jsonStatus: 'error', httpStatus: 400 },
+};
+
+/** Why a request was refused; stable codes that tests and docs/protocol.md name. */
+export type ErrorReason =
+  | 'epoch_mismatch'
+  | 'server_id_mismatch'
+  | 'key_busy'
+  | 'rebalancing'
+  | 'not_in_view'
+  | 'transaction_unknown'
+  | 'no_servers'
+  | 'bad_request'
+  | 'lock_not_held'
+  | 'server_expired';
+
+export class DhtError extends Error {
+  override name = 'DhtError';
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    readonly reason?: ErrorReason,
+  ) {
+    super(message);
+  }
+
+  get info(): KindInfo {
+    return ERROR_KINDS[this.kind];
+  }
+}
+
+export function isErrorKind(value: unknown): value is ErrorKind {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_KINDS, value);
+}
+
+/** The wire form of an error answer (any 4xx/5xx body). */
+export interface ErrorBody {
+  kind: ErrorKind;
+  error: string;
+  reason?: ErrorReason;
+}
+
+export function toErrorBody(err: DhtError): ErrorBody {
+  return err.reason === undefined
+    ? { kind: err.kind, error: err.message }
+    : { kind: err.kind, error: err.message, reason: err.reason };
+}

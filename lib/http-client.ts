@@ -1,0 +1,93 @@
+// The RPC shell's client side: one keep-alive agent per process, an explicit timeout on every
+// call, error answers turned back into DhtError values, responses validated at the edge.
+
+import http from 'node:http';
+import axios, { AxiosError } from 'axios';
+import type { z } from 'zod';
+import { DhtError, isErrorKind, type ErrorReason } from './errors';
+import type { Endpoint } from './messages';
+import { RPC_TIMEOUT_MS_DEFAULT } from './limits';
+
+/** Shared by every call of this process: connections are reused, never one per request. */
+export const keepAliveAgent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+
+const client = axios.create({
+  httpAgent: keepAliveAgent,
+  proxy: false,
+  // Errors are read from the body below; axios must not throw on 4xx/5xx.
+  validateStatus: () => true,
+  maxBodyLength: Infinity,
+  maxContentLength: Infinity,
+  transitional: { clarifyTimeoutError: true },
+});
+
+export type Transport = 'refused' | 'timeout' | 'broken';
+
+/**
+ * The peer could not be asked or did not answer. `refused` means the request was certainly not
+ * processed; `timeout` and `broken` mean it may have been (a coordinator must treat a commit
+ * that ended so as outcome-unknown).
+ */
+export class UnreachableError extends DhtError {
+  override name = 'UnreachableError';
+  constructor(
+    readonly address: string,
+    readonly transport: Transport,
+    detail: string,
+  ) {
+    super('unavailable', `${address} unreachable (${transport}): ${detail}`);
+  }
+}
+
+export interface CallOptions {
+  readonly timeoutMs?: number;
+}
+
+export async function call<Req extends z.ZodType, Res extends z.ZodType>(
+  address: string,
+  endpoint: Endpoint<Req, Res>,
+  body: z.infer<Req>,
+  options: CallOptions = {},
+): Promise<z.infer<Res>> {
+  const timeoutMs = options.timeoutMs ?? RPC_TIMEOUT_MS_DEFAULT;
+  let response;
+  try {
+    response = await client.post(`http://${address}${endpoint.path}`, body, {
+      timeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs + 50),
+    });
+  } catch (err) {
+    throw toUnreachable(address, err);
+  }
+  if (response.status >= 200 && response.status < 300) {
+    const parsed = endpoint.response.safeParse(response.data);
+    if (!parsed.success) {
+      throw new DhtError('unknown', `bad answer from ${address}${endpoint.path}`);
+    }
+    return parsed.data;
+  }
+  const data: unknown = response.data;
+  if (typeof data === 'object' && data !== null && 'kind' in data && isErrorKind(data.kind)) {
+    const message = 'error' in data && typeof data.error === 'string' ? data.error : 'error';
+    const reason =
+      'reason' in data && typeof data.reason === 'string'
+        ? (data.reason as ErrorReason)
+        : undefined;
+    throw new DhtError(data.kind, message, reason);
+  }
+  throw new DhtError('unknown', `HTTP ${response.status} from ${address}${endpoint.path}`);
+}
+
+function toUnreachable(address: string, err: unknown): UnreachableError {
+  if (err instanceof AxiosError) {
+    const code = err.code ?? '';
+    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') {
+      return new UnreachableError(address, 'refused', code);
+    }
+    if (code === 'ETIMEDOUT' || code === 'ECONNABORTED' || code === 'ERR_CANCELED') {
+      return new UnreachableError(address, 'timeout', code);
+    }
+    return new UnreachableError(address, 'broken', code || err.message);
+  }
+  return new UnreachableError(address, 'broken', err instanceof Error ? err.message : String(err));
+}

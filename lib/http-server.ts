@@ -1,0 +1,165 @@
+// The RPC shell's server side: express with JSON bodies validated once at the edge, errors
+// answered as `{kind, error, reason?}` with the catalogue's status, and the contract's process
+// life cycle (port scan, one `listening on` line on stdout, clean exit on SIGINT/SIGTERM).
+
+import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { z } from 'zod';
+import { DhtError, toErrorBody } from './errors';
+import { formatAddress } from './address';
+import type { Endpoint } from './messages';
+import type { Logger } from './logger';
+import { REQUEST_BODY_BYTES_MAX } from './limits';
+
+export type Handler<Req extends z.ZodType, Res extends z.ZodType> = (
+  request: z.infer<Req>,
+) => z.infer<Res> | Promise<z.infer<Res>>;
+
+export interface RouteOptions {
+  readonly bodyBytesMax?: number;
+}
+
+export class RpcServer {
+  readonly app = express();
+
+  constructor(private readonly logger: Logger) {
+    this.app.disable('x-powered-by');
+    this.app.set('etag', false);
+  }
+
+  route<Req extends z.ZodType, Res extends z.ZodType>(
+    endpoint: Endpoint<Req, Res>,
+    handler: Handler<Req, Res>,
+    options: RouteOptions = {},
+  ): this {
+    const parseJson = express.json({ limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX });
+    this.app.post(endpoint.path, parseJson, async (req: Request, res: Response) => {
+      const parsed = endpoint.request.safeParse(req.body ?? {});
+      if (!parsed.success) {
+        sendError(res, new DhtError('invalid', describeIssues(parsed.error), 'bad_request'));
+        return;
+      }
+      try {
+        res.json(await handler(parsed.data));
+      } catch (err) {
+        if (err instanceof DhtError) {
+          sendError(res, err);
+          return;
+        }
+        this.logger.error({ err, path: endpoint.path }, 'handler failed');
+        res.status(500).json({ kind: 'unknown', error: 'internal error' });
+      }
+    });
+    return this;
+  }
+
+  /** Unknown paths and unparsable bodies are the client's fault: 4xx with a message. */
+  private finish(): void {
+    this.app.use((req: Request, res: Response) => {
+      res.status(404).json({
+        kind: 'invalid',
+        error: `no endpoint ${req.method} ${req.path}`,
+        reason: 'bad_request',
+      });
+    });
+    this.app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      const status = httpStatusOf(err);
+      const message = err instanceof Error ? err.message : 'bad request';
+      if (status >= 500) this.logger.error({ err }, 'request failed');
+      res.status(status >= 500 ? 500 : status).json({
+        kind: status >= 500 ? 'unknown' : 'invalid',
+        error: status === 413 ? 'request body too large' : `malformed request: ${message}`,
+        reason: 'bad_request',
+      });
+    });
+  }
+
+  /** Listen on the first free port of `ports`; throws a clear error when none is free. */
+  async listen(host: string, ports: readonly number[]): Promise<ListeningServer> {
+    this.finish();
+    for (const port of ports) {
+      const server = await tryListen(this.app, host, port);
+      if (server !== undefined) {
+        const actual = (server.address() as AddressInfo).port;
+        server.keepAliveTimeout = 65_000;
+        return { server, address: formatAddress(host, actual) };
+      }
+    }
+    const range = ports.length === 1 ? `${ports[0]}` : `${ports[0]}..${ports[ports.length - 1]}`;
+    throw new DhtError('unavailable', `no free port on ${host} in ${range}`);
+  }
+}
+
+export interface ListeningServer {
+  readonly server: http.Server;
+  readonly address: string;
+}
+
+function tryListen(
+  app: express.Express,
+  host: string,
+  port: number,
+): Promise<http.Server | undefined> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host);
+    const onError = (err: NodeJS.ErrnoException): void => {
+      server.close();
+      if (err.code === 'EADDRINUSE' || err.code === 'EACCES') resolve(undefined);
+      else reject(new DhtError('unavailable', `cannot listen on ${host}:${port}: ${err.message}`));
+    };
+    server.once('error', onError);
+    server.once('listening', () => {
+      server.off('error', onError);
+      resolve(server);
+    });
+  });
+}
+
+function sendError(res: Response, err: DhtError): void {
+  res.status(err.info.httpStatus).json(toErrorBody(err));
+}
+
+function httpStatusOf(err: unknown): number {
+  if (typeof err === 'object' && err !== null && 'status' in err) {
+    const status = (err as { status: unknown }).status;
+    if (typeof status === 'number' && status >= 400 && status < 600) return status;
+  }
+  return 500;
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => (i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message))
+    .join('; ');
+}
+
+/**
+ * The contract's process life cycle: print the one stdout line, then end cleanly (exit 0) on
+ * SIGINT or SIGTERM after `stop` has run.
+ */
+export function announceAndRunUntilSignal(
+  listening: ListeningServer,
+  logger: Logger,
+  stop: () => void | Promise<void>,
+): void {
+  process.stdout.write(`listening on ${listening.address}\n`);
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void (async () => {
+      try {
+        await stop();
+      } finally {
+        listening.server.closeAllConnections();
+        listening.server.close();
+        process.exit(0);
+      }
+    })();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}

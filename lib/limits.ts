@@ -1,0 +1,42 @@
+// Every bound in one place (TigerBeetle style: units last, derived values as formulas).
+// Process defaults here are the contract's; tests override them with flags.
+
+export const KEY_BYTES_MIN = 1;
+export const KEY_BYTES_MAX = 1024;
+export const VALUE_BYTES_MAX = 1024 * 1024;
+
+/** A JSON-encoded value can be up to 6x its UTF-8 size (\u0000 escapes), plus the envelope. */
+export const REQUEST_BODY_BYTES_MAX = 6 * VALUE_BYTES_MAX + 64 * 1024;
+/** Transfer batches carry many values; the sender caps a batch at TRANSFER_BATCH_BYTES_MAX. */
+export const TRANSFER_BODY_BYTES_MAX = 64 * 1024 * 1024;
+export const TRANSFER_BATCH_KEYS_MAX = 2000;
+export const TRANSFER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
+/** Batches in flight per target during a rebalance (riak_core's handoff concurrency). */
+export const TRANSFER_CONCURRENCY_MAX = 2;
+
+export const REPLICATION_COUNT = 3;
+/** Ring positions per server; measured in docs/design.md to keep max/mean load <= 1.05. */
+export const VIRTUAL_NODES_PER_SERVER = 2048;
+
+export const VIEWLEADER_PORT_FIRST = 39000;
+export const VIEWLEADER_PORT_LAST = 39010;
+export const SERVER_PORT_FIRST = 38000;
+export const SERVER_PORT_LAST = 38010;
+export const HOST_DEFAULT = '127.0.0.1';
+
+export const HEARTBEAT_INTERVAL_S_DEFAULT = 10;
+export const FAILURE_TIMEOUT_S_DEFAULT = 30;
+/** How long a participant holds an undecided prepared transaction before asking for the outcome.
+ * The contract bounds a dead coordinator's block at 10 s: PREPARE_TIMEOUT + one decision round. */
+export const PREPARE_TIMEOUT_S_DEFAULT = 5;
+/** How often a participant re-asks about a transaction it could not resolve. */
+export const DECISION_RETRY_MS = 500;
+/** Decisions remembered at the decision point (primary) for late askers; bounded by count. */
+export const DECISIONS_REMEMBERED_MAX = 100_000;
+
+export const CLIENT_TIMEOUT_S_DEFAULT = 5;
+export const LOCK_RETRY_INTERVAL_S_DEFAULT = 5;
+/** One RPC's deadline inside a client operation; a dead replica costs at most this. */
+export const RPC_TIMEOUT_MS_DEFAULT = 1000;
+/** A read of a key whose transaction is undecided is retried this often until the deadline. */
+export const READ_PENDING_RETRY_MS = 5;

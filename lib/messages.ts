@@ -1,0 +1,144 @@
+// The one message vocabulary: every request and response that crosses a process boundary, as
+// zod schemas (validated once, at the edge) and the TypeScript types inferred from them.
+// docs/protocol.md documents each endpoint of this table.
+
+import { z } from 'zod';
+import { KEY_BYTES_MAX, KEY_BYTES_MIN, VALUE_BYTES_MAX } from './limits';
+
+const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+export const Key = z
+  .string()
+  .refine((k) => utf8Bytes(k) >= KEY_BYTES_MIN && utf8Bytes(k) <= KEY_BYTES_MAX, {
+    message: `key must be ${KEY_BYTES_MIN} to ${KEY_BYTES_MAX} bytes of UTF-8`,
+  });
+export const Value = z.string().refine((v) => utf8Bytes(v) <= VALUE_BYTES_MAX, {
+  message: `value must be at most ${VALUE_BYTES_MAX} bytes of UTF-8`,
+});
+const Epoch = z.number().int().nonnegative();
+const Version = z.number().int().nonnegative();
+const ServerId = z.string().min(1).max(128);
+const Address = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/, {
+  message: 'address must be HOST:PORT',
+});
+const TxId = z.string().min(1).max(128);
+const Name = z.string().min(1).max(KEY_BYTES_MAX);
+
+export const ServerRef = z.object({ id: ServerId, address: Address });
+export type ServerRef = z.infer<typeof ServerRef>;
+
+/** The view leader's answer to query_servers; also carried by heartbeat acknowledgments. */
+export const View = z.object({
+  epoch: Epoch,
+  servers: z.array(ServerRef),
+  rebalancing: z.boolean(),
+});
+export type View = z.infer<typeof View>;
+
+const Empty = z.object({});
+const Ok = z.object({});
+
+// ---- view leader ------------------------------------------------------------------------------
+
+export const HeartbeatRequest = z.object({ serverId: ServerId, address: Address });
+export const HeartbeatResponse = z.object({ epoch: Epoch, view: View });
+export const RebalanceDoneRequest = z.object({ serverId: ServerId, epoch: Epoch });
+export const LockRequest = z.object({ lock: Name, requester: Name });
+export const LockGetResponse = z.object({ granted: z.boolean() });
+export const DeadlocksResponse = z.object({ cycles: z.array(z.array(z.string())) });
+
+// ---- server: local commands -------------------------------------------------------------------
+
+export const PrintRequest = z.object({ text: z.string().max(VALUE_BYTES_MAX) });
+export const SetRequest = z.object({ key: Key, value: Value });
+export const GetRequest = z.object({ key: Key });
+export const ValueResponse = z.object({ value: z.string(), version: Version });
+export const KeysResponse = z.object({ keys: z.array(z.string()) });
+export const StatusResponse = z.object({
+  serverId: ServerId,
+  address: Address,
+  epoch: z.number().int(),
+  rebalancing: z.boolean(),
+  keyCount: z.number().int().nonnegative(),
+});
+
+// ---- server: two-phase commit (the client coordinates) -----------------------------------------
+
+export const PrepareRequest = z.object({
+  txid: TxId,
+  key: Key,
+  value: Value,
+  epoch: Epoch,
+  /** The ID the coordinator's view has for this address: a restarted process must vote no. */
+  serverId: ServerId,
+  /** The key's replicas in order; the first is the decision point (see docs/design.md). */
+  replicas: z.array(ServerRef).min(1),
+});
+export const PrepareResponse = z.object({ vote: z.literal('yes'), version: Version });
+export const CommitRequest = z.object({ txid: TxId, key: Key, version: Version });
+export const AbortRequest = z.object({ txid: TxId, key: Key });
+export const DecisionRequest = z.object({ txid: TxId, key: Key });
+export const DecisionResponse = z.object({
+  state: z.enum(['committed', 'aborted', 'prepared', 'unknown']),
+  version: Version.optional(),
+  /** The asked participant's current version of the key (for a commit decided among peers). */
+  current: Version.optional(),
+});
+export type DecisionResponse = z.infer<typeof DecisionResponse>;
+export const ReadRequest = z.object({ key: Key, epoch: Epoch, serverId: ServerId });
+
+// ---- server: rebalancing ------------------------------------------------------------------------
+
+export const Entry = z.object({ key: Key, value: z.string(), version: Version });
+export type Entry = z.infer<typeof Entry>;
+export const TransferRequest = z.object({
+  epoch: Epoch,
+  sourceId: ServerId,
+  entries: z.array(Entry),
+});
+export const TransferResponse = z.object({ stored: z.number().int().nonnegative() });
+export const OfferRequest = z.object({
+  epoch: Epoch,
+  entries: z.array(z.object({ key: Key, version: Version })),
+});
+export const OfferResponse = z.object({ missing: z.array(z.string()) });
+
+// ---- the endpoint table -------------------------------------------------------------------------
+
+export interface Endpoint<Req extends z.ZodType, Res extends z.ZodType> {
+  readonly path: string;
+  readonly request: Req;
+  readonly response: Res;
+}
+const endpoint = <Req extends z.ZodType, Res extends z.ZodType>(
+  path: string,
+  request: Req,
+  response: Res,
+): Endpoint<Req, Res> => ({ path, request, response });
+
+export const ViewLeaderApi = {
+  heartbeat: endpoint('/heartbeat', HeartbeatRequest, HeartbeatResponse),
+  queryServers: endpoint('/query_servers', Empty, View),
+  rebalanceDone: endpoint('/rebalance_done', RebalanceDoneRequest, Ok),
+  lockGet: endpoint('/lock_get', LockRequest, LockGetResponse),
+  lockRelease: endpoint('/lock_release', LockRequest, Ok),
+  deadlocks: endpoint('/deadlocks', Empty, DeadlocksResponse),
+} as const;
+
+export const ServerApi = {
+  print: endpoint('/print', PrintRequest, Ok),
+  set: endpoint('/set', SetRequest, Ok),
+  get: endpoint('/get', GetRequest, ValueResponse),
+  queryAllKeys: endpoint('/query_all_keys', Empty, KeysResponse),
+  status: endpoint('/status', Empty, StatusResponse),
+  prepare: endpoint('/prepare', PrepareRequest, PrepareResponse),
+  commit: endpoint('/commit', CommitRequest, Ok),
+  abort: endpoint('/abort', AbortRequest, Ok),
+  decision: endpoint('/decision', DecisionRequest, DecisionResponse),
+  read: endpoint('/read', ReadRequest, ValueResponse),
+  transfer: endpoint('/transfer', TransferRequest, TransferResponse),
+  offer: endpoint('/offer', OfferRequest, OfferResponse),
+} as const;
+
+export type RequestOf<E> = E extends Endpoint<infer Req, z.ZodType> ? z.infer<Req> : never;
+export type ResponseOf<E> = E extends Endpoint<z.ZodType, infer Res> ? z.infer<Res> : never;

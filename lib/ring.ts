@@ -1,0 +1,124 @@
+// The ring bucket allocator (consistent hashing, Dynamo section 4.2, with virtual nodes).
+//
+// A Ring is a value built once per view: every server owns VIRTUAL_NODES_PER_SERVER positions on
+// a 2^64 circle, derived from its ID alone, so a server's positions never depend on who else is
+// in the view. A key's replicas are the first min(R, |servers|) *distinct* servers clockwise from
+// the key's hash. Positions are kept as exact unsigned 64-bit values (two uint32 halves) so
+// ordering never suffers float rounding.
+
+import { assert } from './assert';
+import { hash64 } from './hash';
+import { REPLICATION_COUNT, VIRTUAL_NODES_PER_SERVER } from './limits';
+import type { ServerRef } from './messages';
+
+const MASK_32 = 0xffffffffn;
+
+export interface RingOptions {
+  readonly replicationCount?: number;
+  readonly virtualNodesPerServer?: number;
+}
+
+export class Ring {
+  /** Servers sorted by ID: the canonical order of the view. */
+  readonly servers: readonly ServerRef[];
+  readonly replicationCount: number;
+  private readonly positionHi: Uint32Array;
+  private readonly positionLo: Uint32Array;
+  /** replicasAt[i]: the replicas of every key whose successor position is i. */
+  private readonly replicasAt: ReadonlyArray<readonly ServerRef[]>;
+
+  constructor(servers: readonly ServerRef[], options: RingOptions = {}) {
+    const replicationCount = options.replicationCount ?? REPLICATION_COUNT;
+    const virtualNodes = options.virtualNodesPerServer ?? VIRTUAL_NODES_PER_SERVER;
+    assert(replicationCount >= 1, 'replication count is at least 1');
+    assert(virtualNodes >= 1, 'a server has at least one ring position');
+    const ids = new Set(servers.map((s) => s.id));
+    assert(ids.size === servers.length, 'server IDs in a view are distinct');
+
+    this.servers = [...servers].sort((a, b) => compareStrings(a.id, b.id));
+    this.replicationCount = Math.min(replicationCount, this.servers.length);
+
+    const points: { hi: number; lo: number; owner: number }[] = [];
+    this.servers.forEach((server, owner) => {
+      for (let v = 0; v < virtualNodes; v++) {
+        const h = hash64(`${server.id}#${v}`);
+        points.push({ hi: Number(h >> 32n), lo: Number(h & MASK_32), owner });
+      }
+    });
+    // Ties (vanishingly rare) are broken by owner index, which is itself ordered by ID.
+    points.sort((a, b) => a.hi - b.hi || a.lo - b.lo || a.owner - b.owner);
+
+    this.positionHi = Uint32Array.from(points, (p) => p.hi);
+    this.positionLo = Uint32Array.from(points, (p) => p.lo);
+    const owners = points.map((p) => p.owner);
+    this.replicasAt = owners.map((_, start) => this.distinctClockwise(owners, start));
+  }
+
+  get size(): number {
+    return this.positionHi.length;
+  }
+
+  /** The replicas of a key, primary first. */
+  replicasOf(key: string): readonly ServerRef[] {
+    if (this.size === 0) return [];
+    const h = hash64(key);
+    return this.replicasAt[this.successor(Number(h >> 32n), Number(h & MASK_32))];
+  }
+
+  private distinctClockwise(owners: readonly number[], start: number): readonly ServerRef[] {
+    const chosen: ServerRef[] = [];
+    const seen = new Set<number>();
+    for (let step = 0; step < owners.length && chosen.length < this.replicationCount; step++) {
+      const owner = owners[(start + step) % owners.length];
+      if (seen.has(owner)) continue;
+      seen.add(owner);
+      chosen.push(this.servers[owner]);
+    }
+    assert(chosen.length === this.replicationCount, 'the ring yields R distinct replicas');
+    return chosen;
+  }
+
+  /** Index of the first position >= (hi, lo), wrapping to 0 past the end. */
+  private successor(hi: number, lo: number): number {
+    let low = 0;
+    let high = this.size;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const mh = this.positionHi[mid];
+      if (mh < hi || (mh === hi && this.positionLo[mid] < lo)) low = mid + 1;
+      else high = mid;
+    }
+    return low === this.size ? 0 : low;
+  }
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// A ring per distinct server set, so callers can treat allocateReplicas as a function of
+// (key, servers). The cache is invisible: the same servers always build the same ring.
+const RING_CACHE_MAX = 16;
+const ringCache = new Map<string, Ring>();
+
+export function ringFor(servers: readonly ServerRef[]): Ring {
+  const signature = servers
+    .map((s) => `${s.id}@${s.address}`)
+    .sort()
+    .join('\n');
+  let ring = ringCache.get(signature);
+  if (ring === undefined) {
+    ring = new Ring(servers);
+    if (ringCache.size >= RING_CACHE_MAX) ringCache.delete(ringCache.keys().next().value as string);
+    ringCache.set(signature, ring);
+  }
+  return ring;
+}
+
+/** The replicas of `key` in a view (its live servers), primary first. Pure and idempotent. */
+export function allocateReplicas(
+  key: string,
+  view: { readonly servers: readonly ServerRef[] },
+): readonly ServerRef[] {
+  return ringFor(view.servers).replicasOf(key);
+}

@@ -1,0 +1,142 @@
+// Real processes for integration tests: each started on loopback with its own port, awaited by
+// its `listening on` line, and killed by PID when the test ends (also when it fails).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+const READY_TIMEOUT_MS = 15_000;
+
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly address: string;
+  readonly port: number;
+  /** Everything the process wrote to stderr so far (its logs). */
+  stderr(): string;
+  /** Resolves with the exit code (or signal) once the process has ended. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Every test file calls this once: no child outlives its test file. */
+export function cleanupProcessesAfterAll(): void {
+  afterEach(async () => {
+    await killAll();
+  });
+}
+
+export async function killAll(): Promise<void> {
+  const children = [...running];
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) resolve();
+          else child.once('exit', () => resolve());
+        }),
+    ),
+  );
+  running.clear();
+}
+
+/** Start `bin/NAME args...` and wait for its `listening on HOST:PORT` line. */
+export async function startProcess(name: string, args: string[]): Promise<Proc> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', name), ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  const address = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms; stderr:\n${stderr}`));
+    }, READY_TIMEOUT_MS);
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      const match = /^listening on (\S+)\n/.exec(stdout);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    void exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${code ?? signal}) before ready; stderr:\n${stderr}`));
+    });
+  });
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  return { child, address, port, stderr: () => stderr, exited };
+}
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Run `bin/dht-client args...` to completion, optionally with stdin. */
+export function runClient(args: string[], stdin?: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'dht-client'), ...args], {
+      cwd: ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    running.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      running.delete(child);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(stdin ?? '');
+  });
+}
+
+/** Poll `check` until it returns a value other than undefined, or fail after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 20_000,
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** A block of ports private to one test file, so files can run in parallel. */
+export function portBlock(fileIndex: number): {
+  viewleader: number;
+  server: (i: number) => number;
+} {
+  const base = 41000 + fileIndex * 50;
+  return { viewleader: base, server: (i) => base + 1 + i };
+}

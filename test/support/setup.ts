@@ -1,0 +1,5 @@
+import { initHashing } from '../../lib/hash';
+
+beforeAll(async () => {
+  await initHashing();
+});
