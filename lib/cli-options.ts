@@ -1,0 +1,47 @@
+// Flags shared by the long-running executables, parsed once at the edge into typed values.
+
+import type { Argv } from 'yargs';
+import { HOST_DEFAULT } from './limits';
+import { LOG_LEVELS, type LogLevel } from './logger';
+
+export interface CommonProcessOptions {
+  readonly host: string;
+  readonly port: number | undefined;
+  readonly logLevel: LogLevel;
+}
+
+export function withProcessOptions<T>(argv: Argv<T>, portHelp: string) {
+  return argv
+    .option('host', { type: 'string', default: HOST_DEFAULT, describe: 'address to bind' })
+    .option('port', { type: 'number', describe: portHelp })
+    .option('log-level', {
+      choices: LOG_LEVELS,
+      default: 'info' as LogLevel,
+      describe: 'log level (logs go to stderr)',
+    })
+    .check((args) => {
+      const port = (args as { port?: number }).port;
+      if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+        throw new Error('--port must be an integer from 0 to 65535');
+      }
+      return true;
+    });
+}
+
+/** A positive number of seconds (fractions allowed), for --heartbeat-interval and friends. */
+export function positiveSeconds(name: string): (value: unknown) => number {
+  return (value: unknown) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new Error(`--${name} must be a positive number of seconds`);
+    return n;
+  };
+}
+
+/** Ports to try: the one given, or the contract's default range. */
+export function portsToTry(port: number | undefined, first: number, last: number): number[] {
+  if (port !== undefined) return [port];
+  const out: number[] = [];
+  for (let p = first; p <= last; p++) out.push(p);
+  return out;
+}
