@@ -11,8 +11,6 @@ export const REQUEST_BODY_BYTES_MAX = 6 * VALUE_BYTES_MAX + 64 * 1024;
 export const TRANSFER_BODY_BYTES_MAX = 64 * 1024 * 1024;
 export const TRANSFER_BATCH_KEYS_MAX = 2000;
 export const TRANSFER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
-/** Batches in flight per target during a rebalance (riak_core's handoff concurrency). */
-export const TRANSFER_CONCURRENCY_MAX = 2;
 
 export const REPLICATION_COUNT = 3;
 /** Ring positions per server; measured in docs/design.md to keep max/mean load <= 1.05. */
@@ -34,7 +32,10 @@ export const DECISION_RETRY_MS = 500;
 /** Decisions remembered at the decision point (primary) for late askers; bounded by count. */
 export const DECISIONS_REMEMBERED_MAX = 100_000;
 
-export const CLIENT_TIMEOUT_S_DEFAULT = 5;
+/** Per-request timeout of the client (`--timeout`). */
+export const CLIENT_TIMEOUT_S_DEFAULT = 2;
+/** Pause between attempts while waiting for a rebalancing to finish (`--wait`). */
+export const VIEW_POLL_MS = 100;
 export const LOCK_RETRY_INTERVAL_S_DEFAULT = 5;
 /** One RPC's deadline inside a client operation; a dead replica costs at most this. */
 export const RPC_TIMEOUT_MS_DEFAULT = 1000;

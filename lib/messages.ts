@@ -74,10 +74,13 @@ export const PrepareRequest = z.object({
   /** The key's replicas in order; the first is the decision point (see docs/design.md). */
   replicas: z.array(ServerRef).min(1),
 });
+export type PrepareRequest = z.infer<typeof PrepareRequest>;
 export const PrepareResponse = z.object({ vote: z.literal('yes'), version: Version });
 export const CommitRequest = z.object({ txid: TxId, key: Key, version: Version });
 export const AbortRequest = z.object({ txid: TxId, key: Key });
-export const DecisionRequest = z.object({ txid: TxId, key: Key });
+/** Termination query; `serverId` is the asked server's expected ID (a restarted process has no
+ * memory of the transaction and must not answer for its previous life). */
+export const DecisionRequest = z.object({ txid: TxId, key: Key, serverId: ServerId });
 export const DecisionResponse = z.object({
   state: z.enum(['committed', 'aborted', 'prepared', 'unknown']),
   version: Version.optional(),
@@ -96,6 +99,7 @@ export const TransferRequest = z.object({
   sourceId: ServerId,
   entries: z.array(Entry),
 });
+export type TransferRequest = z.infer<typeof TransferRequest>;
 export const TransferResponse = z.object({ stored: z.number().int().nonnegative() });
 export const OfferRequest = z.object({
   epoch: Epoch,

@@ -1,0 +1,150 @@
+// Every client command of the contract: its arguments and what it does through the SDK.
+
+import { DhtError } from '../lib/errors';
+import type { DhtClient, ServerClient } from './sdk';
+import { linesText, valueText, type CommandOutput } from './output';
+
+export interface CommandContext {
+  readonly cluster: DhtClient;
+  readonly server: () => ServerClient;
+  readonly retryIntervalMs: number;
+  readonly waitMs: number | undefined;
+  /** Reads the whole of stdin (a VALUE left out of set/setr). */
+  readonly readStdin: () => Promise<string>;
+}
+
+export interface Command {
+  readonly name: string;
+  readonly args: string;
+  readonly describe: string;
+  /** Number of arguments; `optionalLast` means the last may be read from stdin instead. */
+  readonly arity: number | 'variadic';
+  readonly optionalLast?: boolean;
+  run(context: CommandContext, args: string[]): Promise<CommandOutput>;
+}
+
+const ok: CommandOutput = { json: {} };
+
+export const COMMANDS: readonly Command[] = [
+  {
+    name: 'print',
+    args: 'TEXT...',
+    describe: 'the server prints TEXT (to its stderr)',
+    arity: 'variadic',
+    run: async (c, args) => (await c.server().print(args.join(' ')), ok),
+  },
+  {
+    name: 'set',
+    args: 'KEY [VALUE]',
+    describe: 'local set on one server (VALUE from stdin if left out)',
+    arity: 2,
+    optionalLast: true,
+    run: async (c, [key, value]) => (await c.server().set(key, value), ok),
+  },
+  {
+    name: 'get',
+    args: 'KEY',
+    describe: 'local get from one server',
+    arity: 1,
+    run: async (c, [key]) => {
+      const value = await c.server().get(key);
+      return { json: { value }, text: valueText(value) };
+    },
+  },
+  {
+    name: 'query_all_keys',
+    args: '',
+    describe: "the keys of one server's bucket",
+    arity: 0,
+    run: async (c) => {
+      const keys = await c.server().queryAllKeys();
+      return { json: { keys }, text: linesText(keys) };
+    },
+  },
+  {
+    name: 'query_servers',
+    args: '',
+    describe: 'the epoch and the view (from the view leader)',
+    arity: 0,
+    run: async (c) => {
+      const view = await c.cluster.queryServers();
+      return {
+        json: { epoch: view.epoch, servers: view.servers, rebalancing: view.rebalancing },
+        text: linesText([
+          `epoch ${view.epoch}${view.rebalancing ? ' (rebalancing)' : ''}`,
+          ...view.servers.map((s) => `${s.address} ${s.id}`),
+        ]),
+      };
+    },
+  },
+  {
+    name: 'lock_get',
+    args: 'LOCK REQUESTER',
+    describe: 'wait until the lock is granted, asking every --retry-interval seconds',
+    arity: 2,
+    run: async (c, [lock, requester]) => (await c.cluster.lockGet(lock, requester, c.retryIntervalMs, c.waitMs), ok),
+  },
+  {
+    name: 'lock_release',
+    args: 'LOCK REQUESTER',
+    describe: 'release a held lock, or leave its queue',
+    arity: 2,
+    run: async (c, [lock, requester]) => (await c.cluster.lockRelease(lock, requester), ok),
+  },
+  {
+    name: 'deadlocks',
+    args: '',
+    describe: 'cycles among lock waiters (who waits for whom)',
+    arity: 0,
+    run: async (c) => {
+      const cycles = await c.cluster.deadlocks();
+      return { json: { cycles }, text: linesText(cycles.map((cycle) => cycle.join(' -> '))) };
+    },
+  },
+  {
+    name: 'setr',
+    args: 'KEY [VALUE]',
+    describe: 'replicated set by two-phase commit (VALUE from stdin if left out)',
+    arity: 2,
+    optionalLast: true,
+    run: async (c, [key, value]) => {
+      const { version } = await c.cluster.setr(key, value);
+      return { json: { version } };
+    },
+  },
+  {
+    name: 'getr',
+    args: 'KEY',
+    describe: 'replicated get: the replicas in order',
+    arity: 1,
+    run: async (c, [key]) => {
+      const { value } = await c.cluster.getr(key);
+      return { json: { value }, text: valueText(value) };
+    },
+  },
+  {
+    name: 'locate',
+    args: 'KEY',
+    describe: 'the replicas of KEY in the current view, primary first',
+    arity: 1,
+    run: async (c, [key]) => {
+      const { epoch, replicas } = await c.cluster.locate(key);
+      return { json: { epoch, replicas }, text: linesText(replicas) };
+    },
+  },
+];
+
+/** Check the argument count; fill a left-out last VALUE from stdin. */
+export async function resolveArgs(command: Command, args: string[], context: CommandContext): Promise<string[]> {
+  if (command.arity === 'variadic') {
+    if (args.length === 0) throw new DhtError('usage', `${command.name} needs ${command.args}`);
+    return args;
+  }
+  if (command.optionalLast && args.length === command.arity - 1) {
+    return [...args, await context.readStdin()];
+  }
+  if (args.length !== command.arity) {
+    throw new DhtError('usage', `usage: ${command.name} ${command.args}`.trimEnd());
+  }
+  return args;
+}

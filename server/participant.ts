@@ -1,0 +1,268 @@
+// The two-phase-commit participant as a pure state machine: messages and time in, decisions out.
+// It never touches the network, the store or a clock; the server shell feeds it and executes the
+// effects it returns. docs/design.md has the protocol and its state diagram:
+//
+//   (none) --prepare/yes--> PREPARED --commit--> COMMITTED (value applied)
+//                              |  \--abort-----> ABORTED
+//                              \--timeout: ask the decision point (the primary), then peers
+//
+// The primary (replicas[0]) is the decision point: the coordinator commits there first, so the
+// primary's record is the transaction's outcome. A primary whose prepared transaction times out
+// undecided aborts it; a server asked about a transaction it never prepared records an abort, so
+// a late prepare can never revive it.
+
+import { assert } from '../lib/assert';
+import { DhtError } from '../lib/errors';
+import type { DecisionResponse, PrepareRequest, ServerRef } from '../lib/messages';
+
+export interface ParticipantConfig {
+  readonly selfId: string;
+  readonly prepareTimeoutMs: number;
+  readonly decisionRetryMs: number;
+  readonly decisionsRememberedMax: number;
+}
+
+type Outcome = { readonly state: 'committed'; readonly version: number } | { readonly state: 'aborted' };
+
+interface PreparedTx {
+  readonly txid: string;
+  readonly key: string;
+  readonly value: string;
+  readonly replicas: readonly ServerRef[];
+  /** This participant's version of the key when it voted (peers' are in their answers). */
+  readonly votedVersion: number;
+  readonly preparedAtMs: number;
+  nextAskAtMs: number;
+  /** Answers to the current round of termination queries, by server ID. */
+  answers: Map<string, DecisionResponse | 'unreachable'>;
+}
+
+/** What the shell knows when a prepare arrives. */
+export interface PrepareContext {
+  readonly epoch: number;
+  readonly rebalancing: boolean;
+  readonly currentVersion: number;
+}
+
+export type Vote = { readonly vote: 'yes'; readonly version: number } | { readonly vote: 'no'; readonly error: DhtError };
+
+/** A committed value to write to the store. */
+export interface Apply {
+  readonly key: string;
+  readonly value: string;
+  readonly version: number;
+}
+
+/** A termination query the shell must send, then report with `onAnswer`. */
+export interface Ask {
+  readonly txid: string;
+  readonly key: string;
+  readonly target: ServerRef;
+}
+
+/** Something the participant decided on its own (for the shell to log). */
+export interface Resolution {
+  readonly txid: string;
+  readonly key: string;
+  readonly outcome: Outcome;
+  readonly apply?: Apply;
+  readonly why: string;
+}
+
+export class Participant {
+  private readonly pendingByKey = new Map<string, PreparedTx>();
+  private readonly pendingByTxid = new Map<string, PreparedTx>();
+  /** Decided transactions, oldest first, bounded by decisionsRememberedMax. */
+  private readonly decisions = new Map<string, Outcome>();
+
+  constructor(private readonly config: ParticipantConfig) {
+    assert(config.prepareTimeoutMs > 0, 'prepare timeout is positive');
+    assert(config.decisionsRememberedMax > 0, 'some decisions are remembered');
+  }
+
+  get pendingCount(): number {
+    return this.pendingByKey.size;
+  }
+
+  isPending(key: string): boolean {
+    return this.pendingByKey.has(key);
+  }
+
+  outcomeOf(txid: string): Outcome | undefined {
+    return this.decisions.get(txid);
+  }
+
+  prepare(request: PrepareRequest, context: PrepareContext, nowMs: number): Vote {
+    const decided = this.decisions.get(request.txid);
+    if (decided !== undefined) {
+      return no('aborted', `transaction already ${decided.state}`, 'transaction_unknown');
+    }
+    const duplicate = this.pendingByTxid.get(request.txid);
+    if (duplicate !== undefined) return { vote: 'yes', version: duplicate.votedVersion };
+
+    if (request.serverId !== this.config.selfId) {
+      return no('retry', 'server ID differs from the coordinator view', 'server_id_mismatch');
+    }
+    if (request.epoch !== context.epoch) {
+      return no('retry', `epoch ${context.epoch} here, ${request.epoch} in request`, 'epoch_mismatch');
+    }
+    if (context.rebalancing) return no('retry', 'rebalancing under way', 'rebalancing');
+    if (this.pendingByKey.has(request.key)) {
+      return no('aborted', 'another transaction on this key is pending', 'key_busy');
+    }
+    assert(request.replicas.some((r) => r.id === this.config.selfId), 'prepared at a replica');
+
+    const tx: PreparedTx = {
+      txid: request.txid,
+      key: request.key,
+      value: request.value,
+      replicas: request.replicas,
+      votedVersion: context.currentVersion,
+      preparedAtMs: nowMs,
+      nextAskAtMs: nowMs + this.config.prepareTimeoutMs,
+      answers: new Map(),
+    };
+    this.pendingByKey.set(tx.key, tx);
+    this.pendingByTxid.set(tx.txid, tx);
+    return { vote: 'yes', version: context.currentVersion };
+  }
+
+  /** The coordinator's commit. Returns the value to apply, or nothing for a repeat. */
+  commit(txid: string, key: string, version: number): Apply | undefined {
+    const decided = this.decisions.get(txid);
+    if (decided?.state === 'committed') return undefined;
+    if (decided?.state === 'aborted') {
+      throw new DhtError('aborted', 'transaction was aborted', 'transaction_unknown');
+    }
+    const tx = this.pendingByTxid.get(txid);
+    if (tx === undefined || tx.key !== key) {
+      throw new DhtError('aborted', 'no such prepared transaction', 'transaction_unknown');
+    }
+    assert(version > tx.votedVersion, 'a commit version exceeds the voted version');
+    return this.decide(tx, { state: 'committed', version });
+  }
+
+  /** The coordinator's abort: idempotent; also fences a transaction never prepared here. */
+  abort(txid: string, key: string): void {
+    const decided = this.decisions.get(txid);
+    if (decided?.state === 'committed') {
+      throw new DhtError('rejected', 'transaction already committed', 'transaction_unknown');
+    }
+    const tx = this.pendingByTxid.get(txid);
+    if (tx !== undefined && tx.key === key) this.decide(tx, { state: 'aborted' });
+    else if (decided === undefined) this.remember(txid, { state: 'aborted' });
+  }
+
+  /** Answer a termination query from another participant. */
+  answer(txid: string, nowMs: number): DecisionResponse {
+    const decided = this.decisions.get(txid);
+    if (decided !== undefined) return decided;
+    const tx = this.pendingByTxid.get(txid);
+    if (tx === undefined) {
+      // Never prepared here, so the coordinator cannot have collected every yes: abort is safe,
+      // and remembering it refuses a late prepare of the same transaction.
+      this.remember(txid, { state: 'aborted' });
+      return { state: 'aborted' };
+    }
+    if (this.isDecisionPoint(tx) && nowMs >= tx.preparedAtMs + this.config.prepareTimeoutMs) {
+      this.decide(tx, { state: 'aborted' });
+      return { state: 'aborted' };
+    }
+    return { state: 'prepared', current: tx.votedVersion };
+  }
+
+  /**
+   * The passage of time. A decision point aborts what timed out undecided; any other participant
+   * sends a round of queries: the primary and its peers.
+   */
+  tick(nowMs: number): { asks: Ask[]; resolutions: Resolution[] } {
+    const asks: Ask[] = [];
+    const resolutions: Resolution[] = [];
+    for (const tx of [...this.pendingByTxid.values()]) {
+      if (nowMs < tx.nextAskAtMs) continue;
+      if (this.isDecisionPoint(tx)) {
+        this.decide(tx, { state: 'aborted' });
+        resolutions.push({ txid: tx.txid, key: tx.key, outcome: { state: 'aborted' }, why: 'timed out at the decision point' });
+        continue;
+      }
+      tx.nextAskAtMs = nowMs + this.config.decisionRetryMs;
+      tx.answers = new Map();
+      for (const target of tx.replicas) {
+        if (target.id !== this.config.selfId) asks.push({ txid: tx.txid, key: tx.key, target });
+      }
+    }
+    return { asks, resolutions };
+  }
+
+  /**
+   * An answer to a termination query (`unreachable` when the target could not be asked).
+   * `viewIds` is the current view: a primary that has left it will never answer.
+   */
+  onAnswer(
+    txid: string,
+    from: ServerRef,
+    answer: DecisionResponse | 'unreachable',
+    viewIds: ReadonlySet<string>,
+  ): Resolution | undefined {
+    const tx = this.pendingByTxid.get(txid);
+    if (tx === undefined) return undefined; // decided meanwhile: a late answer
+    tx.answers.set(from.id, answer);
+
+    if (answer !== 'unreachable' && answer.state === 'committed') {
+      assert(answer.version !== undefined, 'a committed answer carries its version');
+      return this.resolve(tx, { state: 'committed', version: answer.version }, `${from.id} committed`);
+    }
+    if (answer !== 'unreachable' && (answer.state === 'aborted' || answer.state === 'unknown')) {
+      return this.resolve(tx, { state: 'aborted' }, `${from.id} aborted`);
+    }
+
+    // Primary and coordinator both gone (a double failure). Every peer still in the view voted yes
+    // and holds the transaction prepared, so commit was a possible decision, and the primary may
+    // have committed and served the value: commit, with the version the coordinator would have
+    // chosen (one more than every vote), so all survivors agree.
+    const primary = tx.replicas[0];
+    if (primary.id === this.config.selfId || viewIds.has(primary.id)) return undefined;
+    if (tx.answers.get(primary.id) !== 'unreachable') return undefined;
+    let version = tx.votedVersion;
+    for (const peer of tx.replicas.slice(1)) {
+      if (peer.id === this.config.selfId || !viewIds.has(peer.id)) continue;
+      const a = tx.answers.get(peer.id);
+      if (a === undefined || a === 'unreachable' || a.state !== 'prepared') return undefined;
+      version = Math.max(version, a.current ?? 0);
+    }
+    return this.resolve(tx, { state: 'committed', version: version + 1 }, 'primary left the view; all peers prepared');
+  }
+
+  private resolve(tx: PreparedTx, outcome: Outcome, why: string): Resolution {
+    const apply = this.decide(tx, outcome);
+    return apply === undefined
+      ? { txid: tx.txid, key: tx.key, outcome, why }
+      : { txid: tx.txid, key: tx.key, outcome, apply, why };
+  }
+
+  private isDecisionPoint(tx: PreparedTx): boolean {
+    return tx.replicas[0].id === this.config.selfId;
+  }
+
+  private decide(tx: PreparedTx, outcome: Outcome): Apply | undefined {
+    assert(this.pendingByKey.get(tx.key) === tx, 'a prepared key has exactly one pending transaction');
+    this.pendingByKey.delete(tx.key);
+    this.pendingByTxid.delete(tx.txid);
+    this.remember(tx.txid, outcome);
+    return outcome.state === 'committed'
+      ? { key: tx.key, value: tx.value, version: outcome.version }
+      : undefined;
+  }
+
+  private remember(txid: string, outcome: Outcome): void {
+    assert(!this.decisions.has(txid), 'a transaction is decided once');
+    this.decisions.set(txid, outcome);
+    if (this.decisions.size > this.config.decisionsRememberedMax) {
+      this.decisions.delete(this.decisions.keys().next().value as string);
+    }
+  }
+}
+
+function no(kind: 'aborted' | 'retry', message: string, reason: DhtError['reason']): Vote {
+  return { vote: 'no', error: new DhtError(kind, message, reason) };
+}

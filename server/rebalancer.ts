@@ -1,0 +1,163 @@
+// Executes rebalance plans (the shell around server/rebalance-planner.ts): drains prepared
+// transactions, streams batched transfers to every target in parallel (one batch in flight per
+// target, each bounded by TRANSFER_BATCH_KEYS_MAX and TRANSFER_BATCH_BYTES_MAX),
+// deletes what moved away once every target acknowledged, and reports the epoch done.
+// A newer view supersedes a run in progress; the next run re-plans from what is held then.
+
+import { call } from '../lib/http-client';
+import type { Logger } from '../lib/logger';
+import { ServerApi, type Entry, type ServerRef, type View } from '../lib/messages';
+import { TRANSFER_BATCH_BYTES_MAX, TRANSFER_BATCH_KEYS_MAX } from '../lib/limits';
+import { planRebalance } from './rebalance-planner';
+import type { Store } from './store';
+
+const DRAIN_POLL_MS = 20;
+const TRANSFER_RETRY_MS = 200;
+/** A target that stays unreachable this long is dead: the next view will say so. */
+const TRANSFER_ATTEMPTS_MAX = 3000;
+const TRANSFER_TIMEOUT_MS = 30_000;
+
+export interface RebalanceHost {
+  readonly selfId: string;
+  readonly store: Store;
+  readonly logger: Logger;
+  /** Prepared transactions still undecided: keys must not move before they are decided. */
+  pendingTransactions(): number;
+  /** The view this run belongs to is no longer the newest. */
+  isSuperseded(epoch: number): boolean;
+}
+
+export interface RebalanceReport {
+  readonly keysPushed: number;
+  readonly keysOffered: number;
+  readonly keysDropped: number;
+  readonly elapsedMs: number;
+}
+
+export class Rebalancer {
+  /** The servers of the view this server's keys are placed for. */
+  private placement: readonly ServerRef[] = [];
+
+  constructor(private readonly host: RebalanceHost) {}
+
+  /** Rebalance for `view`; resolves with a report, or undefined when superseded mid-way. */
+  async run(view: View): Promise<RebalanceReport | undefined> {
+    const startedMs = Date.now();
+    const { host } = this;
+    while (host.pendingTransactions() > 0) {
+      if (host.isSuperseded(view.epoch)) return undefined;
+      await sleep(DRAIN_POLL_MS);
+    }
+    const plan = planRebalance({
+      selfId: host.selfId,
+      previous: this.placement,
+      next: view.servers,
+      keys: [...host.store.keys()],
+    });
+
+    let keysPushed = 0;
+    let keysOffered = 0;
+    const work: Promise<boolean>[] = [];
+    for (const [targetId, target] of plan.targets) {
+      const push = plan.push.get(targetId) ?? [];
+      const offer = plan.offer.get(targetId) ?? [];
+      keysPushed += push.length;
+      keysOffered += offer.length;
+      work.push(this.sendTo(view.epoch, target, push, offer));
+    }
+    const delivered = await Promise.all(work);
+    if (delivered.includes(false) || host.isSuperseded(view.epoch)) return undefined;
+
+    for (const key of plan.drop) host.store.delete(key);
+    this.placement = view.servers;
+    return {
+      keysPushed,
+      keysOffered,
+      keysDropped: plan.drop.length,
+      elapsedMs: Date.now() - startedMs,
+    };
+  }
+
+  /** Push values, then offer digests and push what the target lacks. False if superseded. */
+  private async sendTo(
+    epoch: number,
+    target: ServerRef,
+    push: readonly string[],
+    offer: readonly string[],
+  ): Promise<boolean> {
+    for (const batch of this.batches(push)) {
+      if (!(await this.withRetry(epoch, target, () => this.transfer(epoch, target, batch)))) {
+        return false;
+      }
+    }
+    for (let i = 0; i < offer.length; i += TRANSFER_BATCH_KEYS_MAX) {
+      const digests = offer.slice(i, i + TRANSFER_BATCH_KEYS_MAX).flatMap((key) => {
+        const held = this.host.store.get(key);
+        return held === undefined ? [] : [{ key, version: held.version }];
+      });
+      let missing: string[] = [];
+      const offered = await this.withRetry(epoch, target, async () => {
+        missing = (
+          await call(target.address, ServerApi.offer, { epoch, entries: digests }, {
+            timeoutMs: TRANSFER_TIMEOUT_MS,
+          })
+        ).missing;
+      });
+      if (!offered) return false;
+      for (const batch of this.batches(missing)) {
+        if (!(await this.withRetry(epoch, target, () => this.transfer(epoch, target, batch)))) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  private async transfer(epoch: number, target: ServerRef, entries: Entry[]): Promise<void> {
+    await call(
+      target.address,
+      ServerApi.transfer,
+      { epoch, sourceId: this.host.selfId, entries },
+      { timeoutMs: TRANSFER_TIMEOUT_MS },
+    );
+  }
+
+  /** Cut keys into batches bounded by count and bytes. */
+  private *batches(keys: readonly string[]): Generator<Entry[]> {
+    let batch: Entry[] = [];
+    let bytes = 0;
+    for (const key of keys) {
+      const held = this.host.store.get(key);
+      if (held === undefined) continue;
+      const size = key.length + held.value.length + 32;
+      if (batch.length > 0 && (batch.length >= TRANSFER_BATCH_KEYS_MAX || bytes + size > TRANSFER_BATCH_BYTES_MAX)) {
+        yield batch;
+        batch = [];
+        bytes = 0;
+      }
+      batch.push({ key, value: held.value, version: held.version });
+      bytes += size;
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  private async withRetry(epoch: number, target: ServerRef, send: () => Promise<void>): Promise<boolean> {
+    for (let attempt = 1; attempt <= TRANSFER_ATTEMPTS_MAX; attempt++) {
+      if (this.host.isSuperseded(epoch)) return false;
+      try {
+        await send();
+        return true;
+      } catch (err) {
+        if (attempt === 1 || attempt % 25 === 0) {
+          this.host.logger.warn({ err: String(err), target: target.address, attempt }, 'transfer failed; retrying');
+        }
+        await sleep(TRANSFER_RETRY_MS);
+      }
+    }
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
