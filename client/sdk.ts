@@ -176,6 +176,7 @@ export class DhtClient {
           break;
         }
         case 'commit':
+          await faultPause(send.replica === 0 ? FAULTS.beforeCommitMs : FAULTS.afterPrimaryCommitMs);
           next = coordinator.onCommitAck(
             send.replica,
             await this.ack(() => call(replica.address, ServerApi.commit, { txid, key, version: send.version }, this.rpc())),
@@ -279,6 +280,19 @@ function prepareCall(
   timeoutMs: number,
 ) {
   return call(address, ServerApi.prepare, request, { timeoutMs });
+}
+
+/**
+ * Fault injection for the crash tests (test/integration/two-phase-commit.test.ts): pause the
+ * coordinator at a chosen point so a test can SIGKILL it there. Unset in normal use.
+ */
+const FAULTS = {
+  beforeCommitMs: Number(process.env.DHT_FAULT_PAUSE_BEFORE_COMMIT_MS ?? 0),
+  afterPrimaryCommitMs: Number(process.env.DHT_FAULT_PAUSE_AFTER_PRIMARY_COMMIT_MS ?? 0),
+};
+
+async function faultPause(ms: number): Promise<void> {
+  if (ms > 0) await sleep(ms);
 }
 
 function checkKey(key: string): void {

@@ -60,6 +60,8 @@ export const StatusResponse = z.object({
   epoch: z.number().int(),
   rebalancing: z.boolean(),
   keyCount: z.number().int().nonnegative(),
+  /** Prepared transactions not yet decided here. */
+  pendingTransactions: z.number().int().nonnegative(),
 });
 
 // ---- server: two-phase commit (the client coordinates) -----------------------------------------

@@ -92,6 +92,7 @@ export class StorageServer {
         epoch: this.epoch,
         rebalancing: this.rebalancing,
         keyCount: store.size,
+        pendingTransactions: this.participant.pendingCount,
       }))
       .route(ServerApi.prepare, (request) => {
         this.noticeEpoch(request.epoch);
