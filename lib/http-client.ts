@@ -16,6 +16,8 @@ const client = axios.create({
   proxy: false,
   // Errors are read from the body below; axios must not throw on 4xx/5xx.
   validateStatus: () => true,
+  // No redirects in this protocol; 0 also keeps axios on node:http instead of follow-redirects.
+  maxRedirects: 0,
   maxBodyLength: Infinity,
   maxContentLength: Infinity,
   transitional: { clarifyTimeoutError: true },
@@ -54,7 +56,6 @@ export async function call<Req extends z.ZodType, Res extends z.ZodType>(
   try {
     response = await client.post(`http://${address}${endpoint.path}`, body, {
       timeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs + 50),
     });
   } catch (err) {
     throw toUnreachable(address, err);
