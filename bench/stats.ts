@@ -1,0 +1,248 @@
+// The measuring harness shared by every bench section: latency percentiles, a closed-loop load
+// driver bounded in both operation count and time, and a registry of child processes so that
+// every process a section starts is killed by PID, in `finally` and on SIGINT alike.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { assert } from '../lib/assert';
+
+// ---- percentiles --------------------------------------------------------------------------------
+
+export interface LatencySummary {
+  readonly samples: number;
+  readonly meanMs: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly p999Ms: number;
+  readonly maxMs: number;
+}
+
+/**
+ * The q-quantile (0 <= q <= 1) of ascending `sorted` by the nearest-rank method: the smallest
+ * sample with at least q of all samples at or below it. No interpolation, so p99.9 of 1,000
+ * samples is the largest one, never a value that was not observed.
+ */
+export function percentile(sorted: ArrayLike<number>, q: number): number {
+  assert(q >= 0 && q <= 1, 'a quantile is within [0, 1]');
+  assert(sorted.length > 0, 'a percentile needs at least one sample');
+  const rank = Math.max(1, Math.ceil(q * sorted.length));
+  return sorted[rank - 1];
+}
+
+/** Summarise latencies in milliseconds; `samplesMs` is sorted in place. */
+export function summarize(samplesMs: Float64Array): LatencySummary {
+  if (samplesMs.length === 0) {
+    return { samples: 0, meanMs: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN };
+  }
+  samplesMs.sort();
+  let sum = 0;
+  for (let i = 0; i < samplesMs.length; i++) sum += samplesMs[i];
+  return {
+    samples: samplesMs.length,
+    meanMs: sum / samplesMs.length,
+    p50Ms: percentile(samplesMs, 0.5),
+    p99Ms: percentile(samplesMs, 0.99),
+    p999Ms: percentile(samplesMs, 0.999),
+    maxMs: samplesMs[samplesMs.length - 1],
+  };
+}
+
+// ---- closed-loop load ---------------------------------------------------------------------------
+
+/** No run records more samples than this (8 bytes each: 80 MB at most). */
+export const LOAD_OPS_MAX = 10_000_000;
+export const LOAD_CONCURRENCY_MAX = 1024;
+/** Errors kept verbatim for the report; the rest are only counted. */
+const LOAD_ERRORS_KEPT_MAX = 5;
+
+export interface LoadOptions {
+  /** Operations in flight at once: each worker starts its next op when the previous ends. */
+  readonly concurrency: number;
+  /** Stop issuing new operations after this long (operations in flight finish). */
+  readonly durationMs: number;
+  /** Stop issuing new operations after this many, whichever bound comes first. */
+  readonly maxOps: number;
+  /** One operation; `i` counts from 0 across all workers. A throw counts as an error. */
+  readonly op: (i: number) => Promise<unknown>;
+}
+
+export interface LoadResult {
+  readonly concurrency: number;
+  readonly ops: number;
+  readonly errors: number;
+  readonly firstErrors: readonly string[];
+  readonly elapsedMs: number;
+  /** Successful operations per second of wall time. */
+  readonly opsPerSec: number;
+  /** Latencies of successful operations only. */
+  readonly latency: LatencySummary;
+}
+
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const { concurrency, durationMs, maxOps, op } = options;
+  assert(Number.isInteger(concurrency), 'concurrency is an integer');
+  assert(concurrency >= 1 && concurrency <= LOAD_CONCURRENCY_MAX, 'concurrency is bounded');
+  assert(Number.isInteger(maxOps) && maxOps >= 1 && maxOps <= LOAD_OPS_MAX, 'maxOps is bounded');
+  assert(durationMs > 0 && Number.isFinite(durationMs), 'durationMs is positive and finite');
+
+  const latencies = new Float64Array(maxOps);
+  let recorded = 0;
+  let issued = 0;
+  let errors = 0;
+  const firstErrors: string[] = [];
+  const start = performance.now();
+  const deadline = start + durationMs;
+
+  const worker = async (): Promise<void> => {
+    // Bounded twice: `issued` reaches maxOps, or the clock passes the deadline.
+    while (issued < maxOps && performance.now() < deadline) {
+      const i = issued++;
+      const t0 = performance.now();
+      try {
+        await op(i);
+        latencies[recorded++] = performance.now() - t0;
+      } catch (err) {
+        errors++;
+        if (firstErrors.length < LOAD_ERRORS_KEPT_MAX) {
+          firstErrors.push(err instanceof Error ? err.message : String(err));
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+
+  const elapsedMs = performance.now() - start;
+  assert(recorded + errors === issued, 'every issued operation ended exactly once');
+  assert(issued <= maxOps, 'never more operations than maxOps');
+  return {
+    concurrency,
+    ops: recorded,
+    errors,
+    firstErrors,
+    elapsedMs,
+    opsPerSec: (recorded * 1000) / elapsedMs,
+    latency: summarize(latencies.subarray(0, recorded)),
+  };
+}
+
+// ---- child processes ----------------------------------------------------------------------------
+
+const children = new Set<ChildProcess>();
+const CHILD_READY_TIMEOUT_MS = 15_000;
+const CHILD_EXIT_WAIT_MS = 5_000;
+
+export interface StartedChild {
+  readonly child: ChildProcess;
+  /** The first line the child wrote to stdout (its readiness announcement). */
+  readonly firstLine: string;
+}
+
+/**
+ * Start `node script args...` and wait for its first stdout line. The child's stdin is a pipe it
+ * can watch: when this process dies, however abruptly, the pipe closes and the child exits.
+ */
+export async function startChild(script: string, args: readonly string[]): Promise<StartedChild> {
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  try {
+    const firstLine = await new Promise<string>((resolve, reject) => {
+      let stdout = '';
+      const timer = setTimeout(
+        () => reject(new Error(`${script} not ready after ${CHILD_READY_TIMEOUT_MS} ms`)),
+        CHILD_READY_TIMEOUT_MS,
+      );
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+        const newline = stdout.indexOf('\n');
+        if (newline >= 0) {
+          clearTimeout(timer);
+          resolve(stdout.slice(0, newline));
+        }
+      });
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`${script} exited (${code ?? signal}) before it was ready`));
+      });
+    });
+    return { child, firstLine };
+  } catch (err) {
+    await killChild(child);
+    throw err;
+  }
+}
+
+/** SIGKILL one child by its PID and wait (bounded) until it is gone. */
+export async function killChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, CHILD_EXIT_WAIT_MS);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  if (child.pid !== undefined) {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      // Already gone between the check and the kill.
+    }
+  }
+  await exited;
+  children.delete(child);
+}
+
+/** Synchronous, for signal handlers: SIGKILL every child still running, by PID. */
+export function killAllChildrenNow(): void {
+  for (const child of children) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+  children.clear();
+}
+
+export function runningChildren(): number {
+  return children.size;
+}
+
+// ---- tables -------------------------------------------------------------------------------------
+
+/** What a section prints: a titled table of already formatted cells. */
+export interface Table {
+  readonly title: string;
+  readonly header: readonly string[];
+  readonly rows: readonly (readonly string[])[];
+}
+
+export function formatTable(table: Table): string {
+  const widths = table.header.map((h, c) =>
+    Math.max(h.length, ...table.rows.map((r) => (r[c] ?? '').length)),
+  );
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])))
+      .join('  ')
+      .trimEnd();
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  return [table.title, line(table.header), rule, ...table.rows.map(line)].join('\n');
+}
+
+/** A number with a fixed count of decimals, or a dash when there is none. */
+export function fmt(value: number | null | undefined, decimals = 0): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '-';
+  return value.toLocaleString('en-US', {
+    minimumFractionDigits: decimals,
+    maximumFractionDigits: decimals,
+  });
+}
