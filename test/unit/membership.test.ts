@@ -1,0 +1,265 @@
+// Membership as scenarios: time is an argument, so each test moves it by hand.
+
+import { AssertionError } from '../../lib/assert';
+import { Membership, type HeartbeatOutcome, type ViewChange } from '../../viewleader/membership';
+
+const TIMEOUT_MS = 1000;
+const A = { id: 'a', address: '127.0.0.1:38000' };
+const B = { id: 'b', address: '127.0.0.1:38001' };
+const C = { id: 'c', address: '127.0.0.1:38002' };
+
+function accepted(outcome: HeartbeatOutcome): Extract<HeartbeatOutcome, { kind: 'accepted' }> {
+  if (outcome.kind !== 'accepted') throw new Error(`expected accepted, got ${outcome.kind}`);
+  return outcome;
+}
+
+/** A membership where each of `servers` heartbeated once at time 0, in order. */
+function withServers(...servers: { id: string; address: string }[]): Membership {
+  const membership = new Membership(TIMEOUT_MS);
+  for (const s of servers) accepted(membership.heartbeat(s.id, s.address, 0));
+  return membership;
+}
+
+const ids = (m: Membership): string[] => m.view().servers.map((s) => s.id);
+
+describe('joining', () => {
+  test('the epoch starts at 0 with an empty view that is not rebalancing', () => {
+    expect(new Membership(TIMEOUT_MS).view()).toEqual({
+      epoch: 0,
+      servers: [],
+      rebalancing: false,
+    });
+  });
+
+  test('a first heartbeat joins: epoch 1, the server in the view, the ack carries the view', () => {
+    const membership = new Membership(TIMEOUT_MS);
+    const outcome = accepted(membership.heartbeat(A.id, A.address, 0));
+    expect(outcome.view).toEqual({ epoch: 1, servers: [A], rebalancing: true });
+    expect(outcome.change).toEqual({ epoch: 1, joined: [A], left: [] });
+  });
+
+  test('repeated heartbeats change nothing: same epoch, no view change', () => {
+    const membership = withServers(A);
+    for (const nowMs of [1, 500, 1000, 1999]) {
+      const outcome = accepted(membership.heartbeat(A.id, A.address, nowMs));
+      expect(outcome.change).toBeUndefined();
+      expect(outcome.view.epoch).toBe(1);
+    }
+  });
+
+  test('each join is its own view change, and the view is sorted by address then ID', () => {
+    const membership = new Membership(TIMEOUT_MS);
+    const epochs = [C, A, B].map(
+      (s) => accepted(membership.heartbeat(s.id, s.address, 0)).view.epoch,
+    );
+    expect(epochs).toEqual([1, 2, 3]);
+    expect(membership.view().servers).toEqual([A, B, C]);
+  });
+
+  test('a live ID heartbeating from another address is refused and changes nothing', () => {
+    const membership = withServers(A);
+    const outcome = membership.heartbeat(A.id, B.address, 10);
+    expect(outcome).toEqual({ kind: 'address_changed', address: A.address, change: undefined });
+    expect(membership.view()).toMatchObject({ epoch: 1, servers: [A] });
+  });
+});
+
+describe('leaving by timeout', () => {
+  test.each([
+    { silentForMs: TIMEOUT_MS - 1, inView: true },
+    { silentForMs: TIMEOUT_MS, inView: true }, // "older than S": exactly S is still in
+    { silentForMs: TIMEOUT_MS + 1, inView: false },
+  ])('silent for $silentForMs ms: still in the view = $inView', ({ silentForMs, inView }) => {
+    const membership = withServers(A);
+    const change = membership.tick(silentForMs);
+    expect(ids(membership)).toEqual(inView ? ['a'] : []);
+    expect(change).toEqual(
+      inView ? undefined : { epoch: 2, joined: [], left: [{ ...A, cause: 'expired' }] },
+    );
+  });
+
+  test('the timeout counts from the last heartbeat', () => {
+    const membership = withServers(A);
+    accepted(membership.heartbeat(A.id, A.address, 900));
+    expect(membership.tick(1900)).toBeUndefined();
+    expect(membership.tick(1901)?.left).toEqual([{ ...A, cause: 'expired' }]);
+  });
+
+  test('servers that time out in the same tick leave in one epoch increment', () => {
+    const membership = withServers(A, B, C);
+    accepted(membership.heartbeat(C.id, C.address, 500));
+    const change = membership.tick(1001);
+    expect(change?.epoch).toBe(4);
+    expect(change?.left.map((s) => s.id)).toEqual(['a', 'b']);
+    expect(membership.view()).toMatchObject({ epoch: 4, servers: [C] });
+  });
+
+  test('a heartbeat arriving after the timeout, before any tick, is rejected: it already left', () => {
+    const membership = withServers(A);
+    const outcome = membership.heartbeat(A.id, A.address, TIMEOUT_MS + 1);
+    expect(outcome).toEqual({
+      kind: 'expired',
+      change: { epoch: 2, joined: [], left: [{ ...A, cause: 'expired' }] },
+    });
+  });
+
+  test('a join and a timeout noticed by the same heartbeat share one epoch', () => {
+    const membership = withServers(A);
+    const outcome = accepted(membership.heartbeat(B.id, B.address, TIMEOUT_MS + 1));
+    expect(outcome.change).toEqual({
+      epoch: 2,
+      joined: [B],
+      left: [{ ...A, cause: 'expired' }],
+    });
+  });
+});
+
+describe('an expired ID is rejected forever', () => {
+  test('its heartbeats are rejected, however late, and change nothing', () => {
+    const membership = withServers(A);
+    membership.tick(TIMEOUT_MS + 1);
+    for (const nowMs of [TIMEOUT_MS + 2, 10 * TIMEOUT_MS, 1e9]) {
+      expect(membership.heartbeat(A.id, A.address, nowMs)).toEqual({
+        kind: 'expired',
+        change: undefined,
+      });
+    }
+    expect(membership.isExpired(A.id)).toBe(true);
+    expect(membership.view()).toEqual({ epoch: 2, servers: [], rebalancing: false });
+  });
+
+  test('a restarted process (new ID, same address) joins anew with a higher epoch', () => {
+    const membership = withServers(A);
+    membership.tick(TIMEOUT_MS + 1);
+    const outcome = accepted(membership.heartbeat('a2', A.address, TIMEOUT_MS + 2));
+    expect(outcome.view).toMatchObject({ epoch: 3, servers: [{ id: 'a2', address: A.address }] });
+  });
+
+  test('the oldest expired IDs are forgotten beyond the bound, and only they', () => {
+    const rememberedMax = 3;
+    const membership = new Membership(TIMEOUT_MS, rememberedMax);
+    const count = rememberedMax + 2;
+    for (let i = 0; i < count; i++) {
+      accepted(membership.heartbeat(`s${i}`, A.address, 0)); // each evicts the previous one
+    }
+    expect(membership.isExpired('s0')).toBe(false);
+    expect(membership.isExpired('s1')).toBe(true);
+    expect(membership.isExpired(`s${count - 2}`)).toBe(true);
+    expect(membership.isExpired(`s${count - 1}`)).toBe(false); // still in the view
+  });
+});
+
+describe('address takeover', () => {
+  test('a new ID at a live address evicts the old ID in the same epoch increment', () => {
+    const membership = withServers(A, B);
+    const outcome = accepted(membership.heartbeat('a2', A.address, 10));
+    expect(outcome.change).toEqual({
+      epoch: 3,
+      joined: [{ id: 'a2', address: A.address }],
+      left: [{ ...A, cause: 'evicted' }],
+    });
+    expect(outcome.view.servers).toEqual([{ id: 'a2', address: A.address }, B]);
+  });
+
+  test('the evicted ID is rejected forever, even after the newcomer leaves', () => {
+    const membership = withServers(A);
+    accepted(membership.heartbeat('a2', A.address, 10));
+    expect(membership.heartbeat(A.id, A.address, 20).kind).toBe('expired');
+    membership.tick(10 + TIMEOUT_MS + 1);
+    expect(membership.heartbeat(A.id, A.address, 10 + TIMEOUT_MS + 2).kind).toBe('expired');
+    expect(membership.rebalanceDone(A.id, membership.epoch)).toEqual({ kind: 'expired' });
+  });
+});
+
+describe('the epoch', () => {
+  test('only increases, by one per view change, over a long mixed history', () => {
+    const membership = new Membership(TIMEOUT_MS);
+    const changes: ViewChange[] = [];
+    const record = (change: ViewChange | undefined): void => {
+      if (change !== undefined) changes.push(change);
+    };
+    let nowMs = 0;
+    for (let round = 0; round < 50; round++) {
+      record(
+        accepted(membership.heartbeat(`x${round}`, `127.0.0.1:${40000 + (round % 7)}`, nowMs))
+          .change,
+      );
+      nowMs += round % 3 === 0 ? TIMEOUT_MS + 1 : 100;
+      record(membership.tick(nowMs));
+    }
+    expect(changes.map((c) => c.epoch)).toEqual(changes.map((_, i) => i + 1));
+    expect(membership.epoch).toBe(changes.length);
+  });
+
+  test('time going backwards is a programmer error (the shell uses a monotonic clock)', () => {
+    const membership = withServers(A);
+    membership.tick(100);
+    expect(() => membership.tick(99)).toThrow(AssertionError);
+    expect(() => membership.heartbeat(B.id, B.address, 50)).toThrow(AssertionError);
+  });
+
+  test('a non-positive failure timeout is a programmer error', () => {
+    expect(() => new Membership(0)).toThrow(AssertionError);
+    expect(() => new Membership(Number.NaN)).toThrow(AssertionError);
+  });
+});
+
+describe('the rebalancing flag', () => {
+  test('a join sets it; it clears once the joining server reports done', () => {
+    const membership = withServers(A);
+    expect(membership.view().rebalancing).toBe(true);
+    expect(membership.rebalanceDone(A.id, 1)).toEqual({ kind: 'recorded', finished: true });
+    expect(membership.view().rebalancing).toBe(false);
+  });
+
+  test('every server of the view must report for the current epoch', () => {
+    const membership = withServers(A, B, C); // epoch 3
+    expect(membership.rebalanceDone(A.id, 3)).toEqual({ kind: 'recorded', finished: false });
+    expect(membership.rebalanceDone(B.id, 3)).toEqual({ kind: 'recorded', finished: false });
+    expect(membership.view().rebalancing).toBe(true);
+    expect(membership.rebalanceDone(C.id, 3)).toEqual({ kind: 'recorded', finished: true });
+    expect(membership.view().rebalancing).toBe(false);
+    // A repeated report is harmless and finishes nothing new.
+    expect(membership.rebalanceDone(C.id, 3)).toEqual({ kind: 'recorded', finished: false });
+  });
+
+  test('a leave sets it again; the survivors must report for the new epoch', () => {
+    const membership = withServers(A, B); // epoch 2
+    membership.rebalanceDone(A.id, 2);
+    membership.rebalanceDone(B.id, 2);
+    accepted(membership.heartbeat(B.id, B.address, 600));
+    membership.tick(TIMEOUT_MS + 1); // A leaves: epoch 3
+    expect(membership.view()).toMatchObject({ epoch: 3, rebalancing: true });
+    expect(membership.rebalanceDone(B.id, 3)).toEqual({ kind: 'recorded', finished: true });
+  });
+
+  test('the view emptying clears it: no server is left to rebalance', () => {
+    const membership = withServers(A);
+    membership.tick(TIMEOUT_MS + 1);
+    expect(membership.view()).toEqual({ epoch: 2, servers: [], rebalancing: false });
+  });
+
+  test.each([
+    { case: 'an older epoch is ignored', serverId: A.id, epoch: 1, kind: 'stale' },
+    { case: 'a future epoch is invalid', serverId: A.id, epoch: 3, kind: 'future_epoch' },
+    { case: 'an unknown ID is refused', serverId: 'zz', epoch: 2, kind: 'not_in_view' },
+  ])('a report for $case and changes nothing', ({ serverId, epoch, kind }) => {
+    const membership = withServers(A, B); // epoch 2
+    expect(membership.rebalanceDone(serverId, epoch)).toEqual({ kind });
+    expect(membership.view()).toMatchObject({ epoch: 2, rebalancing: true });
+  });
+
+  test('a report for an old epoch does not count for the current one', () => {
+    const membership = withServers(A); // A joined at epoch 1
+    accepted(membership.heartbeat(B.id, B.address, 0)); // epoch 2
+    expect(membership.rebalanceDone(A.id, 1)).toEqual({ kind: 'stale' });
+    expect(membership.rebalanceDone(B.id, 2)).toEqual({ kind: 'recorded', finished: false });
+    expect(membership.view().rebalancing).toBe(true);
+  });
+
+  test('a report from an expired ID is refused as expired', () => {
+    const membership = withServers(A);
+    membership.tick(TIMEOUT_MS + 1);
+    expect(membership.rebalanceDone(A.id, 2)).toEqual({ kind: 'expired' });
+  });
+});

@@ -1,0 +1,209 @@
+// The view leader's membership: who is in the view, the epoch, and whether every server has
+// finished rebalancing for it. A pure state machine (etcd raft style): no I/O, no timers, no
+// clock. Time comes in as `nowMs` from the caller's monotonic clock, so tests move it by hand.
+//
+// Life of a server ID (the contract's "The view leader"):
+//
+//   (unknown) --first heartbeat--> member --no heartbeat for > failureTimeoutMs--> expired
+//                                    |                                               ^
+//                                    +--a new ID heartbeats from its address--(evicted)+
+//
+// An expired ID is rejected forever: a restarted process has a new ID and joins anew. Every join
+// or leave installs a new view with a higher epoch; several in one call share one increment.
+
+import { assert } from '../lib/assert';
+import type { ServerRef, View } from '../lib/messages';
+
+/**
+ * Expired IDs are remembered so that they stay rejected; the oldest is forgotten first beyond
+ * this bound. IDs are random per process, so this covers far more restarts than any run makes.
+ */
+export const EXPIRED_IDS_REMEMBERED_MAX = 100_000;
+
+/** Why a server left the view: it stopped heartbeating, or a new process took its address. */
+export type LeaveCause = 'expired' | 'evicted';
+
+export interface DepartedServer extends ServerRef {
+  readonly cause: LeaveCause;
+}
+
+/** One view installation: the new epoch, and who joined and who left to make it. */
+export interface ViewChange {
+  readonly epoch: number;
+  readonly joined: readonly ServerRef[];
+  readonly left: readonly DepartedServer[];
+}
+
+/**
+ * What a heartbeat decided. Every call first removes the servers that timed out, so any outcome
+ * may carry a view change (`change`), which the caller logs and acts on (lock clean-up).
+ */
+export type HeartbeatOutcome =
+  | { readonly kind: 'accepted'; readonly view: View; readonly change?: ViewChange }
+  /** This ID timed out or was evicted: rejected forever. */
+  | { readonly kind: 'expired'; readonly change?: ViewChange }
+  /** A live ID heartbeating from another address: an ID's address never changes. */
+  | { readonly kind: 'address_changed'; readonly address: string; readonly change?: ViewChange };
+
+export type RebalanceDoneOutcome =
+  /** `finished`: this report was the last one missing for the current epoch. */
+  | { readonly kind: 'recorded'; readonly finished: boolean }
+  /** A report for an older epoch: harmless (a slow server), ignored. */
+  | { readonly kind: 'stale' }
+  /** A report for an epoch that does not exist yet: the sender is confused. */
+  | { readonly kind: 'future_epoch' }
+  | { readonly kind: 'expired' }
+  | { readonly kind: 'not_in_view' };
+
+interface Member {
+  readonly id: string;
+  readonly address: string;
+  lastHeartbeatMs: number;
+  /** The last epoch this server reported its rebalancing done for. */
+  doneEpoch: number | undefined;
+}
+
+export class Membership {
+  private currentEpoch = 0;
+  private readonly members = new Map<string, Member>();
+  private readonly idByAddress = new Map<string, string>();
+  /** A Set iterates in insertion order: the first element is the oldest expiry. */
+  private readonly expiredIds = new Set<string>();
+  private latestNowMs = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    readonly failureTimeoutMs: number,
+    private readonly expiredIdsRememberedMax = EXPIRED_IDS_REMEMBERED_MAX,
+  ) {
+    assert(Number.isFinite(failureTimeoutMs), 'failure timeout is finite');
+    assert(failureTimeoutMs > 0, 'failure timeout is positive');
+    assert(expiredIdsRememberedMax >= 1, 'at least one expired ID is remembered');
+  }
+
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+
+  /** True iff some server in the view has not reported done for the current epoch. */
+  get rebalancing(): boolean {
+    for (const member of this.members.values()) {
+      if (member.doneEpoch !== this.currentEpoch) return true;
+    }
+    return false;
+  }
+
+  /** The current view, servers sorted by address then ID for stable output. */
+  view(): View {
+    const servers = [...this.members.values()]
+      .map(({ id, address }) => ({ id, address }))
+      .sort((a, b) => compareStrings(a.address, b.address) || compareStrings(a.id, b.id));
+    return { epoch: this.currentEpoch, servers, rebalancing: this.rebalancing };
+  }
+
+  isExpired(serverId: string): boolean {
+    return this.expiredIds.has(serverId);
+  }
+
+  /** The passage of time: servers whose last heartbeat is older than the timeout leave. */
+  tick(nowMs: number): ViewChange | undefined {
+    this.advanceClock(nowMs);
+    return this.installView([], this.removeOverdue(nowMs));
+  }
+
+  heartbeat(serverId: string, address: string, nowMs: number): HeartbeatOutcome {
+    this.advanceClock(nowMs);
+    const left = this.removeOverdue(nowMs);
+    if (this.expiredIds.has(serverId)) {
+      return { kind: 'expired', change: this.installView([], left) };
+    }
+    const member = this.members.get(serverId);
+    if (member !== undefined && member.address !== address) {
+      return {
+        kind: 'address_changed',
+        address: member.address,
+        change: this.installView([], left),
+      };
+    }
+    const joined: ServerRef[] = [];
+    if (member !== undefined) {
+      member.lastHeartbeatMs = nowMs;
+    } else {
+      // A new ID at an address a live ID holds: only one process can listen on an address, so
+      // the old one is gone (restarted faster than the failure timeout). Evict it now rather than
+      // wait, so that the view never lists two IDs for one address.
+      const previousId = this.idByAddress.get(address);
+      if (previousId !== undefined) left.push(this.remove(previousId, 'evicted'));
+      this.add(serverId, address, nowMs);
+      joined.push({ id: serverId, address });
+    }
+    const change = this.installView(joined, left);
+    return { kind: 'accepted', view: this.view(), change };
+  }
+
+  rebalanceDone(serverId: string, epoch: number): RebalanceDoneOutcome {
+    assert(Number.isInteger(epoch) && epoch >= 0, 'an epoch is a non-negative integer');
+    if (this.expiredIds.has(serverId)) return { kind: 'expired' };
+    const member = this.members.get(serverId);
+    if (member === undefined) return { kind: 'not_in_view' };
+    if (epoch > this.currentEpoch) return { kind: 'future_epoch' };
+    if (epoch < this.currentEpoch) return { kind: 'stale' };
+    const wasRebalancing = this.rebalancing;
+    member.doneEpoch = epoch;
+    return { kind: 'recorded', finished: wasRebalancing && !this.rebalancing };
+  }
+
+  /** The one door through which the epoch changes. */
+  private installView(
+    joined: readonly ServerRef[],
+    left: readonly DepartedServer[],
+  ): ViewChange | undefined {
+    if (joined.length === 0 && left.length === 0) return undefined;
+    const previousEpoch = this.currentEpoch;
+    this.currentEpoch += 1;
+    assert(this.currentEpoch > previousEpoch, 'the epoch never decreases nor repeats');
+    assert(
+      joined.every((s) => this.members.has(s.id)) && left.every((s) => !this.members.has(s.id)),
+      'joined servers are in the view and departed ones are not',
+    );
+    return { epoch: this.currentEpoch, joined, left };
+  }
+
+  private removeOverdue(nowMs: number): DepartedServer[] {
+    const overdue = [...this.members.values()].filter(
+      (m) => nowMs - m.lastHeartbeatMs > this.failureTimeoutMs,
+    );
+    return overdue.map((m) => this.remove(m.id, 'expired'));
+  }
+
+  private add(id: string, address: string, nowMs: number): void {
+    assert(!this.members.has(id) && !this.expiredIds.has(id), 'a joining ID is new');
+    assert(!this.idByAddress.has(address), 'one live ID per address');
+    this.members.set(id, { id, address, lastHeartbeatMs: nowMs, doneEpoch: undefined });
+    this.idByAddress.set(address, id);
+  }
+
+  private remove(id: string, cause: LeaveCause): DepartedServer {
+    const member = this.members.get(id);
+    assert(member !== undefined, 'only a member can leave');
+    assert(this.idByAddress.get(member.address) === id, 'the address index matches the member');
+    this.members.delete(id);
+    this.idByAddress.delete(member.address);
+    this.expiredIds.add(id);
+    if (this.expiredIds.size > this.expiredIdsRememberedMax) {
+      const oldest = this.expiredIds.values().next().value;
+      if (oldest !== undefined) this.expiredIds.delete(oldest);
+    }
+    return { id, address: member.address, cause };
+  }
+
+  private advanceClock(nowMs: number): void {
+    assert(Number.isFinite(nowMs), 'time is finite');
+    assert(nowMs >= this.latestNowMs, 'time never goes backwards (use a monotonic clock)');
+    this.latestNowMs = nowMs;
+  }
+}
+
+/** Code-unit order, independent of the process locale. */
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
