@@ -1,0 +1,608 @@
+// Every HTTP endpoint of a real server and a real view leader (lib/messages.ts: ServerApi,
+// ViewLeaderApi), asked straight with fetch. The contract (/work/shared/contract.md, "Keys and
+// values"): a malformed request on any endpoint, or a key or value out of bounds, gets a 4xx
+// answer with a JSON error message and changes nothing; no process crashes or answers 5xx on bad
+// input. Then the protocol answers that the client and the rebalancer rely on: epoch and server
+// ID checks of prepare and read, key_busy while a transaction is undecided, transfer keeps the
+// higher version, offer names only what the server lacks or holds older.
+
+import { randomUUID } from 'node:crypto';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '../../lib/limits';
+import { ServerApi, ViewLeaderApi } from '../../lib/messages';
+import { killAll, portBlock, startProcess, waitFor, type Proc } from '../support/processes';
+
+const PORTS = portBlock(4);
+
+const KEY_TOO_LONG = 'k'.repeat(KEY_BYTES_MAX + 1);
+/** 513 characters, 1025 bytes: the bound is in bytes. */
+const KEY_TOO_LONG_WIDE = `${'é'.repeat(KEY_BYTES_MAX / 2)}k`;
+const VALUE_TOO_LARGE = 'v'.repeat(VALUE_BYTES_MAX + 1);
+/** Fewer characters than the bound, one byte more. */
+const VALUE_TOO_LARGE_WIDE = `${'é'.repeat(VALUE_BYTES_MAX / 2)}v`;
+
+interface Answer {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: unknown;
+}
+
+/** POST `body` (a string is sent as is, anything else as JSON). */
+async function post(address: string, path: string, body: unknown): Promise<Answer> {
+  const response = await fetch(`http://${address}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return answerOf(response);
+}
+
+async function answerOf(response: Response): Promise<Answer> {
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // left as text: the assertions below say what was expected
+  }
+  return { status: response.status, contentType: response.headers.get('content-type') ?? '', body };
+}
+
+/** 200 with a JSON body; returns the body. */
+async function ok<T>(address: string, path: string, body: unknown): Promise<T> {
+  const answer = await post(address, path, body);
+  expect({ path, status: answer.status, body: answer.body }).toEqual({
+    path,
+    status: 200,
+    body: expect.anything(),
+  });
+  return answer.body as T;
+}
+
+/** 4xx with a JSON body {kind, error}. `what` names the request in a failure. */
+function expectRejected(what: string, answer: Answer): void {
+  const body = answer.body as { kind?: unknown; error?: unknown } | undefined;
+  expect({
+    what,
+    status4xx: answer.status >= 400 && answer.status < 500 ? 'yes' : `no: ${answer.status}`,
+    json: answer.contentType.startsWith('application/json'),
+    kind: typeof body?.kind,
+    error: typeof body?.error,
+  }).toEqual({ what, status4xx: 'yes', json: true, kind: 'string', error: 'string' });
+}
+
+/** Bodies no endpoint accepts: not JSON, or JSON that is not an object. */
+const MALFORMED: readonly string[] = [
+  '{"key": ',
+  '{key: "k"}',
+  "{'key': 'k'}",
+  '[]',
+  '[{"key":"k","value":"v"}]',
+  '"text"',
+  'null',
+  '42',
+  'true',
+];
+
+const PREPARE_BASE = {
+  txid: 'bad-prepare',
+  key: 'k',
+  value: 'v',
+  epoch: 1,
+  serverId: 's',
+  replicas: [{ id: 's', address: '127.0.0.1:1' }],
+};
+const without = (field: keyof typeof PREPARE_BASE): Record<string, unknown> => {
+  const copy: Record<string, unknown> = { ...PREPARE_BASE };
+  delete copy[field];
+  return copy;
+};
+
+/** Per path: bodies with missing fields, wrong types, out-of-bound keys and values. */
+const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
+  [ServerApi.print.path]: [{}, { text: 5 }, { text: null }, { text: VALUE_TOO_LARGE }],
+  [ServerApi.set.path]: [
+    {},
+    { key: 'k' },
+    { value: 'v' },
+    { key: 5, value: 'v' },
+    { key: ['k'], value: 'v' },
+    { key: 'k', value: 5 },
+    { key: 'k', value: null },
+    { key: '', value: 'v' },
+    { key: KEY_TOO_LONG, value: 'v' },
+    { key: KEY_TOO_LONG_WIDE, value: 'v' },
+    { key: 'k', value: VALUE_TOO_LARGE },
+    { key: 'k', value: VALUE_TOO_LARGE_WIDE },
+  ],
+  [ServerApi.get.path]: [
+    {},
+    { key: 5 },
+    { key: '' },
+    { key: KEY_TOO_LONG },
+    { key: KEY_TOO_LONG_WIDE },
+  ],
+  [ServerApi.queryAllKeys.path]: [],
+  [ServerApi.status.path]: [],
+  [ServerApi.prepare.path]: [
+    {},
+    without('txid'),
+    without('key'),
+    without('value'),
+    without('epoch'),
+    without('serverId'),
+    without('replicas'),
+    { ...PREPARE_BASE, txid: '' },
+    { ...PREPARE_BASE, key: '' },
+    { ...PREPARE_BASE, key: KEY_TOO_LONG },
+    { ...PREPARE_BASE, key: KEY_TOO_LONG_WIDE },
+    { ...PREPARE_BASE, value: 5 },
+    { ...PREPARE_BASE, value: VALUE_TOO_LARGE },
+    { ...PREPARE_BASE, value: VALUE_TOO_LARGE_WIDE },
+    { ...PREPARE_BASE, epoch: '1' },
+    { ...PREPARE_BASE, epoch: -1 },
+    { ...PREPARE_BASE, epoch: 1.5 },
+    { ...PREPARE_BASE, serverId: '' },
+    { ...PREPARE_BASE, serverId: 7 },
+    { ...PREPARE_BASE, replicas: [] },
+    { ...PREPARE_BASE, replicas: 's' },
+    { ...PREPARE_BASE, replicas: [{ id: 's' }] },
+    { ...PREPARE_BASE, replicas: [{ id: 's', address: 'not an address' }] },
+  ],
+  [ServerApi.commit.path]: [
+    {},
+    { txid: 't', key: 'k' },
+    { txid: 't', version: 1 },
+    { txid: 't', key: 'k', version: '1' },
+    { txid: 't', key: 'k', version: -1 },
+    { txid: 't', key: 'k', version: 0.5 },
+    { txid: 5, key: 'k', version: 1 },
+    { txid: 't', key: KEY_TOO_LONG, version: 1 },
+  ],
+  [ServerApi.abort.path]: [
+    {},
+    { txid: 't' },
+    { key: 'k' },
+    { txid: 5, key: 'k' },
+    { txid: 't', key: KEY_TOO_LONG },
+  ],
+  [ServerApi.decision.path]: [
+    {},
+    { txid: 't', key: 'k' },
+    { txid: 't', key: 'k', serverId: 5 },
+    { txid: 't', key: KEY_TOO_LONG, serverId: 's' },
+  ],
+  [ServerApi.read.path]: [
+    {},
+    { key: 'k', serverId: 's' },
+    { key: 'k', epoch: '0', serverId: 's' },
+    { key: 'k', epoch: 0, serverId: 5 },
+    { key: '', epoch: 0, serverId: 's' },
+    { key: KEY_TOO_LONG, epoch: 0, serverId: 's' },
+  ],
+  [ServerApi.transfer.path]: [
+    {},
+    { epoch: 0, sourceId: 's' },
+    { sourceId: 's', entries: [] },
+    { epoch: 0, sourceId: 's', entries: 'x' },
+    { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad' }] },
+    { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 5, version: 1 }] },
+    { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 'v', version: -1 }] },
+    { epoch: 0, sourceId: 's', entries: [{ key: '', value: 'v', version: 1 }] },
+    { epoch: 0, sourceId: 's', entries: [{ key: KEY_TOO_LONG, value: 'v', version: 1 }] },
+    {
+      epoch: 0,
+      sourceId: 's',
+      entries: [{ key: 'transfer too large', value: VALUE_TOO_LARGE, version: 1 }],
+    },
+  ],
+  [ServerApi.offer.path]: [
+    {},
+    { entries: [] },
+    { epoch: 0 },
+    { epoch: 0, entries: [{ key: 'k', version: '1' }] },
+    { epoch: 0, entries: [{ key: 'k' }] },
+    { epoch: 0, entries: [{ key: KEY_TOO_LONG, version: 1 }] },
+  ],
+};
+
+const VIEWLEADER_BAD: Readonly<Record<string, readonly unknown[]>> = {
+  [ViewLeaderApi.heartbeat.path]: [
+    {},
+    { serverId: 'bad-heartbeat' },
+    { address: '127.0.0.1:1' },
+    { serverId: 5, address: '127.0.0.1:1' },
+    { serverId: 'bad-heartbeat', address: 5 },
+    { serverId: 'bad-heartbeat', address: 'no port' },
+    { serverId: '', address: '127.0.0.1:1' },
+    { serverId: 'x'.repeat(129), address: '127.0.0.1:1' },
+  ],
+  [ViewLeaderApi.queryServers.path]: [],
+  [ViewLeaderApi.rebalanceDone.path]: [
+    {},
+    { serverId: 'x' },
+    { epoch: 0 },
+    { serverId: 'x', epoch: '1' },
+    { serverId: 'x', epoch: -1 },
+    { serverId: 5, epoch: 0 },
+  ],
+  [ViewLeaderApi.lockGet.path]: badLocks(),
+  [ViewLeaderApi.lockRelease.path]: badLocks(),
+  [ViewLeaderApi.deadlocks.path]: [],
+};
+
+function badLocks(): unknown[] {
+  return [
+    {},
+    { lock: 'l' },
+    { requester: 'r' },
+    { lock: 5, requester: 'r' },
+    { lock: 'l', requester: null },
+    { lock: '', requester: 'r' },
+    { lock: 'l', requester: '' },
+    { lock: 'l'.repeat(KEY_BYTES_MAX + 1), requester: 'r' },
+    { lock: 'l', requester: 'r'.repeat(KEY_BYTES_MAX + 1) },
+  ];
+}
+
+// ---- the processes -----------------------------------------------------------------------------
+
+let viewLeader: Proc;
+let server: Proc;
+let serverId: string;
+
+interface Status {
+  serverId: string;
+  address: string;
+  epoch: number;
+  rebalancing: boolean;
+  keyCount: number;
+  pendingTransactions: number;
+}
+interface ViewBody {
+  epoch: number;
+  servers: { id: string; address: string }[];
+  rebalancing: boolean;
+}
+
+const status = (): Promise<Status> => ok<Status>(server.address, '/status', {});
+
+/** The server and the view leader agree on the epoch and nothing is rebalancing. */
+async function settled(): Promise<Status> {
+  return waitFor('a settled view', async () => {
+    const view = (await post(viewLeader.address, '/query_servers', {})).body as ViewBody;
+    const here = await status();
+    const inView = view.servers.some((s) => s.id === here.serverId);
+    return inView && !view.rebalancing && !here.rebalancing && here.epoch === view.epoch
+      ? here
+      : undefined;
+  });
+}
+
+interface Snapshot {
+  keys: unknown;
+  keyCount: number;
+  pendingTransactions: number;
+  servers: unknown;
+  deadlocks: unknown;
+}
+
+async function snapshot(): Promise<Snapshot> {
+  const [keys, here, view, deadlocks] = await Promise.all([
+    ok<{ keys: string[] }>(server.address, '/query_all_keys', {}),
+    status(),
+    ok<ViewBody>(viewLeader.address, '/query_servers', {}),
+    ok<{ cycles: unknown }>(viewLeader.address, '/deadlocks', {}),
+  ]);
+  return {
+    keys: keys.keys,
+    keyCount: here.keyCount,
+    pendingTransactions: here.pendingTransactions,
+    servers: view.servers,
+    deadlocks: deadlocks.cycles,
+  };
+}
+
+function expectAlive(proc: Proc): void {
+  expect({ exitCode: proc.child.exitCode, signal: proc.child.signalCode }).toEqual({
+    exitCode: null,
+    signal: null,
+  });
+}
+
+beforeAll(async () => {
+  viewLeader = await startProcess('dht-viewleader', [
+    '--port',
+    String(PORTS.viewleader),
+    '--failure-timeout',
+    '1',
+  ]);
+  server = await startProcess('dht-server', [
+    '--port',
+    String(PORTS.server(0)),
+    '--viewleader',
+    viewLeader.address,
+    '--heartbeat-interval',
+    '0.2',
+  ]);
+  serverId = (await settled()).serverId;
+  // Something to see unchanged: a key set the ordinary way.
+  await ok(server.address, '/set', { key: 'present', value: 'before' });
+}, 30_000);
+
+afterAll(async () => {
+  await killAll();
+});
+
+// ---- bad input ----------------------------------------------------------------------------------
+
+describe.each([
+  ['server', () => server, SERVER_BAD, Object.values(ServerApi).map((e) => e.path)],
+  [
+    'view leader',
+    () => viewLeader,
+    VIEWLEADER_BAD,
+    Object.values(ViewLeaderApi).map((e) => e.path),
+  ],
+] as const)('%s: bad input', (_name, proc, badBodies, paths) => {
+  test('every endpoint has a table of bad bodies', () => {
+    expect(Object.keys(badBodies).sort()).toEqual([...paths].sort());
+  });
+
+  test.each(paths.map((p) => [p]))(
+    'POST %s: malformed, non-object, mistyped, incomplete and out-of-bound bodies get 4xx JSON and change nothing',
+    async (path) => {
+      const before = await snapshot();
+      const bodies = [...MALFORMED, ...badBodies[path]];
+      const answers = await Promise.all(bodies.map((body) => post(proc().address, path, body)));
+      answers.forEach((answer, i) => {
+        const body = bodies[i];
+        const shown = typeof body === 'string' ? body : JSON.stringify(body);
+        expectRejected(`${path} ${shown.slice(0, 120)}`, answer);
+      });
+      expectAlive(proc());
+      expect(await snapshot()).toEqual(before);
+    },
+  );
+
+  test.each(paths.map((p) => [p]))('GET %s gets 4xx JSON', async (path) => {
+    const response = await fetch(`http://${proc().address}${path}`);
+    expectRejected(`GET ${path}`, await answerOf(response));
+  });
+
+  test('an unknown path gets 404 JSON', async () => {
+    const answer = await post(proc().address, '/no_such_endpoint', {});
+    expect(answer.status).toBe(404);
+    expectRejected('POST /no_such_endpoint', answer);
+    const get = await answerOf(await fetch(`http://${proc().address}/`));
+    expect(get.status).toBe(404);
+    expectRejected('GET /', get);
+  });
+
+  test('a body larger than any request may be gets 4xx JSON', async () => {
+    const huge = JSON.stringify({ key: 'huge', value: 'v'.repeat(8 * VALUE_BYTES_MAX) });
+    const path = paths.includes(ServerApi.set.path) ? ServerApi.set.path : paths[0];
+    expectRejected(`${path} 8 MiB`, await post(proc().address, path, huge));
+    expectAlive(proc());
+  });
+
+  test('still alive and serving', async () => {
+    expectAlive(proc());
+    const path = paths.includes(ServerApi.status.path)
+      ? ServerApi.status.path
+      : ViewLeaderApi.queryServers.path;
+    await ok(proc().address, path, {});
+  });
+});
+
+describe('after the rejected requests', () => {
+  test('rejected lock requests left lock "l" free', async () => {
+    expect(await ok(viewLeader.address, '/lock_get', { lock: 'l', requester: 'probe' })).toEqual({
+      granted: true,
+    });
+    await ok(viewLeader.address, '/lock_release', { lock: 'l', requester: 'probe' });
+  });
+
+  test('rejected requests left the stored key as it was', async () => {
+    expect(await ok(server.address, '/get', { key: 'present' })).toEqual({
+      value: 'before',
+      version: 1,
+    });
+  });
+});
+
+// ---- bad input that is well-formed: still 4xx, never 5xx -----------------------------------------
+
+describe('well-formed but inconsistent requests are refused with 4xx, not 5xx', () => {
+  test('a prepare whose replicas do not include this server', async () => {
+    const { epoch } = await settled();
+    const before = await snapshot();
+    const answer = await post(server.address, '/prepare', {
+      txid: randomUUID(),
+      key: 'not my key',
+      value: 'v',
+      epoch,
+      serverId,
+      replicas: [{ id: 'someone else', address: '127.0.0.1:1' }],
+    });
+    expectRejected('prepare with replicas omitting this server', answer);
+    expectAlive(server);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  test('a commit whose version does not exceed the version voted', async () => {
+    const { epoch } = await settled();
+    const txid = randomUUID();
+    const key = 'commit version too low';
+    expect(
+      await ok(server.address, '/prepare', {
+        txid,
+        key,
+        value: 'v',
+        epoch,
+        serverId,
+        replicas: [{ id: serverId, address: server.address }],
+      }),
+    ).toEqual({ vote: 'yes', version: 0 });
+    try {
+      const answer = await post(server.address, '/commit', { txid, key, version: 0 });
+      expectRejected('commit with version 0 after a vote of version 0', answer);
+      expectAlive(server);
+    } finally {
+      await post(server.address, '/abort', { txid, key });
+    }
+    expect((await post(server.address, '/get', { key })).status).toBe(404);
+  });
+});
+
+// ---- the protocol answers -----------------------------------------------------------------------
+
+describe('two-phase commit answers', () => {
+  const prepare = async (
+    overrides: Partial<{ txid: string; key: string; epoch: number; serverId: string }>,
+  ): Promise<Answer> => {
+    const { epoch } = await settled();
+    return post(server.address, '/prepare', {
+      txid: randomUUID(),
+      key: 'k',
+      value: 'v',
+      epoch,
+      serverId,
+      replicas: [{ id: serverId, address: server.address }],
+      ...overrides,
+    });
+  };
+
+  test('prepare with a wrong epoch: 503 retry epoch_mismatch, nothing pending', async () => {
+    const { epoch } = await settled();
+    for (const wrong of [epoch + 5, epoch > 0 ? epoch - 1 : epoch + 1]) {
+      const answer = await prepare({ key: 'epoch check', epoch: wrong });
+      expect(answer.status).toBe(503);
+      expect(answer.body).toEqual({
+        kind: 'retry',
+        reason: 'epoch_mismatch',
+        error: expect.any(String),
+      });
+    }
+    expect((await status()).pendingTransactions).toBe(0);
+  });
+
+  test('prepare with a wrong server ID: 503 retry server_id_mismatch, nothing pending', async () => {
+    const answer = await prepare({ key: 'id check', serverId: randomUUID() });
+    expect(answer.status).toBe(503);
+    expect(answer.body).toEqual({
+      kind: 'retry',
+      reason: 'server_id_mismatch',
+      error: expect.any(String),
+    });
+    expect((await status()).pendingTransactions).toBe(0);
+  });
+
+  test('read with a wrong epoch or server ID: 503 retry with the reason', async () => {
+    const { epoch } = await settled();
+    const wrongEpoch = await post(server.address, '/read', {
+      key: 'present',
+      epoch: epoch + 5,
+      serverId,
+    });
+    expect(wrongEpoch.status).toBe(503);
+    expect(wrongEpoch.body).toMatchObject({ kind: 'retry', reason: 'epoch_mismatch' });
+    const wrongId = await post(server.address, '/read', {
+      key: 'present',
+      epoch,
+      serverId: randomUUID(),
+    });
+    expect(wrongId.status).toBe(503);
+    expect(wrongId.body).toMatchObject({ kind: 'retry', reason: 'server_id_mismatch' });
+  });
+
+  test('read of a key with an undecided transaction: key_busy until committed', async () => {
+    const key = 'busy key';
+    const txid = randomUUID();
+    const vote = await prepare({ txid, key });
+    expect({ status: vote.status, body: vote.body }).toEqual({
+      status: 200,
+      body: { vote: 'yes', version: 0 },
+    });
+    const { epoch } = await settled();
+    const busy = await post(server.address, '/read', { key, epoch, serverId });
+    expect(busy.status).toBe(503);
+    expect(busy.body).toEqual({ kind: 'retry', reason: 'key_busy', error: expect.any(String) });
+    expect((await status()).pendingTransactions).toBe(1);
+
+    // A second transaction on the key is refused while the first is undecided.
+    const second = await prepare({ key });
+    expect(second.status).toBeGreaterThanOrEqual(400);
+    expect(second.body).toMatchObject({ reason: 'key_busy' });
+
+    expect(await ok(server.address, '/commit', { txid, key, version: 1 })).toEqual({});
+    expect(await ok(server.address, '/read', { key, epoch, serverId })).toEqual({
+      value: 'v',
+      version: 1,
+    });
+    expect(await ok(server.address, '/decision', { txid, key, serverId })).toEqual({
+      state: 'committed',
+      version: 1,
+    });
+    expect((await status()).pendingTransactions).toBe(0);
+  });
+
+  test('an aborted transaction applies nothing and frees the key', async () => {
+    const key = 'aborted key';
+    const txid = randomUUID();
+    expect((await prepare({ txid, key })).status).toBe(200);
+    expect(await ok(server.address, '/abort', { txid, key })).toEqual({});
+    const { epoch } = await settled();
+    const read = await post(server.address, '/read', { key, epoch, serverId });
+    expect(read.status).toBe(404);
+    expect(read.body).toMatchObject({ kind: 'not_found' });
+    expect(await ok(server.address, '/decision', { txid, key, serverId })).toEqual({
+      state: 'aborted',
+    });
+    // A commit of the aborted transaction is refused.
+    const late = await post(server.address, '/commit', { txid, key, version: 1 });
+    expect(late.status).toBeGreaterThanOrEqual(400);
+    expect(late.status).toBeLessThan(500);
+  });
+});
+
+describe('rebalancing answers', () => {
+  const transfer = (entries: { key: string; value: string; version: number }[]) =>
+    ok<{ stored: number }>(server.address, '/transfer', {
+      epoch: 0,
+      sourceId: 'test',
+      entries,
+    });
+  const get = (key: string) =>
+    ok<{ value: string; version: number }>(server.address, '/get', { key });
+
+  test('transfer keeps the higher version', async () => {
+    const key = 'transferred';
+    expect(await transfer([{ key, value: 'five', version: 5 }])).toEqual({ stored: 1 });
+    expect(await get(key)).toEqual({ value: 'five', version: 5 });
+    expect(await transfer([{ key, value: 'three', version: 3 }])).toEqual({ stored: 0 });
+    expect(await transfer([{ key, value: 'five again', version: 5 }])).toEqual({ stored: 0 });
+    expect(await get(key)).toEqual({ value: 'five', version: 5 });
+    expect(await transfer([{ key, value: 'seven', version: 7 }])).toEqual({ stored: 1 });
+    expect(await get(key)).toEqual({ value: 'seven', version: 7 });
+  });
+
+  test('offer reports only the keys the server lacks or holds older', async () => {
+    await transfer([
+      { key: 'offer held newer', value: 'v', version: 5 },
+      { key: 'offer held same', value: 'v', version: 5 },
+      { key: 'offer held older', value: 'v', version: 2 },
+    ]);
+    const before = await snapshot();
+    const { missing } = await ok<{ missing: string[] }>(server.address, '/offer', {
+      epoch: 0,
+      entries: [
+        { key: 'offer held newer', version: 3 },
+        { key: 'offer held same', version: 5 },
+        { key: 'offer held older', version: 9 },
+        { key: 'offer absent', version: 1 },
+      ],
+    });
+    expect([...missing].sort()).toEqual(['offer absent', 'offer held older']);
+    expect(await snapshot()).toEqual(before); // an offer stores nothing
+  });
+});
