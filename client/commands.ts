@@ -82,7 +82,10 @@ export const COMMANDS: readonly Command[] = [
     args: 'LOCK REQUESTER',
     describe: 'wait until the lock is granted, asking every --retry-interval seconds',
     arity: 2,
-    run: async (c, [lock, requester]) => (await c.cluster.lockGet(lock, requester, c.retryIntervalMs, c.waitMs), ok),
+    run: async (c, [lock, requester]) => (
+      await c.cluster.lockGet(lock, requester, c.retryIntervalMs, c.waitMs),
+      ok
+    ),
   },
   {
     name: 'lock_release',
@@ -135,7 +138,11 @@ export const COMMANDS: readonly Command[] = [
 ];
 
 /** Check the argument count; fill a left-out last VALUE from stdin. */
-export async function resolveArgs(command: Command, args: string[], context: CommandContext): Promise<string[]> {
+export async function resolveArgs(
+  command: Command,
+  args: string[],
+  context: CommandContext,
+): Promise<string[]> {
   if (command.arity === 'variadic') {
     if (args.length === 0) throw new DhtError('usage', `${command.name} needs ${command.args}`);
     return args;

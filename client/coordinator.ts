@@ -29,12 +29,15 @@ export type Send =
   | { readonly type: 'commit'; readonly replica: number; readonly version: number }
   | { readonly type: 'abort'; readonly replica: number };
 
-export type CoordinatorOutcome = { readonly type: 'committed'; readonly version: number } | { readonly type: 'failed'; readonly error: DhtError };
+export type CoordinatorOutcome =
+  | { readonly type: 'committed'; readonly version: number }
+  | { readonly type: 'failed'; readonly error: DhtError };
 
 type Phase = 'preparing' | 'committing_primary' | 'committing_rest' | 'aborting' | 'done';
 
 export class Coordinator {
   private phase: Phase = 'preparing';
+  private started = false;
   private readonly votes: (VoteResult | undefined)[];
   private readonly acksAwaited = new Set<number>();
   private version = 0;
@@ -52,7 +55,8 @@ export class Coordinator {
   }
 
   start(): Send[] {
-    assert(this.phase === 'preparing', 'start once');
+    assert(!this.started && this.phase === 'preparing', 'start once');
+    this.started = true;
     return this.votes.map((_, replica) => ({ type: 'prepare', replica }));
   }
 
@@ -93,13 +97,20 @@ export class Coordinator {
         // The primary may have committed: nobody may abort now. The others ask the primary.
         return this.finish({
           type: 'failed',
-          error: new DhtError('unknown', `commit at the primary: outcome unknown (${ack.transport})`),
+          error: new DhtError(
+            'unknown',
+            `commit at the primary: outcome unknown (${ack.transport})`,
+          ),
         });
       }
       // Refused (never reached) or refused by the primary (it aborted on its timeout).
       const error =
         ack.type === 'error'
-          ? new DhtError('aborted', `primary refused the commit: ${ack.error.message}`, ack.error.reason)
+          ? new DhtError(
+              'aborted',
+              `primary refused the commit: ${ack.error.message}`,
+              ack.error.reason,
+            )
           : new DhtError('retry', 'primary unreachable; the view is changing');
       this.failure = error;
       this.phase = 'aborting';
@@ -114,16 +125,27 @@ export class Coordinator {
       this.commitFailed
         ? {
             type: 'failed',
-            error: new DhtError('unknown', 'committed at the primary; some replicas did not acknowledge'),
+            error: new DhtError(
+              'unknown',
+              'committed at the primary; some replicas did not acknowledge',
+            ),
           }
         : { type: 'committed', version: this.version },
     );
   }
 
-  onAbortAck(replica: number, _ack: AckResult): Send[] {
+  onAbortAck(replica: number, ack: AckResult): Send[] {
     assert(this.acksAwaited.delete(replica), 'an abort ack answers an abort sent');
     assert(this.phase === 'aborting', 'abort acks arrive while aborting');
     // A lost abort is harmless: the participant asks the primary, which aborted or never prepared.
+    // A replica that answers "already committed" decided commit on its own (primary gone, every
+    // peer prepared; see server/participant.ts): the outcome is no longer "nothing applied".
+    if (ack.type === 'error' && ack.error.kind === 'rejected') {
+      this.failure = new DhtError(
+        'unknown',
+        `a replica had already committed: ${ack.error.message}`,
+      );
+    }
     return this.settleIfQuiet();
   }
 
@@ -170,7 +192,10 @@ function mayHavePrepared(vote: VoteResult): boolean {
 
 function abortErrorFor(vote: Exclude<VoteResult, { type: 'yes' }>): DhtError {
   if (vote.type === 'unreachable') {
-    return new DhtError('retry', `a replica is unreachable (${vote.transport}); the view is changing`);
+    return new DhtError(
+      'retry',
+      `a replica is unreachable (${vote.transport}); the view is changing`,
+    );
   }
   // A refusal that is about the view (epoch, ID, rebalancing) says: retry later. Key busy: aborted.
   const kind = vote.error.kind === 'retry' ? 'retry' : 'aborted';

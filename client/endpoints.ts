@@ -23,7 +23,9 @@ export class CandidateSet {
     for (let attempt = 0; attempt < this.addresses.length; attempt++) {
       const index = (this.preferred + attempt) % this.addresses.length;
       try {
-        const answer = await call(this.addresses[index], endpoint, body, { timeoutMs: this.timeoutMs });
+        const answer = await call(this.addresses[index], endpoint, body, {
+          timeoutMs: this.timeoutMs,
+        });
         this.preferred = index;
         return answer;
       } catch (err) {
@@ -32,7 +34,12 @@ export class CandidateSet {
       }
     }
     const tried =
-      this.addresses.length === 1 ? this.addresses[0] : `${this.addresses[0]} .. ${this.addresses[this.addresses.length - 1]}`;
-    throw new DhtError('unavailable', `no ${this.what} reachable at ${tried}${last ? ` (${last.transport})` : ''}`);
+      this.addresses.length === 1
+        ? this.addresses[0]
+        : `${this.addresses[0]} .. ${this.addresses[this.addresses.length - 1]}`;
+    throw new DhtError(
+      'unavailable',
+      `no ${this.what} reachable at ${tried}${last ? ` (${last.transport})` : ''}`,
+    );
   }
 }

@@ -4,7 +4,11 @@
 import yargs from 'yargs';
 import { DhtError } from '../lib/errors';
 import { initHashing } from '../lib/hash';
-import { CLIENT_TIMEOUT_S_DEFAULT, LOCK_RETRY_INTERVAL_S_DEFAULT, VIEWLEADER_PORT_FIRST } from '../lib/limits';
+import {
+  CLIENT_TIMEOUT_S_DEFAULT,
+  LOCK_RETRY_INTERVAL_S_DEFAULT,
+  VIEWLEADER_PORT_FIRST,
+} from '../lib/limits';
 import { COMMANDS, resolveArgs } from './commands';
 import { writeFailure, writeSuccess } from './output';
 import { DhtClient, ServerClient } from './sdk';
@@ -16,7 +20,8 @@ const nonNegativeSeconds = (name: string) => (v: unknown) => {
 };
 const positive = (name: string) => (v: unknown) => {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number of seconds`);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new Error(`--${name} must be a positive number of seconds`);
   return n;
 };
 
@@ -43,17 +48,30 @@ async function main(argv: string[]): Promise<number> {
       'dot-notation': false,
       'boolean-negation': false,
     })
-    .option('server', { type: 'string', default: '127.0.0.1', describe: 'server HOST[:PORT] (no port: try 38000..38010)' })
+    .option('server', {
+      type: 'string',
+      default: '127.0.0.1',
+      describe: 'server HOST[:PORT] (no port: try 38000..38010)',
+    })
     .option('viewleader', {
       type: 'string',
       default: `127.0.0.1:${VIEWLEADER_PORT_FIRST}`,
       describe: 'view leader(s) HOST[:PORT][,...] (no port: try 39000..39010)',
     })
-    .option('json', { type: 'boolean', default: false, describe: 'print one JSON object on stdout' })
-    .option('timeout', { coerce: positive('timeout'), default: CLIENT_TIMEOUT_S_DEFAULT, describe: 'seconds per request' })
+    .option('json', {
+      type: 'boolean',
+      default: false,
+      describe: 'print one JSON object on stdout',
+    })
+    .option('timeout', {
+      coerce: positive('timeout'),
+      default: CLIENT_TIMEOUT_S_DEFAULT,
+      describe: 'seconds per request',
+    })
     .option('wait', {
       coerce: nonNegativeSeconds('wait'),
-      describe: 'setr/getr: seconds to wait for a rebalancing to finish; lock_get: most seconds to wait',
+      describe:
+        'setr/getr: seconds to wait for a rebalancing to finish; lock_get: most seconds to wait',
     })
     .option('retry-interval', {
       coerce: positive('retry-interval'),
@@ -72,11 +90,17 @@ async function main(argv: string[]): Promise<number> {
   if (args.help) return 0;
   if (usageError !== undefined) return writeFailure(new DhtError('usage', usageError), wantsJson);
 
-  const positionals = [...args._.map(String), ...((args['--'] as string[] | undefined) ?? []).map(String)];
+  const positionals = [
+    ...args._.map(String),
+    ...((args['--'] as string[] | undefined) ?? []).map(String),
+  ];
   const [name, ...rest] = positionals;
   const command = COMMANDS.find((c) => c.name === name);
   if (command === undefined) {
-    const message = name === undefined ? 'no command given (see --help)' : `unknown command '${name}' (see --help)`;
+    const message =
+      name === undefined
+        ? 'no command given (see --help)'
+        : `unknown command '${name}' (see --help)`;
     return writeFailure(new DhtError('usage', message), args.json);
   }
 
@@ -85,7 +109,12 @@ async function main(argv: string[]): Promise<number> {
   const waitMs = args.wait === undefined ? undefined : args.wait * 1000;
   let server: ServerClient | undefined;
   const context = {
-    cluster: new DhtClient({ viewLeader: args.viewleader, timeoutMs, waitMs: waitMs ?? 0, cacheView: false }),
+    cluster: new DhtClient({
+      viewLeader: args.viewleader,
+      timeoutMs,
+      waitMs: waitMs ?? 0,
+      cacheView: false,
+    }),
     server: () => (server ??= new ServerClient(args.server, timeoutMs)),
     retryIntervalMs: args.retryInterval * 1000,
     waitMs,

@@ -138,11 +138,16 @@ export class DhtClient {
         try {
           return await operation(view, allocateReplicas(key, view));
         } catch (err) {
-          if (!(err instanceof DhtError) || err.kind !== 'retry' || err.reason === 'key_busy') throw err;
+          if (!(err instanceof DhtError) || err.kind !== 'retry' || err.reason === 'key_busy')
+            throw err;
           if (!fromCache && Date.now() >= deadline) throw err;
         }
       } else if (Date.now() >= deadline) {
-        throw new DhtError('retry', `rebalancing under way (epoch ${view.epoch}); retry later`, 'rebalancing');
+        throw new DhtError(
+          'retry',
+          `rebalancing under way (epoch ${view.epoch}); retry later`,
+          'rebalancing',
+        );
       }
       if (!fromCache) await sleep(VIEW_POLL_MS);
       fromCache = false;
@@ -176,10 +181,19 @@ export class DhtClient {
           break;
         }
         case 'commit':
-          await faultPause(send.replica === 0 ? FAULTS.beforeCommitMs : FAULTS.afterPrimaryCommitMs);
+          await faultPause(
+            send.replica === 0 ? FAULTS.beforeCommitMs : FAULTS.afterPrimaryCommitMs,
+          );
           next = coordinator.onCommitAck(
             send.replica,
-            await this.ack(() => call(replica.address, ServerApi.commit, { txid, key, version: send.version }, this.rpc())),
+            await this.ack(() =>
+              call(
+                replica.address,
+                ServerApi.commit,
+                { txid, key, version: send.version },
+                this.rpc(),
+              ),
+            ),
           );
           break;
         case 'abort':
@@ -193,12 +207,18 @@ export class DhtClient {
     };
     await Promise.all(coordinator.start().map(deliver));
     const outcome = coordinator.outcome;
-    assert(outcome !== undefined, 'the coordinator reaches an outcome once every message is answered');
+    assert(
+      outcome !== undefined,
+      'the coordinator reaches an outcome once every message is answered',
+    );
     if (outcome.type === 'failed') throw outcome.error;
     return { version: outcome.version };
   }
 
-  private async vote(replica: ServerRef, request: Parameters<typeof prepareCall>[1]): Promise<VoteResult> {
+  private async vote(
+    replica: ServerRef,
+    request: Parameters<typeof prepareCall>[1],
+  ): Promise<VoteResult> {
     try {
       const { version } = await prepareCall(replica.address, request, this.timeoutMs);
       return { type: 'yes', version };
@@ -227,7 +247,12 @@ export class DhtClient {
     for (const replica of replicas) {
       for (;;) {
         try {
-          return await call(replica.address, ServerApi.read, { key, epoch: view.epoch, serverId: replica.id }, this.rpc());
+          return await call(
+            replica.address,
+            ServerApi.read,
+            { key, epoch: view.epoch, serverId: replica.id },
+            this.rpc(),
+          );
         } catch (err) {
           if (err instanceof UnreachableError) break; // the next replica
           if (err instanceof DhtError && err.reason === 'key_busy' && Date.now() < busyDeadline) {
@@ -238,7 +263,10 @@ export class DhtClient {
         }
       }
     }
-    throw new DhtError('unavailable', `no replica of the key is reachable (${replicas.length} tried)`);
+    throw new DhtError(
+      'unavailable',
+      `no replica of the key is reachable (${replicas.length} tried)`,
+    );
   }
 
   private rpc(): { timeoutMs: number } {
@@ -251,7 +279,11 @@ export class ServerClient {
   private readonly server: CandidateSet;
 
   constructor(server = '127.0.0.1', timeoutMs = CLIENT_TIMEOUT_S_DEFAULT * 1000) {
-    this.server = new CandidateSet('server', candidateAddresses(server, SERVER_PORT_FIRST, SERVER_PORT_LAST), timeoutMs);
+    this.server = new CandidateSet(
+      'server',
+      candidateAddresses(server, SERVER_PORT_FIRST, SERVER_PORT_LAST),
+      timeoutMs,
+    );
   }
 
   async print(text: string): Promise<void> {
@@ -276,7 +308,9 @@ export class ServerClient {
 
 function prepareCall(
   address: string,
-  request: Parameters<typeof call<typeof ServerApi.prepare.request, typeof ServerApi.prepare.response>>[2],
+  request: Parameters<
+    typeof call<typeof ServerApi.prepare.request, typeof ServerApi.prepare.response>
+  >[2],
   timeoutMs: number,
 ) {
   return call(address, ServerApi.prepare, request, { timeoutMs });

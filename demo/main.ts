@@ -54,7 +54,7 @@ async function main(): Promise<number> {
   const cluster = new LocalCluster(
     { failureTimeoutS: args.failureTimeout, heartbeatIntervalS: args.heartbeatInterval },
     (_server, record: LogRecord) => {
-      if (record.msg === 'rebalance done' && typeof record.epoch === 'number') {
+      if (record.msg === 'copy phase done' && typeof record.epoch === 'number') {
         const moved = Number(record.keysPushed ?? 0);
         movedByEpoch.set(record.epoch, (movedByEpoch.get(record.epoch) ?? 0) + moved);
       }

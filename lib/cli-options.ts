@@ -19,6 +19,7 @@ export function withProcessOptions<T>(argv: Argv<T>, portHelp: string) {
       default: 'info' as LogLevel,
       describe: 'log level (logs go to stderr)',
     })
+    .requiresArg(['host', 'port', 'log-level'])
     .check((args) => {
       const port = (args as { port?: number }).port;
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {

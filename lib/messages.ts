@@ -27,11 +27,19 @@ const Name = z.string().min(1).max(KEY_BYTES_MAX);
 export const ServerRef = z.object({ id: ServerId, address: Address });
 export type ServerRef = z.infer<typeof ServerRef>;
 
+/**
+ * The last epoch whose copy phase every server finished: every key is on at least its replicas
+ * for these servers. Servers plan the next rebalance against it, so they all agree on it.
+ */
+export const Placement = z.object({ epoch: Epoch, servers: z.array(ServerRef) });
+export type Placement = z.infer<typeof Placement>;
+
 /** The view leader's answer to query_servers; also carried by heartbeat acknowledgments. */
 export const View = z.object({
   epoch: Epoch,
   servers: z.array(ServerRef),
   rebalancing: z.boolean(),
+  placement: Placement,
 });
 export type View = z.infer<typeof View>;
 
@@ -42,7 +50,14 @@ const Ok = z.object({});
 
 export const HeartbeatRequest = z.object({ serverId: ServerId, address: Address });
 export const HeartbeatResponse = z.object({ epoch: Epoch, view: View });
-export const RebalanceDoneRequest = z.object({ serverId: ServerId, epoch: Epoch });
+/** `copied`: this server's pushes for the epoch are acknowledged; `done`: its cleanup too. */
+export const RebalancePhase = z.enum(['copied', 'done']);
+export type RebalancePhase = z.infer<typeof RebalancePhase>;
+export const RebalanceDoneRequest = z.object({
+  serverId: ServerId,
+  epoch: Epoch,
+  phase: RebalancePhase,
+});
 export const LockRequest = z.object({ lock: Name, requester: Name });
 export const LockGetResponse = z.object({ granted: z.boolean() });
 export const DeadlocksResponse = z.object({ cycles: z.array(z.array(z.string())) });
@@ -94,7 +109,7 @@ export const ReadRequest = z.object({ key: Key, epoch: Epoch, serverId: ServerId
 
 // ---- server: rebalancing ------------------------------------------------------------------------
 
-export const Entry = z.object({ key: Key, value: z.string(), version: Version });
+export const Entry = z.object({ key: Key, value: Value, version: Version });
 export type Entry = z.infer<typeof Entry>;
 export const TransferRequest = z.object({
   epoch: Epoch,

@@ -100,8 +100,12 @@ function compareStrings(a: string, b: string): number {
 // (key, servers). The cache is invisible: the same servers always build the same ring.
 const RING_CACHE_MAX = 16;
 const ringCache = new Map<string, Ring>();
+/** The same array (a view held by a caller) skips the signature: the common case by far. */
+const ringByArray = new WeakMap<readonly ServerRef[], Ring>();
 
 export function ringFor(servers: readonly ServerRef[]): Ring {
+  const known = ringByArray.get(servers);
+  if (known !== undefined) return known;
   const signature = servers
     .map((s) => `${s.id}@${s.address}`)
     .sort()
@@ -112,6 +116,7 @@ export function ringFor(servers: readonly ServerRef[]): Ring {
     if (ringCache.size >= RING_CACHE_MAX) ringCache.delete(ringCache.keys().next().value as string);
     ringCache.set(signature, ring);
   }
+  ringByArray.set(servers, ring);
   return ring;
 }
 

@@ -23,7 +23,9 @@ async function main(): Promise<void> {
   const args = withProcessOptions(
     yargs(process.argv.slice(2))
       .scriptName('dht-server')
-      .usage('$0 [options]\n\nA dht storage server: holds a bucket of keys, takes part in two-phase commits, rebalances on view changes.'),
+      .usage(
+        '$0 [options]\n\nA dht storage server: holds a bucket of keys, takes part in two-phase commits, rebalances on view changes.',
+      ),
     `port to listen on (default: first free of ${SERVER_PORT_FIRST}..${SERVER_PORT_LAST})`,
   )
     .option('viewleader', {
@@ -53,7 +55,11 @@ async function main(): Promise<void> {
 
   await initHashing();
   const logger = createLogger('dht-server', args.logLevel);
-  const viewLeaders = candidateAddresses(args.viewleader, VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST);
+  const viewLeaders = candidateAddresses(
+    args.viewleader,
+    VIEWLEADER_PORT_FIRST,
+    VIEWLEADER_PORT_LAST,
+  );
   const rpc = new RpcServer(logger);
   const storage = new StorageServer(
     {
@@ -76,6 +82,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`ERROR: ${err instanceof DhtError || err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(
+    `ERROR: ${err instanceof DhtError || err instanceof Error ? err.message : String(err)}\n`,
+  );
   process.exit(1);
 });

@@ -22,7 +22,8 @@ export interface ParticipantConfig {
   readonly decisionsRememberedMax: number;
 }
 
-type Outcome = { readonly state: 'committed'; readonly version: number } | { readonly state: 'aborted' };
+type Outcome =
+  { readonly state: 'committed'; readonly version: number } | { readonly state: 'aborted' };
 
 interface PreparedTx {
   readonly txid: string;
@@ -44,7 +45,9 @@ export interface PrepareContext {
   readonly currentVersion: number;
 }
 
-export type Vote = { readonly vote: 'yes'; readonly version: number } | { readonly vote: 'no'; readonly error: DhtError };
+export type Vote =
+  | { readonly vote: 'yes'; readonly version: number }
+  | { readonly vote: 'no'; readonly error: DhtError };
 
 /** A committed value to write to the store. */
 export interface Apply {
@@ -104,13 +107,19 @@ export class Participant {
       return no('retry', 'server ID differs from the coordinator view', 'server_id_mismatch');
     }
     if (request.epoch !== context.epoch) {
-      return no('retry', `epoch ${context.epoch} here, ${request.epoch} in request`, 'epoch_mismatch');
+      return no(
+        'retry',
+        `epoch ${context.epoch} here, ${request.epoch} in request`,
+        'epoch_mismatch',
+      );
     }
     if (context.rebalancing) return no('retry', 'rebalancing under way', 'rebalancing');
     if (this.pendingByKey.has(request.key)) {
       return no('aborted', 'another transaction on this key is pending', 'key_busy');
     }
-    assert(request.replicas.some((r) => r.id === this.config.selfId), 'prepared at a replica');
+    if (!request.replicas.some((r) => r.id === this.config.selfId)) {
+      throw new DhtError('invalid', 'this server is not among the replicas named', 'bad_request');
+    }
 
     const tx: PreparedTx = {
       txid: request.txid,
@@ -138,7 +147,14 @@ export class Participant {
     if (tx === undefined || tx.key !== key) {
       throw new DhtError('aborted', 'no such prepared transaction', 'transaction_unknown');
     }
-    assert(version > tx.votedVersion, 'a commit version exceeds the voted version');
+    if (version <= tx.votedVersion) {
+      // A coordinator chooses 1 + the highest vote; anything else is a malformed commit.
+      throw new DhtError(
+        'invalid',
+        `commit version ${version} must exceed ${tx.votedVersion}`,
+        'bad_request',
+      );
+    }
     return this.decide(tx, { state: 'committed', version });
   }
 
@@ -149,7 +165,10 @@ export class Participant {
       throw new DhtError('rejected', 'transaction already committed', 'transaction_unknown');
     }
     const tx = this.pendingByTxid.get(txid);
-    if (tx !== undefined && tx.key === key) this.decide(tx, { state: 'aborted' });
+    if (tx !== undefined && tx.key !== key) {
+      throw new DhtError('invalid', 'the transaction is prepared for another key', 'bad_request');
+    }
+    if (tx !== undefined) this.decide(tx, { state: 'aborted' });
     else if (decided === undefined) this.remember(txid, { state: 'aborted' });
   }
 
@@ -182,7 +201,12 @@ export class Participant {
       if (nowMs < tx.nextAskAtMs) continue;
       if (this.isDecisionPoint(tx)) {
         this.decide(tx, { state: 'aborted' });
-        resolutions.push({ txid: tx.txid, key: tx.key, outcome: { state: 'aborted' }, why: 'timed out at the decision point' });
+        resolutions.push({
+          txid: tx.txid,
+          key: tx.key,
+          outcome: { state: 'aborted' },
+          why: 'timed out at the decision point',
+        });
         continue;
       }
       tx.nextAskAtMs = nowMs + this.config.decisionRetryMs;
@@ -192,6 +216,30 @@ export class Participant {
       }
     }
     return { asks, resolutions };
+  }
+
+  /**
+   * A new view was installed. Keys must not move while a transaction on them is undecided, and
+   * a commit must not straddle two epochs: the decision point aborts what it has not committed
+   * (a commit arriving later is refused, so the coordinator aborts everywhere); every other
+   * participant asks for the outcome at the next tick instead of waiting out the prepare timeout.
+   */
+  epochChanged(nowMs: number): Resolution[] {
+    const resolutions: Resolution[] = [];
+    for (const tx of [...this.pendingByTxid.values()]) {
+      if (this.isDecisionPoint(tx)) {
+        this.decide(tx, { state: 'aborted' });
+        resolutions.push({
+          txid: tx.txid,
+          key: tx.key,
+          outcome: { state: 'aborted' },
+          why: 'epoch changed before commit',
+        });
+      } else {
+        tx.nextAskAtMs = nowMs;
+      }
+    }
+    return resolutions;
   }
 
   /**
@@ -210,7 +258,11 @@ export class Participant {
 
     if (answer !== 'unreachable' && answer.state === 'committed') {
       assert(answer.version !== undefined, 'a committed answer carries its version');
-      return this.resolve(tx, { state: 'committed', version: answer.version }, `${from.id} committed`);
+      return this.resolve(
+        tx,
+        { state: 'committed', version: answer.version },
+        `${from.id} committed`,
+      );
     }
     if (answer !== 'unreachable' && (answer.state === 'aborted' || answer.state === 'unknown')) {
       return this.resolve(tx, { state: 'aborted' }, `${from.id} aborted`);
@@ -230,7 +282,11 @@ export class Participant {
       if (a === undefined || a === 'unreachable' || a.state !== 'prepared') return undefined;
       version = Math.max(version, a.current ?? 0);
     }
-    return this.resolve(tx, { state: 'committed', version: version + 1 }, 'primary left the view; all peers prepared');
+    return this.resolve(
+      tx,
+      { state: 'committed', version: version + 1 },
+      'primary left the view; all peers prepared',
+    );
   }
 
   private resolve(tx: PreparedTx, outcome: Outcome, why: string): Resolution {
@@ -245,7 +301,10 @@ export class Participant {
   }
 
   private decide(tx: PreparedTx, outcome: Outcome): Apply | undefined {
-    assert(this.pendingByKey.get(tx.key) === tx, 'a prepared key has exactly one pending transaction');
+    assert(
+      this.pendingByKey.get(tx.key) === tx,
+      'a prepared key has exactly one pending transaction',
+    );
     this.pendingByKey.delete(tx.key);
     this.pendingByTxid.delete(tx.txid);
     this.remember(tx.txid, outcome);

@@ -33,7 +33,10 @@ export interface RebalancePlan {
 
 export function planRebalance(input: RebalanceInput): RebalancePlan {
   const plan: RebalancePlan = { push: new Map(), offer: new Map(), drop: [], targets: new Map() };
-  assert(input.next.some((s) => s.id === input.selfId), 'a server plans only for a view it is in');
+  assert(
+    input.next.some((s) => s.id === input.selfId),
+    'a server plans only for a view it is in',
+  );
   const nextIds = new Set(input.next.map((s) => s.id));
   const previousRing = input.previous.length > 0 ? ringFor(input.previous) : undefined;
   const nextRing = ringFor(input.next);

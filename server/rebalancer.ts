@@ -1,8 +1,9 @@
-// Executes rebalance plans (the shell around server/rebalance-planner.ts): drains prepared
-// transactions, streams batched transfers to every target in parallel (one batch in flight per
-// target, each bounded by TRANSFER_BATCH_KEYS_MAX and TRANSFER_BATCH_BYTES_MAX),
-// deletes what moved away once every target acknowledged, and reports the epoch done.
-// A newer view supersedes a run in progress; the next run re-plans from what is held then.
+// Executes rebalance plans (the shell around server/rebalance-planner.ts). The copy phase drains
+// prepared transactions, then streams batched transfers to every target in parallel (one batch
+// in flight per target, each bounded by TRANSFER_BATCH_KEYS_MAX and TRANSFER_BATCH_BYTES_MAX).
+// The cleanup phase, run only after the view leader's barrier (every server copied), deletes
+// what this server no longer replicates. A newer view supersedes a copy phase in progress; the
+// next one re-plans against the view leader's placement, which an interrupted phase left as is.
 
 import { call } from '../lib/http-client';
 import type { Logger } from '../lib/logger';
@@ -27,21 +28,19 @@ export interface RebalanceHost {
   isSuperseded(epoch: number): boolean;
 }
 
-export interface RebalanceReport {
+export interface CopyReport {
   readonly keysPushed: number;
   readonly keysOffered: number;
-  readonly keysDropped: number;
+  /** Keys to delete in the cleanup phase. */
+  readonly drop: readonly string[];
   readonly elapsedMs: number;
 }
 
 export class Rebalancer {
-  /** The servers of the view this server's keys are placed for. */
-  private placement: readonly ServerRef[] = [];
-
   constructor(private readonly host: RebalanceHost) {}
 
-  /** Rebalance for `view`; resolves with a report, or undefined when superseded mid-way. */
-  async run(view: View): Promise<RebalanceReport | undefined> {
+  /** The copy phase for `view`; undefined when a newer view superseded it mid-way. */
+  async copy(view: View): Promise<CopyReport | undefined> {
     const startedMs = Date.now();
     const { host } = this;
     while (host.pendingTransactions() > 0) {
@@ -50,7 +49,7 @@ export class Rebalancer {
     }
     const plan = planRebalance({
       selfId: host.selfId,
-      previous: this.placement,
+      previous: view.placement.servers,
       next: view.servers,
       keys: [...host.store.keys()],
     });
@@ -67,15 +66,12 @@ export class Rebalancer {
     }
     const delivered = await Promise.all(work);
     if (delivered.includes(false) || host.isSuperseded(view.epoch)) return undefined;
+    return { keysPushed, keysOffered, drop: plan.drop, elapsedMs: Date.now() - startedMs };
+  }
 
-    for (const key of plan.drop) host.store.delete(key);
-    this.placement = view.servers;
-    return {
-      keysPushed,
-      keysOffered,
-      keysDropped: plan.drop.length,
-      elapsedMs: Date.now() - startedMs,
-    };
+  /** The cleanup phase: every key in `drop` is now held by all its replicas. */
+  cleanup(drop: readonly string[]): void {
+    for (const key of drop) this.host.store.delete(key);
   }
 
   /** Push values, then offer digests and push what the target lacks. False if superseded. */
@@ -98,9 +94,14 @@ export class Rebalancer {
       let missing: string[] = [];
       const offered = await this.withRetry(epoch, target, async () => {
         missing = (
-          await call(target.address, ServerApi.offer, { epoch, entries: digests }, {
-            timeoutMs: TRANSFER_TIMEOUT_MS,
-          })
+          await call(
+            target.address,
+            ServerApi.offer,
+            { epoch, entries: digests },
+            {
+              timeoutMs: TRANSFER_TIMEOUT_MS,
+            },
+          )
         ).missing;
       });
       if (!offered) return false;
@@ -130,7 +131,10 @@ export class Rebalancer {
       const held = this.host.store.get(key);
       if (held === undefined) continue;
       const size = key.length + held.value.length + 32;
-      if (batch.length > 0 && (batch.length >= TRANSFER_BATCH_KEYS_MAX || bytes + size > TRANSFER_BATCH_BYTES_MAX)) {
+      if (
+        batch.length > 0 &&
+        (batch.length >= TRANSFER_BATCH_KEYS_MAX || bytes + size > TRANSFER_BATCH_BYTES_MAX)
+      ) {
         yield batch;
         batch = [];
         bytes = 0;
@@ -141,7 +145,11 @@ export class Rebalancer {
     if (batch.length > 0) yield batch;
   }
 
-  private async withRetry(epoch: number, target: ServerRef, send: () => Promise<void>): Promise<boolean> {
+  private async withRetry(
+    epoch: number,
+    target: ServerRef,
+    send: () => Promise<void>,
+  ): Promise<boolean> {
     for (let attempt = 1; attempt <= TRANSFER_ATTEMPTS_MAX; attempt++) {
       if (this.host.isSuperseded(epoch)) return false;
       try {
@@ -149,7 +157,10 @@ export class Rebalancer {
         return true;
       } catch (err) {
         if (attempt === 1 || attempt % 25 === 0) {
-          this.host.logger.warn({ err: String(err), target: target.address, attempt }, 'transfer failed; retrying');
+          this.host.logger.warn(
+            { err: String(err), target: target.address, attempt },
+            'transfer failed; retrying',
+          );
         }
         await sleep(TRANSFER_RETRY_MS);
       }

@@ -4,14 +4,31 @@
 import { DhtError } from '../lib/errors';
 import { call, UnreachableError } from '../lib/http-client';
 import type { Logger } from '../lib/logger';
-import { ServerApi, ViewLeaderApi, type ServerRef, type View } from '../lib/messages';
+import {
+  ServerApi,
+  ViewLeaderApi,
+  type RebalancePhase,
+  type ServerRef,
+  type View,
+} from '../lib/messages';
 import type { RpcServer } from '../lib/http-server';
-import { TRANSFER_BODY_BYTES_MAX, DECISION_RETRY_MS, DECISIONS_REMEMBERED_MAX } from '../lib/limits';
+import {
+  TRANSFER_BODY_BYTES_MAX,
+  DECISION_RETRY_MS,
+  DECISIONS_REMEMBERED_MAX,
+} from '../lib/limits';
 import { Participant } from './participant';
 import { Rebalancer } from './rebalancer';
 import type { Store } from './store';
 
 const PARTICIPANT_TICK_MS = 100;
+/** While waiting at the copy barrier, ask the view leader this often (a few asks per epoch). */
+const BARRIER_POLL_MS = 50;
+
+type RebalanceProgress =
+  | { readonly state: 'idle' }
+  | { readonly state: 'copying'; readonly epoch: number }
+  | { readonly state: 'copied'; readonly epoch: number; readonly drop: readonly string[] };
 const VIEWLEADER_TIMEOUT_MS = 2000;
 
 export interface StorageServerConfig {
@@ -29,9 +46,10 @@ export class StorageServer {
   private viewIds: ReadonlySet<string> = new Set();
   /** True from installing a view until this server's part of its rebalance is done. */
   private rebalancing = false;
-  /** The epoch whose rebalance finished here and was (or must be) reported to the view leader. */
-  private doneEpoch = -1;
-  private doneReported = true;
+  /** Where this server is in the current epoch's rebalance (docs/design.md, "Rebalancing"). */
+  private progress: RebalanceProgress = { state: 'idle' };
+  /** A progress report the view leader has not acknowledged yet (re-sent with heartbeats). */
+  private unreported: { epoch: number; phase: RebalancePhase } | undefined;
   private viewLeaderIndex = 0;
   private heartbeatInFlight = false;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -98,7 +116,11 @@ export class StorageServer {
         this.noticeEpoch(request.epoch);
         const vote = this.participant.prepare(
           request,
-          { epoch: this.epoch, rebalancing: this.rebalancing, currentVersion: store.versionOf(request.key) },
+          {
+            epoch: this.epoch,
+            rebalancing: this.rebalancing,
+            currentVersion: store.versionOf(request.key),
+          },
           Date.now(),
         );
         if (vote.vote === 'no') throw vote.error;
@@ -121,7 +143,11 @@ export class StorageServer {
         this.checkServerId(serverId);
         this.noticeEpoch(epoch);
         if (epoch !== this.epoch) {
-          throw new DhtError('retry', `epoch ${this.epoch} here, ${epoch} in request`, 'epoch_mismatch');
+          throw new DhtError(
+            'retry',
+            `epoch ${this.epoch} here, ${epoch} in request`,
+            'epoch_mismatch',
+          );
         }
         if (this.rebalancing) throw new DhtError('retry', 'rebalancing under way', 'rebalancing');
         // Linearizable reads: a replica that may be about to commit answers only once decided.
@@ -163,13 +189,17 @@ export class StorageServer {
 
   private apply(key: string, value: string, version: number, txid: string): void {
     if (!this.store.putIfNewer(key, value, version)) {
-      this.logger.warn({ key, version, held: this.store.versionOf(key), txid }, 'commit older than held copy');
+      this.logger.warn(
+        { key, version, held: this.store.versionOf(key), txid },
+        'commit older than held copy',
+      );
     }
   }
 
   private tickParticipant(): void {
     const { asks, resolutions } = this.participant.tick(Date.now());
-    for (const r of resolutions) this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
+    for (const r of resolutions)
+      this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
     for (const ask of asks) void this.askDecision(ask.txid, ask.key, ask.target);
   }
 
@@ -186,7 +216,10 @@ export class StorageServer {
     if (resolution.apply !== undefined) {
       this.apply(resolution.apply.key, resolution.apply.value, resolution.apply.version, txid);
     }
-    this.logger.info({ txid, outcome: resolution.outcome, why: resolution.why }, 'transaction resolved');
+    this.logger.info(
+      { txid, outcome: resolution.outcome, why: resolution.why },
+      'transaction resolved',
+    );
   }
 
   async heartbeat(): Promise<void> {
@@ -212,12 +245,17 @@ export class StorageServer {
         );
         this.viewLeaderIndex = (this.viewLeaderIndex + attempt) % leaders.length;
         if (ack.epoch !== this.epoch) this.install(ack.view);
-        else if (!this.doneReported) await this.reportDone();
+        else this.observe(ack.view);
+        if (this.unreported !== undefined)
+          await this.report(this.unreported.epoch, this.unreported.phase);
         return;
       } catch (err) {
         if (err instanceof UnreachableError) continue;
         if (err instanceof DhtError) {
-          this.logger.error({ err: err.message, reason: err.reason }, 'heartbeat rejected by the view leader');
+          this.logger.error(
+            { err: err.message, reason: err.reason },
+            'heartbeat rejected by the view leader',
+          );
           return;
         }
         throw err;
@@ -232,36 +270,72 @@ export class StorageServer {
     this.view = view;
     this.viewIds = new Set(view.servers.map((s) => s.id));
     this.rebalancing = true;
-    void this.rebalance(view);
+    this.unreported = undefined;
+    for (const r of this.participant.epochChanged(Date.now())) {
+      this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
+    }
+    void this.copyPhase(view);
   }
 
-  private async rebalance(view: View): Promise<void> {
-    const report = await this.rebalancer.run(view);
+  /** Copy, report `copied`, then wait at the barrier (the view leader's placement). */
+  private async copyPhase(view: View): Promise<void> {
+    this.progress = { state: 'copying', epoch: view.epoch };
+    const report = await this.rebalancer.copy(view);
     if (report === undefined || view.epoch !== this.epoch) return; // a newer view took over
-    this.rebalancing = false;
-    this.doneEpoch = view.epoch;
-    this.doneReported = false;
-    this.logger.info({ epoch: view.epoch, ...report }, 'rebalance done');
-    await this.reportDone();
+    this.logger.info(
+      {
+        epoch: view.epoch,
+        keysPushed: report.keysPushed,
+        keysOffered: report.keysOffered,
+        elapsedMs: report.elapsedMs,
+      },
+      'copy phase done',
+    );
+    this.progress = { state: 'copied', epoch: view.epoch, drop: report.drop };
+    await this.report(view.epoch, 'copied');
+    while (this.progress.state === 'copied' && this.progress.epoch === this.epoch) {
+      await sleep(BARRIER_POLL_MS);
+      await this.heartbeat();
+    }
   }
 
-  private async reportDone(): Promise<void> {
+  /** A view of the current epoch: is the barrier passed? */
+  private observe(view: View): void {
+    this.view = view;
+    const progress = this.progress;
+    if (progress.state !== 'copied' || progress.epoch !== view.epoch) return;
+    if (view.placement.epoch !== view.epoch) return;
+    // Every server has copied: every key is on all its replicas, so the rest can go.
+    this.rebalancer.cleanup(progress.drop);
+    this.progress = { state: 'idle' };
+    this.rebalancing = false;
+    this.logger.info({ epoch: view.epoch, keysDropped: progress.drop.length }, 'rebalance done');
+    this.unreported = { epoch: view.epoch, phase: 'done' };
+  }
+
+  private async report(epoch: number, phase: RebalancePhase): Promise<void> {
+    this.unreported = { epoch, phase };
     const address = this.config.viewLeaders[this.viewLeaderIndex];
     try {
       await call(
         address,
         ViewLeaderApi.rebalanceDone,
-        { serverId: this.config.serverId, epoch: this.doneEpoch },
+        { serverId: this.config.serverId, epoch, phase },
         { timeoutMs: VIEWLEADER_TIMEOUT_MS },
       );
-      this.doneReported = true;
+      if (this.unreported?.epoch === epoch && this.unreported.phase === phase)
+        this.unreported = undefined;
     } catch (err) {
-      // Reported again with the next heartbeat.
-      this.logger.warn({ err: String(err) }, 'could not report rebalance done');
+      // Sent again with the next heartbeat.
+      this.logger.warn({ err: String(err), epoch, phase }, 'could not report rebalance progress');
     }
   }
 
   currentView(): View | undefined {
     return this.view;
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -12,7 +12,7 @@
 // or leave installs a new view with a higher epoch; several in one call share one increment.
 
 import { assert } from '../lib/assert';
-import type { ServerRef, View } from '../lib/messages';
+import type { Placement, RebalancePhase, ServerRef, View } from '../lib/messages';
 
 /**
  * Expired IDs are remembered so that they stay rejected; the oldest is forgotten first beyond
@@ -59,6 +59,8 @@ interface Member {
   readonly id: string;
   readonly address: string;
   lastHeartbeatMs: number;
+  /** The last epoch this server reported its copy phase finished for. */
+  copiedEpoch: number | undefined;
   /** The last epoch this server reported its rebalancing done for. */
   doneEpoch: number | undefined;
 }
@@ -70,6 +72,8 @@ export class Membership {
   /** A Set iterates in insertion order: the first element is the oldest expiry. */
   private readonly expiredIds = new Set<string>();
   private latestNowMs = Number.NEGATIVE_INFINITY;
+  /** Rebalancing is two phases with a barrier between (docs/design.md): see `Placement`. */
+  private currentPlacement: Placement = { epoch: 0, servers: [] };
 
   constructor(
     readonly failureTimeoutMs: number,
@@ -97,7 +101,16 @@ export class Membership {
     const servers = [...this.members.values()]
       .map(({ id, address }) => ({ id, address }))
       .sort((a, b) => compareStrings(a.address, b.address) || compareStrings(a.id, b.id));
-    return { epoch: this.currentEpoch, servers, rebalancing: this.rebalancing };
+    return {
+      epoch: this.currentEpoch,
+      servers,
+      rebalancing: this.rebalancing,
+      placement: this.currentPlacement,
+    };
+  }
+
+  get placement(): Placement {
+    return this.currentPlacement;
   }
 
   isExpired(serverId: string): boolean {
@@ -140,7 +153,11 @@ export class Membership {
     return { kind: 'accepted', view: this.view(), change };
   }
 
-  rebalanceDone(serverId: string, epoch: number): RebalanceDoneOutcome {
+  rebalanceDone(
+    serverId: string,
+    epoch: number,
+    phase: RebalancePhase = 'done',
+  ): RebalanceDoneOutcome {
     assert(Number.isInteger(epoch) && epoch >= 0, 'an epoch is a non-negative integer');
     if (this.expiredIds.has(serverId)) return { kind: 'expired' };
     const member = this.members.get(serverId);
@@ -148,7 +165,9 @@ export class Membership {
     if (epoch > this.currentEpoch) return { kind: 'future_epoch' };
     if (epoch < this.currentEpoch) return { kind: 'stale' };
     const wasRebalancing = this.rebalancing;
-    member.doneEpoch = epoch;
+    member.copiedEpoch = epoch;
+    if (phase === 'done') member.doneEpoch = epoch;
+    this.advancePlacement();
     return { kind: 'recorded', finished: wasRebalancing && !this.rebalancing };
   }
 
@@ -165,7 +184,18 @@ export class Membership {
       joined.every((s) => this.members.has(s.id)) && left.every((s) => !this.members.has(s.id)),
       'joined servers are in the view and departed ones are not',
     );
+    this.advancePlacement();
     return { epoch: this.currentEpoch, joined, left };
+  }
+
+  /** The barrier: once every server has copied the current epoch, it becomes the placement. */
+  private advancePlacement(): void {
+    if (this.currentPlacement.epoch === this.currentEpoch) return;
+    for (const member of this.members.values()) {
+      if (member.copiedEpoch !== this.currentEpoch) return;
+    }
+    assert(this.currentPlacement.epoch < this.currentEpoch, 'the placement never goes back');
+    this.currentPlacement = { epoch: this.currentEpoch, servers: this.view().servers };
   }
 
   private removeOverdue(nowMs: number): DepartedServer[] {
@@ -178,7 +208,13 @@ export class Membership {
   private add(id: string, address: string, nowMs: number): void {
     assert(!this.members.has(id) && !this.expiredIds.has(id), 'a joining ID is new');
     assert(!this.idByAddress.has(address), 'one live ID per address');
-    this.members.set(id, { id, address, lastHeartbeatMs: nowMs, doneEpoch: undefined });
+    this.members.set(id, {
+      id,
+      address,
+      lastHeartbeatMs: nowMs,
+      copiedEpoch: undefined,
+      doneEpoch: undefined,
+    });
     this.idByAddress.set(address, id);
   }
 

@@ -57,11 +57,14 @@ export class ViewLeader {
 
   rebalanceDone(request: RequestOf<Api['rebalanceDone']>): ResponseOf<Api['rebalanceDone']> {
     this.tick();
-    const { serverId, epoch } = request;
-    const outcome = this.membership.rebalanceDone(serverId, epoch);
+    const { serverId, epoch, phase } = request;
+    const outcome = this.membership.rebalanceDone(serverId, epoch, phase);
     switch (outcome.kind) {
       case 'recorded':
-        this.logger.debug({ serverId, epoch }, 'rebalancing done reported');
+        this.logger.debug({ serverId, epoch, phase }, 'rebalancing progress reported');
+        if (this.membership.placement.epoch === epoch && phase === 'copied') {
+          this.logger.debug({ epoch }, 'copy phase complete');
+        }
         if (outcome.finished) this.logger.info({ epoch }, 'rebalancing finished');
         return {};
       case 'stale':

@@ -53,7 +53,7 @@ const lockGet = async (leader: Proc, lock: string, requester: string): Promise<b
 const lockRelease = (leader: Proc, lock: string, requester: string): Promise<object> =>
   call(leader.address, ViewLeaderApi.lockRelease, { lock, requester });
 const rebalanceDone = (leader: Proc, serverId: string, epoch: number): Promise<object> =>
-  call(leader.address, ViewLeaderApi.rebalanceDone, { serverId, epoch });
+  call(leader.address, ViewLeaderApi.rebalanceDone, { serverId, epoch, phase: 'done' });
 
 /** The error a call is refused with: kind and reason, as the client would see them. */
 async function refusal(promise: Promise<unknown>): Promise<{ kind: string; reason?: string }> {

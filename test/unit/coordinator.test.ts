@@ -409,11 +409,7 @@ describe('assertions on protocol misuse', () => {
     expect(thrown(() => misuse(c))).toBeInstanceOf(AssertionError);
   });
 
-  // BUG (client/coordinator.ts, start): `assert(this.phase === 'preparing', 'start once')` cannot
-  // fire: start() does not leave the 'preparing' phase, so a second start() (before any vote)
-  // returns every prepare again instead of throwing. Expected: AssertionError on the second call;
-  // actual: [{type:'prepare',replica:0}, ...] a second time.
-  test.failing('start twice', () => {
+  test('start twice', () => {
     const c = started(3);
     expect(thrown(() => c.start())).toBeInstanceOf(AssertionError);
   });

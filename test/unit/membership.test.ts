@@ -28,13 +28,19 @@ describe('joining', () => {
       epoch: 0,
       servers: [],
       rebalancing: false,
+      placement: { epoch: 0, servers: [] },
     });
   });
 
   test('a first heartbeat joins: epoch 1, the server in the view, the ack carries the view', () => {
     const membership = new Membership(TIMEOUT_MS);
     const outcome = accepted(membership.heartbeat(A.id, A.address, 0));
-    expect(outcome.view).toEqual({ epoch: 1, servers: [A], rebalancing: true });
+    expect(outcome.view).toEqual({
+      epoch: 1,
+      servers: [A],
+      rebalancing: true,
+      placement: { epoch: 0, servers: [] },
+    });
     expect(outcome.change).toEqual({ epoch: 1, joined: [A], left: [] });
   });
 
@@ -125,7 +131,7 @@ describe('an expired ID is rejected forever', () => {
       });
     }
     expect(membership.isExpired(A.id)).toBe(true);
-    expect(membership.view()).toEqual({ epoch: 2, servers: [], rebalancing: false });
+    expect(membership.view()).toMatchObject({ epoch: 2, servers: [], rebalancing: false });
   });
 
   test('a restarted process (new ID, same address) joins anew with a higher epoch', () => {
@@ -236,7 +242,7 @@ describe('the rebalancing flag', () => {
   test('the view emptying clears it: no server is left to rebalance', () => {
     const membership = withServers(A);
     membership.tick(TIMEOUT_MS + 1);
-    expect(membership.view()).toEqual({ epoch: 2, servers: [], rebalancing: false });
+    expect(membership.view()).toMatchObject({ epoch: 2, servers: [], rebalancing: false });
   });
 
   test.each([
@@ -261,5 +267,43 @@ describe('the rebalancing flag', () => {
     const membership = withServers(A);
     membership.tick(TIMEOUT_MS + 1);
     expect(membership.rebalanceDone(A.id, 2)).toEqual({ kind: 'expired' });
+  });
+});
+
+describe('the copy barrier (placement)', () => {
+  test('placement advances only once every server in the view has copied the epoch', () => {
+    const membership = new Membership(TIMEOUT_MS);
+    membership.heartbeat(A.id, A.address, 0);
+    membership.heartbeat(B.id, B.address, 0);
+    const epoch = membership.epoch;
+    expect(membership.placement.epoch).toBeLessThan(epoch);
+    membership.rebalanceDone(A.id, epoch, 'copied');
+    expect(membership.placement.epoch).toBeLessThan(epoch);
+    expect(membership.rebalancing).toBe(true);
+    membership.rebalanceDone(B.id, epoch, 'copied');
+    expect(membership.placement).toEqual({ epoch, servers: membership.view().servers });
+    expect(membership.rebalancing).toBe(true);
+    membership.rebalanceDone(A.id, epoch, 'done');
+    membership.rebalanceDone(B.id, epoch, 'done');
+    expect(membership.rebalancing).toBe(false);
+  });
+
+  test('a view change before the barrier leaves the old placement in force', () => {
+    const membership = new Membership(TIMEOUT_MS);
+    membership.heartbeat(A.id, A.address, 0);
+    membership.rebalanceDone(A.id, membership.epoch, 'done');
+    const settled = membership.placement;
+    expect(settled.servers).toEqual([A]);
+    membership.heartbeat(B.id, B.address, 1);
+    membership.rebalanceDone(A.id, membership.epoch, 'copied');
+    membership.heartbeat(C.id, C.address, 2);
+    expect(membership.placement).toEqual(settled);
+  });
+
+  test('an emptied view is its own placement', () => {
+    const membership = new Membership(TIMEOUT_MS);
+    membership.heartbeat(A.id, A.address, 0);
+    membership.tick(TIMEOUT_MS + 1);
+    expect(membership.placement).toEqual({ epoch: membership.epoch, servers: [] });
   });
 });

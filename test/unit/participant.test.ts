@@ -292,22 +292,13 @@ describe('abort', () => {
     expect(p.outcomeOf('t1')).toEqual({ state: 'committed', version: 4 });
   });
 
-  // BUG (server/participant.ts, abort): abort(txid, key) where txid is prepared here under a
-  // different key records "txid aborted" in `decisions` but leaves the transaction pending. The
-  // key stays busy, and when the transaction later times out, decide() calls remember() for a txid
-  // already remembered and the assertion 'a transaction is decided once' throws: in the server that
-  // is an uncaught exception in the participant's timer (the /abort endpoint accepts any key).
-  // Expected: the participant stays consistent (the mismatched abort is ignored or refused, or the
-  // transaction is aborted) and a later tick does not throw.
-  test.failing(
-    'an abort naming another key leaves the participant consistent (a later tick does not throw)',
-    () => {
-      const p = prepared(S0);
-      p.abort('t1', 'other');
-      expect(() => p.tick(T0 + PREPARE_TIMEOUT_MS)).not.toThrow();
-      expect(p.isPending('k')).toBe(false);
-    },
-  );
+  // An abort naming another key than the prepared one is malformed: refused, nothing changes.
+  test('an abort naming another key is refused and leaves the participant consistent', () => {
+    const p = prepared(S0);
+    expect(() => p.abort('t1', 'other')).toThrow(DhtError);
+    expect(p.isPending('k')).toBe(true);
+    expect(() => p.tick(T0 + PREPARE_TIMEOUT_MS)).not.toThrow();
+  });
 });
 
 // ---- answer: termination queries from other participants ---------------------------------------
