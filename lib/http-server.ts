@@ -35,6 +35,14 @@ export class RpcServer {
   ): this {
     const parseJson = express.json({ limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX });
     this.app.post(endpoint.path, parseJson, async (req: Request, res: Response) => {
+      if (req.body === undefined && hasBody(req)) {
+        res.status(415).json({
+          kind: 'invalid',
+          error: 'request body must be JSON (Content-Type: application/json)',
+          reason: 'bad_request',
+        });
+        return;
+      }
       const parsed = endpoint.request.safeParse(req.body ?? {});
       if (!parsed.success) {
         sendError(res, new DhtError('invalid', describeIssues(parsed.error), 'bad_request'));
@@ -114,6 +122,12 @@ function tryListen(
       resolve(server);
     });
   });
+}
+
+/** A body was sent (an empty POST counts as `{}`, for curl's sake). */
+function hasBody(req: Request): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 function sendError(res: Response, err: DhtError): void {

@@ -1,0 +1,61 @@
+// Heartbeats and epochs with real server processes: a SIGKILLed server leaves the view after the
+// failure timeout; restarted on the same port it is a new server (new ID) and the epoch rises.
+
+import { ServerClient, DhtClient } from '../../client/sdk';
+import { cleanupProcessesAfterAll, portBlock, startProcess, waitFor } from '../support/processes';
+
+cleanupProcessesAfterAll();
+const ports = portBlock(8);
+
+test('a killed server leaves after the failure timeout; its restart joins with a new ID', async () => {
+  const leader = await startProcess('dht-viewleader', [
+    '--port',
+    String(ports.viewleader),
+    '--failure-timeout',
+    '1',
+  ]);
+  const start = (i: number) =>
+    startProcess('dht-server', [
+      '--port',
+      String(ports.server(i)),
+      '--viewleader',
+      leader.address,
+      '--heartbeat-interval',
+      '0.2',
+    ]);
+  const servers = [await start(0), await start(1)];
+  const client = new DhtClient({ viewLeader: leader.address, cacheView: false });
+  const joined = await waitFor('both servers in the view', async () => {
+    const view = await client.queryServers();
+    return view.servers.length === 2 && !view.rebalancing ? view : undefined;
+  });
+  expect(joined.servers.map((s) => s.address).sort()).toEqual(servers.map((s) => s.address).sort());
+  const victim = joined.servers.find((s) => s.address === servers[0].address)!;
+
+  const killedAtMs = Date.now();
+  servers[0].child.kill('SIGKILL');
+  const left = await waitFor('the killed server to leave the view', async () => {
+    const view = await client.queryServers();
+    return view.servers.length === 1 ? view : undefined;
+  });
+  // Not before the failure timeout (1 s), measured from the kill.
+  expect(Date.now() - killedAtMs).toBeGreaterThanOrEqual(900);
+  expect(left.epoch).toBeGreaterThan(joined.epoch);
+  expect(left.servers[0].address).toBe(servers[1].address);
+
+  const restarted = await start(0);
+  expect(restarted.address).toBe(servers[0].address);
+  const rejoined = await waitFor('the restarted server to join', async () => {
+    const view = await client.queryServers();
+    return view.servers.length === 2 ? view : undefined;
+  });
+  expect(rejoined.epoch).toBeGreaterThan(left.epoch);
+  const reborn = rejoined.servers.find((s) => s.address === restarted.address)!;
+  expect(reborn.id).not.toBe(victim.id);
+  // The server is usable once the view settles.
+  await waitFor('the view to settle', async () =>
+    (await client.queryServers()).rebalancing ? undefined : true,
+  );
+  await new ServerClient(restarted.address).set('k', 'v');
+  expect(await new ServerClient(restarted.address).get('k')).toBe('v');
+}, 60_000);
