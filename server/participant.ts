@@ -200,13 +200,7 @@ export class Participant {
     for (const tx of [...this.pendingByTxid.values()]) {
       if (nowMs < tx.nextAskAtMs) continue;
       if (this.isDecisionPoint(tx)) {
-        this.decide(tx, { state: 'aborted' });
-        resolutions.push({
-          txid: tx.txid,
-          key: tx.key,
-          outcome: { state: 'aborted' },
-          why: 'timed out at the decision point',
-        });
+        resolutions.push(this.resolve(tx, { state: 'aborted' }, 'timed out at the decision point'));
         continue;
       }
       tx.nextAskAtMs = nowMs + this.config.decisionRetryMs;
@@ -228,13 +222,7 @@ export class Participant {
     const resolutions: Resolution[] = [];
     for (const tx of [...this.pendingByTxid.values()]) {
       if (this.isDecisionPoint(tx)) {
-        this.decide(tx, { state: 'aborted' });
-        resolutions.push({
-          txid: tx.txid,
-          key: tx.key,
-          outcome: { state: 'aborted' },
-          why: 'epoch changed before commit',
-        });
+        resolutions.push(this.resolve(tx, { state: 'aborted' }, 'epoch changed before commit'));
       } else {
         tx.nextAskAtMs = nowMs;
       }
