@@ -347,8 +347,9 @@ test(
 test(
   'reads stay linearizable while a commit reaches the replicas one by one, also with the primary dead',
   async () => {
-    // The dead primary stays in the view for 2 s; the others stay prepared (it cannot be asked).
-    const cluster = await Cluster.start(2, { servers: 4, failureTimeoutS: 2, prepareTimeoutS: 3 });
+    // The dead primary stays in the view for 2 s. A prepare timeout of 6 s keeps the others from
+    // asking the primary (and learning v2) before it dies; after, it cannot be asked at all.
+    const cluster = await Cluster.start(2, { servers: 4, failureTimeoutS: 2, prepareTimeoutS: 6 });
     await setrOk(cluster, KEY, 'v1');
     const replicas = await cluster.replicasOf(KEY);
     const [primary, next] = replicas;
