@@ -4,6 +4,7 @@
 // interval and outcome is recorded; each key's history must then be linearizable as a register
 // (test/support/linearizability.ts), with `unknown` setr outcomes allowed either way.
 
+import { uniform } from '../support/random';
 import { performance } from 'node:perf_hooks';
 import { DhtClient } from '../../client/sdk';
 import { DhtError } from '../../lib/errors';
@@ -35,34 +36,6 @@ cleanupProcessesAfterAll();
 afterAll(() => {
   keepAliveAgent.destroy();
 });
-
-/** A seeded PRNG (mulberry32): the same workload on every run. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-/**
- * The test ports (41000 + ...) lie inside Linux's ephemeral range (32768..60999), so another
- * process's outgoing connection can hold one for a moment: try again briefly before failing.
- */
-async function startOnFixedPort(name: string, args: string[]): Promise<Proc> {
-  const ATTEMPTS_MAX = 10;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startProcess(name, args);
-    } catch (err) {
-      if (attempt >= ATTEMPTS_MAX || !/no free port/.test(String(err))) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 300));
-    }
-  }
-}
 
 async function settledView(viewLeader: string, count: number): Promise<View> {
   return waitFor(`a settled view of ${count} servers`, async () => {
@@ -121,7 +94,7 @@ class Cluster {
   ) {}
 
   static async start(slot: number, serverCount: number): Promise<Cluster> {
-    const viewLeader = await startOnFixedPort('dht-viewleader', [
+    const viewLeader = await startProcess('dht-viewleader', [
       '--port',
       String(PORTS.viewleader + 10 * slot),
       '--failure-timeout',
@@ -134,7 +107,7 @@ class Cluster {
   }
 
   async startServer(index: number): Promise<Proc> {
-    const server = await startOnFixedPort('dht-server', [
+    const server = await startProcess('dht-server', [
       '--port',
       String(PORTS.server(10 * this.slot + index)),
       '--viewleader',
@@ -189,7 +162,7 @@ async function runWorkload(cluster: Cluster, faults: readonly Fault[]): Promise<
   const startedMs = performance.now();
   const stopAtMs = startedMs + RUN_MS_MAX;
   const worker = async (index: number): Promise<void> => {
-    const random = prng(1000 + index);
+    const random = uniform(1000 + index);
     const client = cluster.client();
     for (let i = 0; i < OPS_PER_WORKER_MAX && performance.now() < stopAtMs; i++) {
       const key = KEYS[Math.floor(random() * KEYS.length)];

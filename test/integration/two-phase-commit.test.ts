@@ -76,7 +76,7 @@ class Cluster {
   ) {}
 
   static async start(slot: number, options: ClusterOptions): Promise<Cluster> {
-    const viewLeader = await startOnFixedPort('dht-viewleader', [
+    const viewLeader = await startProcess('dht-viewleader', [
       '--port',
       String(PORTS.viewleader + slot * PORTS_PER_TEST),
       '--failure-timeout',
@@ -99,7 +99,7 @@ class Cluster {
     if (this.options.prepareTimeoutS !== undefined) {
       args.push('--prepare-timeout', String(this.options.prepareTimeoutS));
     }
-    const server = await startOnFixedPort('dht-server', args);
+    const server = await startProcess('dht-server', args);
     this.servers.set(server.address, server);
     this.indexOf.set(server.address, index);
     return server;
@@ -166,22 +166,6 @@ class Cluster {
 
   async replicasOf(key: string): Promise<readonly ServerRef[]> {
     return allocateReplicas(key, await this.view());
-  }
-}
-
-/**
- * The test ports (41000 + ...) lie inside Linux's ephemeral range (32768..60999), so another
- * process's outgoing connection can hold one for a moment: try again briefly before failing.
- */
-async function startOnFixedPort(name: string, args: string[]): Promise<Proc> {
-  const ATTEMPTS_MAX = 10;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startProcess(name, args);
-    } catch (err) {
-      if (attempt >= ATTEMPTS_MAX || !/no free port/.test(String(err))) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 300));
-    }
   }
 }
 

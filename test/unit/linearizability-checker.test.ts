@@ -3,6 +3,7 @@
 // the anomalies a replicated store can show (or they would prove nothing).
 
 import { checkRegister, type Operation, type OperationOutcome } from '../support/linearizability';
+import { uniform } from '../support/random';
 
 const w = (
   value: string,
@@ -153,18 +154,6 @@ describe('rejects non-linearizable histories', () => {
 });
 
 describe('random histories', () => {
-  /** A seeded PRNG (mulberry32), so a failure replays. */
-  function prng(seed: number): () => number {
-    let state = seed >>> 0;
-    return () => {
-      state = (state + 0x6d2b79f5) >>> 0;
-      let t = state;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-    };
-  }
-
   /**
    * Simulate a correct register: each process issues operations one after another, each taking
    * effect at a random instant inside its interval; some writes end unknown or failed.
@@ -174,7 +163,7 @@ describe('random histories', () => {
     processes: number,
     opsPerProcess: number,
   ): Operation[] {
-    const random = prng(seed);
+    const random = uniform(seed);
     type Pending = { op: Omit<Operation, 'value'> & { value: string | null }; at: number };
     const pending: Pending[] = [];
     let written = 0;

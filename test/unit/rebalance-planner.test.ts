@@ -4,6 +4,7 @@
 // then every drop. Afterwards each key must sit on exactly its next replicas, with each needed copy
 // pushed once, by the designated sender. Views are seeded-random UUIDs, the same on every run.
 
+import { prng, seededUuids } from '../support/random';
 import { AssertionError } from '../../lib/assert';
 import { REPLICATION_COUNT } from '../../lib/limits';
 import type { ServerRef } from '../../lib/messages';
@@ -17,31 +18,6 @@ import {
 const R = REPLICATION_COUNT;
 const KEY_COUNT = 3000;
 const KEYS = Array.from({ length: KEY_COUNT }, (_, i) => `key-${i}`);
-
-/** A seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-/** Random-looking v4 UUIDs, like the IDs real servers give themselves. */
-function uuids(count: number, seed: number): string[] {
-  const next = prng(seed);
-  const hex = (bits: number, digits: number): string =>
-    (bits >>> 0).toString(16).padStart(8, '0').slice(0, digits);
-  return Array.from(
-    { length: count },
-    () =>
-      `${hex(next(), 8)}-${hex(next(), 4)}-4${hex(next(), 3)}-` +
-      `${'89ab'[next() % 4]}${hex(next(), 3)}-${hex(next(), 8)}${hex(next(), 4)}`,
-  );
-}
 
 /** A server's address is a function of its ID, so one set of servers is one (cached) ring. */
 function serversOf(ids: readonly string[]): ServerRef[] {
@@ -247,7 +223,7 @@ describe('any view change, simulated over the whole cluster', () => {
   /** A random change of a random view: up to 2 leave (never all), up to 3 join. */
   function randomChange(seed: number): [ServerRef[], ServerRef[]] {
     const next = prng(seed);
-    const ids = uuids(12, seed);
+    const ids = seededUuids(12, seed);
     const size = 1 + (next() % 7);
     const previous = serversOf(ids.slice(0, size));
     const leaving = Math.min(next() % 3, size - 1);
@@ -274,7 +250,7 @@ describe('any view change, simulated over the whole cluster', () => {
     ['three join at once', 3, 0, 3],
     ['two leave and two join', 6, 2, 2],
   ])('%s (%i servers, -%i +%i): still exactly placed', (_name, size, leaving, joining) => {
-    const ids = uuids(size + joining, 7000 + 10 * size + joining);
+    const ids = seededUuids(size + joining, 7000 + 10 * size + joining);
     const previous = serversOf(ids.slice(0, size));
     const next = [...previous.slice(leaving), ...serversOf(ids.slice(size))];
     const run = checkChange(previous, next);
@@ -298,7 +274,7 @@ describe('a single join', () => {
   test.each([1, 2, 3, 4, 5, 6].map((n) => [n, n + 1]))(
     '%i -> %i servers: copies moved / optimum = 1.0, the dropper sends',
     (size) => {
-      const ids = uuids(size + 1, 300 + size);
+      const ids = seededUuids(size + 1, 300 + size);
       const previous = serversOf(ids.slice(0, size));
       const joiner = serversOf([ids[size]]);
       const next = [...previous, ...joiner];
@@ -328,7 +304,7 @@ describe('a single leave', () => {
   test.each([2, 3, 4, 5, 6, 7].map((n) => [n, n - 1]))(
     '%i -> %i servers: copies moved / optimum = 1.0, the first survivor sends',
     (size) => {
-      const ids = uuids(size, 500 + size);
+      const ids = seededUuids(size, 500 + size);
       for (const leaverIndex of [0, size - 1]) {
         const previous = serversOf(ids);
         const leaver = previous[leaverIndex].id;
@@ -351,7 +327,7 @@ describe('a single leave', () => {
 // ---- sequences ----------------------------------------------------------------------------------
 
 describe('sequences of views', () => {
-  const ids = uuids(4, 9090);
+  const ids = seededUuids(4, 9090);
   const servers = serversOf(ids);
 
   test('1 -> 2 -> 3 -> 4 servers, then 4 -> 3 -> 2 -> 1: exactly placed after every step', () => {
@@ -374,7 +350,7 @@ describe('sequences of views', () => {
   });
 
   test('a rolling replacement (a new server joins, an old one leaves, six times): nothing lost', () => {
-    const pool = serversOf(uuids(10, 8080));
+    const pool = serversOf(seededUuids(10, 8080));
     let view = pool.slice(0, 4);
     let holdings = placed(view);
     for (let i = 4; i < pool.length; i++) {
@@ -391,7 +367,7 @@ describe('sequences of views', () => {
 // ---- stray copies, first views, misuse ----------------------------------------------------------
 
 describe('stray copies', () => {
-  const ids = uuids(5, 4321);
+  const ids = seededUuids(5, 4321);
   const previous = serversOf(ids.slice(0, 4));
   const next = serversOf(ids); // one joins
 
@@ -459,7 +435,7 @@ describe('stray copies', () => {
 
 describe('misuse', () => {
   test('planning for a view the server is not in is a programmer error', () => {
-    const servers = serversOf(uuids(3, 77));
+    const servers = serversOf(seededUuids(3, 77));
     const err = thrown(() =>
       planRebalance({ selfId: 'not-in-the-view', previous: servers, next: servers, keys: ['a'] }),
     );
@@ -467,7 +443,7 @@ describe('misuse', () => {
   });
 
   test('a server that left plans nothing: planning for the next view without it throws', () => {
-    const servers = serversOf(uuids(4, 78));
+    const servers = serversOf(seededUuids(4, 78));
     expect(
       thrown(() =>
         planRebalance({
@@ -481,7 +457,7 @@ describe('misuse', () => {
   });
 
   test('an empty plan when nothing changes', () => {
-    const servers = serversOf(uuids(4, 79));
+    const servers = serversOf(seededUuids(4, 79));
     for (const s of servers) {
       const plan = planRebalance({
         selfId: s.id,

@@ -7,6 +7,7 @@ import { hash64 } from '../../lib/hash';
 import { REPLICATION_COUNT, VIRTUAL_NODES_PER_SERVER } from '../../lib/limits';
 import type { ServerRef } from '../../lib/messages';
 import { allocateReplicas, Ring, ringFor } from '../../lib/ring';
+import { prng, seededUuids } from '../support/random';
 
 const R = REPLICATION_COUNT;
 const KEY_COUNT = 100_000;
@@ -14,29 +15,6 @@ const EVENNESS_MAX_OVER_MEAN = 1.05;
 const MOVEMENT_MAX_OVER_OPTIMAL = 1.05;
 
 /** A seeded PRNG (mulberry32): the "random" views are the same on every run. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
-/** Random-looking v4 UUIDs, like the IDs real servers give themselves. */
-function uuids(count: number, seed: number): string[] {
-  const next = prng(seed);
-  const hex = (bits: number, digits: number): string =>
-    (bits >>> 0).toString(16).padStart(8, '0').slice(0, digits);
-  return Array.from(
-    { length: count },
-    () =>
-      `${hex(next(), 8)}-${hex(next(), 4)}-4${hex(next(), 3)}-` +
-      `${'89ab'[next() % 4]}${hex(next(), 3)}-${hex(next(), 8)}${hex(next(), 4)}`,
-  );
-}
 
 function serversOf(ids: readonly string[]): ServerRef[] {
   return ids.map((id, i) => ({ id, address: `127.0.0.1:${38000 + i}` }));
@@ -57,7 +35,7 @@ const KEYS = Array.from({ length: KEY_COUNT }, (_, i) => `key-${i}`);
 
 describe('replica sets', () => {
   test.each([0, 1, 2, 3, 4, 5])('with %i servers a key has min(3, N) distinct replicas', (n) => {
-    const servers = serversOf(uuids(n, 100 + n));
+    const servers = serversOf(seededUuids(n, 100 + n));
     const ids = new Set(idsOf(servers));
     const wrong = KEYS.slice(0, 2000).filter((key) => {
       const replicas = idsOf(allocateReplicas(key, { servers }));
@@ -71,7 +49,7 @@ describe('replica sets', () => {
   });
 
   test('the same key and view give the same replicas, in whatever order the view lists them', () => {
-    const servers = serversOf(uuids(7, 7));
+    const servers = serversOf(seededUuids(7, 7));
     const reference = new Ring(servers);
     for (let seed = 1; seed <= 5; seed++) {
       const listed = shuffled(servers, seed);
@@ -89,14 +67,14 @@ describe('replica sets', () => {
   });
 
   test('ringFor gives one ring per set of servers, not per listing order', () => {
-    const servers = serversOf(uuids(5, 5));
+    const servers = serversOf(seededUuids(5, 5));
     expect(ringFor(shuffled(servers, 1))).toBe(ringFor(shuffled(servers, 2)));
     expect(ringFor(servers.slice(1))).not.toBe(ringFor(servers));
   });
 
   test('a server ID, not its place in the list, decides its positions', () => {
     // Four servers and the same four plus a fifth: keys that avoid the fifth keep their replicas.
-    const ids = uuids(5, 55);
+    const ids = seededUuids(5, 55);
     const small = new Ring(serversOf(ids.slice(0, 4)));
     const large = new Ring(serversOf(ids));
     const avoiding = KEYS.slice(0, 5000).filter(
@@ -122,7 +100,7 @@ describe('replica sets', () => {
     ['1024 bytes', 'é'.repeat(512)],
     ['one byte', 'x'],
   ])('a UTF-8 key (%s) gets R distinct replicas, every time', (_name, key) => {
-    const servers = serversOf(uuids(6, 66));
+    const servers = serversOf(seededUuids(6, 66));
     const first = idsOf(allocateReplicas(key, { servers }));
     expect(first).toHaveLength(R);
     expect(new Set(first).size).toBe(R);
@@ -139,7 +117,7 @@ describe('replica sets', () => {
     // A small ring so the reference can scan every position: first position >= the key's hash
     // (as a bigint), wrapping around, then the first R distinct owners clockwise.
     const virtualNodesPerServer = 8;
-    const servers = serversOf(uuids(5, 9));
+    const servers = serversOf(seededUuids(5, 9));
     const ring = new Ring(servers, { virtualNodesPerServer });
     const points = servers
       .flatMap((s) =>
@@ -186,7 +164,7 @@ describe('replica sets', () => {
 // ---- evenness and movement over 100,000 keys ---------------------------------------------------
 
 const SEED = 2024;
-const ALL_IDS = uuids(10, SEED);
+const ALL_IDS = seededUuids(10, SEED);
 const placementCache = new Map<string, (readonly ServerRef[])[]>();
 
 /** Every key's replicas in the view of `ids` (computed once per view). */
