@@ -164,7 +164,7 @@ describe('the process', () => {
 describe('membership', () => {
   test('a silent server leaves after --failure-timeout, is rejected forever, a new ID joins', async () => {
     const leader = await startViewLeader(['--failure-timeout', String(FAILURE_TIMEOUT_S)]);
-    expect(await queryServers(leader)).toEqual({ epoch: 0, servers: [], rebalancing: false });
+    expect(await queryServers(leader)).toMatchObject({ epoch: 0, servers: [], rebalancing: false });
 
     expect(await heartbeat(leader, 'srv-a', 0)).toBe(1);
     // Sent before the view leader receives it: a lower bound on when it last heard from srv-a.
@@ -332,7 +332,7 @@ describe('bad input gets a 4xx JSON answer and changes nothing', () => {
     expect(response.status).toBe(status);
     const answer: unknown = await response.json();
     expect(answer).toMatchObject({ kind: 'invalid', error: expect.any(String) });
-    expect(await queryServers(leader)).toEqual({ epoch: 0, servers: [], rebalancing: false });
+    expect(await queryServers(leader)).toMatchObject({ epoch: 0, servers: [], rebalancing: false });
     expect(leader.child.exitCode).toBeNull();
   });
 });
