@@ -201,8 +201,6 @@ test('setr and getr refuse with exit 75 while rebalancing, and --wait waits it o
   expect((await cluster.client.getr('after')).value).toBe('y');
   expect((await cluster.client.getr('steady')).value).toBe('v1');
   await expect(cluster.client.getr('during')).rejects.toMatchObject({ kind: 'not_found' });
-    /not found/,
-  );
 }, 120_000);
 
 test('a commit across an epoch change fails and leaves no replica changed', async () => {
