@@ -1,10 +1,14 @@
 // `npm run bench`: runs the bench sections in order, prints a table per section to stdout and
-// writes bench/results.json. `--quick` shortens every section (well under a minute in all).
+// writes bench/results.json. `--quick` shortens every section (under a minute in all).
 //
 // A section is a function from the run's settings to its JSON figures and its printed tables.
 // To add one, write `bench/<name>.ts` exporting `measure...(options)` and `...Tables(result)`,
-// then replace its TODO(section) placeholder in SECTIONS below. A section that starts processes
-// uses startChild/killChild from ./stats (killed by PID in `finally`, and on SIGINT by main).
+// and list it in SECTIONS below. A section that starts processes uses startChild/killChild,
+// runNode or withCluster from ./stats (killed by PID in `finally`, and on SIGINT by main).
+//
+// A section that throws does not end the run: its entry in results.json becomes
+// `{ "error": "message" }`, its table says ERROR, the next section runs. The process exits 0 only
+// if every section it ran produced its figures, 1 otherwise (results.json is written either way).
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,18 +16,42 @@ import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ALLOCATOR_FULL, ALLOCATOR_QUICK, allocatorTables, measureAllocator } from './allocator';
-import { measureRpcBaseline, RPC_FULL, RPC_QUICK, rpcTables } from './rpc-baseline';
-import { formatTable, killAllChildrenNow, runningChildren, type Table } from './stats';
+import { CLI_FULL, CLI_QUICK, cliTables, measureCli } from './cli';
+import { FAILOVER_FULL, FAILOVER_QUICK, failoverTables, measureFailover } from './failover';
+import { measureMemory, MEMORY_FULL, MEMORY_QUICK, memoryTables } from './memory';
+import {
+  measureRebalancing,
+  REBALANCING_FULL,
+  REBALANCING_QUICK,
+  rebalancingTables,
+} from './rebalancing';
+import {
+  measureRpcBaseline,
+  RPC_FULL,
+  RPC_QUICK,
+  rpcTables,
+  type RpcBaseline,
+} from './rpc-baseline';
+import { measureSdk, SDK_FULL, SDK_QUICK, sdkTables } from './sdk';
+import {
+  errorMessage,
+  formatTable,
+  killAllChildrenNow,
+  runningChildren,
+  type Table,
+} from './stats';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const RESULTS_PATH_DEFAULT = path.join(ROOT, 'bench', 'results.json');
 
 export interface SectionSettings {
   readonly quick: boolean;
+  /** The rpc section's figures once it has run in this process (the baseline of later ratios). */
+  readonly rpc: RpcBaseline | undefined;
 }
 
 export interface SectionOutcome {
-  /** JSON-serialisable figures; null while the section is not implemented. */
+  /** JSON-serialisable figures. */
   readonly data: unknown;
   readonly tables: readonly Table[];
 }
@@ -35,16 +63,33 @@ export interface Section {
   readonly run: (settings: SectionSettings) => Promise<SectionOutcome>;
 }
 
-const notYet = (): Promise<SectionOutcome> => Promise.resolve({ data: null, tables: [] });
+/** The quick run's RPC cases are shorter still: the whole quick run stays under a minute. */
+const RPC_IN_QUICK_RUN = { ...RPC_QUICK, durationMs: 1_000, warmupMs: 200 };
 
-/** In the order they run. Sections still to come report null. */
+/** In the order they run: the rpc baseline first, since later sections are read against it. */
 export const SECTIONS: readonly Section[] = [
   {
     name: 'rpc',
     title: 'RPC baseline (lean undici/node:http vs our axios/express shell)',
     run: async ({ quick }) => {
-      const result = await measureRpcBaseline(quick ? RPC_QUICK : RPC_FULL);
+      const result = await measureRpcBaseline(quick ? RPC_IN_QUICK_RUN : RPC_FULL);
       return { data: result, tables: rpcTables(result) };
+    },
+  },
+  {
+    name: 'sdk',
+    title: 'SDK getr/setr against 3 and 5 servers',
+    run: async ({ quick, rpc }) => {
+      const result = await measureSdk(quick ? SDK_QUICK : SDK_FULL, rpc);
+      return { data: result, tables: sdkTables(result) };
+    },
+  },
+  {
+    name: 'cli',
+    title: 'CLI invocation',
+    run: async ({ quick }) => {
+      const result = await measureCli(quick ? CLI_QUICK : CLI_FULL);
+      return { data: result, tables: cliTables(result) };
     },
   },
   {
@@ -55,20 +100,30 @@ export const SECTIONS: readonly Section[] = [
       return { data: result, tables: allocatorTables(result) };
     },
   },
-  // TODO(section): sdk — getr/setr through the client SDK against a local cluster (view leader +
-  // servers as child processes), concurrency 1 and 64, req/s and p50/p99/p99.9 as ratios
-  // against rpc.lean and rpc.ours.
-  { name: 'sdk', title: 'SDK getr/setr (to come)', run: notYet },
-  // TODO(section): cli — wall time of one bin/dht-client invocation (process start included).
-  { name: 'cli', title: 'CLI invocation (to come)', run: notYet },
-  // TODO(section): rebalancing — time and bytes to rebalance N keys on a join and on a leave,
-  // against the allocator's optimal copies moved.
-  { name: 'rebalancing', title: 'Rebalancing (to come)', run: notYet },
-  // TODO(section): memory — server RSS per stored key/value byte.
-  { name: 'memory', title: 'Memory (to come)', run: notYet },
-  // TODO(section): failover — time from a server's death to the view without it and to the
-  // first successful setr on its keys.
-  { name: 'failover', title: 'Failover (to come)', run: notYet },
+  {
+    name: 'rebalancing',
+    title: 'Rebalancing on a leave and a join',
+    run: async ({ quick }) => {
+      const result = await measureRebalancing(quick ? REBALANCING_QUICK : REBALANCING_FULL);
+      return { data: result, tables: rebalancingTables(result) };
+    },
+  },
+  {
+    name: 'memory',
+    title: 'Server memory per key',
+    run: async ({ quick }) => {
+      const result = await measureMemory(quick ? MEMORY_QUICK : MEMORY_FULL);
+      return { data: result, tables: memoryTables(result) };
+    },
+  },
+  {
+    name: 'failover',
+    title: 'Failover: downtime of getr and setr when a server is killed',
+    run: async ({ quick }) => {
+      const result = await measureFailover(quick ? FAILOVER_QUICK : FAILOVER_FULL);
+      return { data: result, tables: failoverTables(result) };
+    },
+  },
 ];
 
 const TOP_LEVEL_SECTIONS = new Set(['rpc', 'allocator']);
@@ -101,12 +156,15 @@ function machine(): Machine {
 export interface BenchResults {
   readonly machine: Machine;
   readonly quick: boolean;
+  readonly elapsedS: number;
+  /** Sections that threw; their entries hold `{ "error": message }`. */
+  readonly failed: readonly string[];
   readonly rpc: unknown;
   readonly allocator: unknown;
   readonly sections: Readonly<Record<string, unknown>>;
 }
 
-async function main(): Promise<void> {
+async function main(): Promise<number> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName('bench')
     .usage('$0 [--quick] [--only NAME,...] [--out FILE]')
@@ -138,7 +196,8 @@ async function main(): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const settings: SectionSettings = { quick: argv.quick };
+  let rpc: RpcBaseline | undefined;
+  const failed: string[] = [];
   const results: Record<string, unknown> = {};
   const started = performance.now();
   const info = machine();
@@ -152,11 +211,27 @@ async function main(): Promise<void> {
     }
     const sectionStart = performance.now();
     process.stderr.write(`bench: ${section.name}...\n`);
-    const outcome = await section.run(settings);
-    results[section.name] = outcome.data;
-    if (outcome.tables.length === 0) {
-      process.stdout.write(`${section.title}: not measured\n\n`);
+    let outcome: SectionOutcome;
+    try {
+      outcome = await section.run({ quick: argv.quick, rpc });
+      if (outcome.data === null || outcome.data === undefined) {
+        throw new Error('the section produced no figures');
+      }
+    } catch (err) {
+      // One section's failure (a cluster that would not settle on a slow machine) is recorded,
+      // and the run goes on; every process the section started is already dead (its finally).
+      failed.push(section.name);
+      const message = errorMessage(err);
+      process.stderr.write(
+        `bench: ${section.name} failed: ${err instanceof Error ? (err.stack ?? message) : message}\n`,
+      );
+      outcome = {
+        data: { error: message },
+        tables: [{ title: `${section.title}: ERROR`, header: ['error'], rows: [[message]] }],
+      };
     }
+    results[section.name] = outcome.data;
+    if (section.name === 'rpc' && !failed.includes('rpc')) rpc = outcome.data as RpcBaseline;
     for (const table of outcome.tables) process.stdout.write(`${formatTable(table)}\n\n`);
     process.stderr.write(
       `bench: ${section.name} took ${((performance.now() - sectionStart) / 1000).toFixed(1)} s\n`,
@@ -170,6 +245,8 @@ async function main(): Promise<void> {
   const output: BenchResults = {
     machine: info,
     quick: argv.quick,
+    elapsedS: (performance.now() - started) / 1000,
+    failed,
     rpc: results.rpc ?? null,
     allocator: results.allocator ?? null,
     sections,
@@ -180,11 +257,16 @@ async function main(): Promise<void> {
       `in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
   );
   if (runningChildren() > 0) throw new Error('a section left a child process running');
+  if (failed.length > 0) {
+    process.stderr.write(`bench: failed sections: ${failed.join(', ')}\n`);
+    return 1;
+  }
+  return 0;
 }
 
 if (require.main === module) {
   main()
-    .then(() => process.exit(0))
+    .then((code) => process.exit(code))
     .catch((err: unknown) => {
       killAllChildrenNow();
       process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : err}\n`);

@@ -3,7 +3,11 @@
 // every process a section starts is killed by PID, in `finally` and on SIGINT alike.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import { LocalCluster, type ClusterTimings, type LogRecord } from '../demo/cluster';
 import { assert } from '../lib/assert';
+import { call } from '../lib/http-client';
+import { ViewLeaderApi, type View } from '../lib/messages';
 
 // ---- percentiles --------------------------------------------------------------------------------
 
@@ -200,6 +204,8 @@ export async function killChild(child: ChildProcess): Promise<void> {
 
 /** Synchronous, for signal handlers: SIGKILL every child still running, by PID. */
 export function killAllChildrenNow(): void {
+  for (const cluster of clusters) cluster.killAllNow();
+  clusters.clear();
   for (const child of children) {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       try {
@@ -213,7 +219,149 @@ export function killAllChildrenNow(): void {
 }
 
 export function runningChildren(): number {
-  return children.size;
+  return children.size + clusters.size;
+}
+
+export interface ProcessRun {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** From spawn to exit: process start included. */
+  readonly wallMs: number;
+}
+
+const PROCESS_OUTPUT_CHARS_MAX = 64 * 1024;
+
+/**
+ * Run `node args...` to completion, SIGKILLed by PID after `timeoutMs`. Registered like every
+ * other child, so Ctrl-C kills it too.
+ */
+export function runNode(args: readonly string[], timeoutMs: number): Promise<ProcessRun> {
+  assert(timeoutMs > 0 && Number.isFinite(timeoutMs), 'a process run has a finite time limit');
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    if (stdout.length < PROCESS_OUTPUT_CHARS_MAX) stdout += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    if (stderr.length < PROCESS_OUTPUT_CHARS_MAX) stderr += d;
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+    }, timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      children.delete(child);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      const wallMs = performance.now() - t0;
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, signal, stdout, stderr, wallMs });
+    });
+  });
+}
+
+// ---- local clusters -----------------------------------------------------------------------------
+
+const clusters = new Set<LocalCluster>();
+
+/**
+ * Run `body` with a LocalCluster (demo/cluster.ts: a view leader and servers as real processes on
+ * OS-assigned loopback ports). Every process it started is killed by PID when `body` ends, throws,
+ * or the bench is interrupted (killAllChildrenNow).
+ */
+export async function withCluster<T>(
+  timings: ClusterTimings,
+  onLog: (server: string, record: LogRecord) => void,
+  body: (cluster: LocalCluster) => Promise<T>,
+): Promise<T> {
+  const cluster = new LocalCluster(timings, onLog);
+  clusters.add(cluster);
+  try {
+    return await body(cluster);
+  } finally {
+    await cluster.stop();
+    clusters.delete(cluster);
+  }
+}
+
+/** A poll of query_servers may take this long before it counts as failed. */
+const VIEW_POLL_TIMEOUT_MS = 2_000;
+/** No wait polls more often than this many times, whatever its time limit. */
+const VIEW_POLLS_MAX = 100_000;
+
+export interface ViewWait {
+  readonly view: View;
+  /** From the call to the poll that satisfied the predicate. */
+  readonly elapsedMs: number;
+  readonly polls: number;
+}
+
+/**
+ * Ask the view leader (directly, not through an SDK client) every `pollMs` until `done(view)`;
+ * `onPoll` sees every view with the time since the call. Throws after `timeoutMs`.
+ */
+export async function waitForView(
+  viewLeader: string,
+  done: (view: View) => boolean,
+  timeoutMs: number,
+  pollMs: number,
+  onPoll: (view: View, elapsedMs: number) => void = () => {},
+): Promise<ViewWait> {
+  const t0 = performance.now();
+  let last: View | undefined;
+  for (let polls = 1; polls <= VIEW_POLLS_MAX; polls++) {
+    try {
+      last = await call(
+        viewLeader,
+        ViewLeaderApi.queryServers,
+        {},
+        {
+          timeoutMs: VIEW_POLL_TIMEOUT_MS,
+        },
+      );
+      const elapsedMs = performance.now() - t0;
+      onPoll(last, elapsedMs);
+      if (done(last)) return { view: last, elapsedMs, polls };
+    } catch {
+      // A slow answer under load: ask again until the time limit.
+    }
+    if (performance.now() - t0 > timeoutMs) break;
+    await sleep(pollMs);
+  }
+  const seen =
+    last === undefined
+      ? 'no answer'
+      : `epoch ${last.epoch}, ${last.servers.length} servers, rebalancing ${last.rebalancing}`;
+  throw new Error(`view not as expected after ${timeoutMs} ms (last: ${seen})`);
+}
+
+/** A settled view of exactly `servers` servers, newer than `afterEpoch`. */
+export function settled(servers: number, afterEpoch = -1): (view: View) => boolean {
+  return (view) => view.servers.length === servers && !view.rebalancing && view.epoch > afterEpoch;
+}
+
+/** Resident set size of a process (Linux /proc), in bytes. */
+export function residentBytes(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  assert(match !== null, `VmRSS in /proc/${pid}/status`);
+  return Number(match[1]) * 1024;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 // ---- tables -------------------------------------------------------------------------------------
