@@ -108,19 +108,19 @@ async function main(argv: string[]): Promise<number> {
   const timeoutMs = args.timeout * 1000;
   const waitMs = args.wait === undefined ? undefined : args.wait * 1000;
   let server: ServerClient | undefined;
-  const context = {
-    cluster: new DhtClient({
-      viewLeader: args.viewleader,
-      timeoutMs,
-      waitMs: waitMs ?? 0,
-      cacheView: false,
-    }),
-    server: () => (server ??= new ServerClient(args.server, timeoutMs)),
-    retryIntervalMs: args.retryInterval * 1000,
-    waitMs,
-    readStdin,
-  };
   try {
+    const context = {
+      cluster: new DhtClient({
+        viewLeader: args.viewleader,
+        timeoutMs,
+        waitMs: waitMs ?? 0,
+        cacheView: false,
+      }),
+      server: () => (server ??= new ServerClient(args.server, timeoutMs)),
+      retryIntervalMs: args.retryInterval * 1000,
+      waitMs,
+      readStdin,
+    };
     const output = await command.run(context, await resolveArgs(command, rest, context));
     return writeSuccess(output, args.json);
   } catch (err) {

@@ -91,6 +91,8 @@ export class DhtClient {
     for (;;) {
       if (await this.lockTry(lock, requester)) return;
       if (Date.now() + retryIntervalMs > deadline) {
+        // Giving up: leave the queue, so the lock is never handed to a requester who left.
+        await this.lockRelease(lock, requester).catch(() => undefined);
         throw new DhtError('retry', `lock '${lock}' is held by another requester`);
       }
       await sleep(retryIntervalMs);
@@ -134,7 +136,8 @@ export class DhtClient {
     let view = this.cachedView ?? (await this.queryServers());
     for (;;) {
       if (!view.rebalancing) {
-        if (view.servers.length === 0) throw new DhtError('unavailable', 'no servers in the view');
+        if (view.servers.length === 0)
+          throw new DhtError('unavailable', 'no servers in the view', 'no_servers');
         try {
           return await operation(view, allocateReplicas(key, view));
         } catch (err) {
@@ -142,7 +145,7 @@ export class DhtClient {
             throw err;
           if (!fromCache && Date.now() >= deadline) throw err;
         }
-      } else if (Date.now() >= deadline) {
+      } else if (!fromCache && Date.now() >= deadline) {
         throw new DhtError(
           'retry',
           `rebalancing under way (epoch ${view.epoch}); retry later`,

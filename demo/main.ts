@@ -8,6 +8,8 @@ import { DhtError } from '../lib/errors';
 import { initHashing } from '../lib/hash';
 import { ServerClient, DhtClient } from '../client/sdk';
 import { LocalCluster, type LogRecord } from './cluster';
+import { allocateReplicas } from '../lib/ring';
+import type { View } from '../lib/messages';
 
 const SETTLE_TIMEOUT_MS = 60_000;
 const WRITE_CONCURRENCY = 16;
@@ -19,6 +21,8 @@ interface Step {
   readonly keysMoved: number;
   readonly settleMs: number;
   readonly perServer: string;
+  /** (key, server) pairs where a key is held but not a replica there, or a replica lacks it. */
+  readonly misplaced: number;
   readonly intact: number;
 }
 
@@ -98,9 +102,10 @@ async function runDemo(
   const record = async (label: string, startedMs: number): Promise<boolean> => {
     view = await waitForSettledView(client, cluster.servers.length);
     const settleMs = Date.now() - startedMs;
-    const counts = await Promise.all(
-      cluster.servers.map(async (s) => (await new ServerClient(s.address).queryAllKeys()).length),
+    const held = await Promise.all(
+      view.servers.map(async (s) => new Set(await new ServerClient(s.address).queryAllKeys())),
     );
+    const misplaced = countMisplaced(view, held, expected);
     const intact = await verifyAll(client, expected);
     steps.push({
       label,
@@ -112,11 +117,12 @@ async function runDemo(
         view.epoch,
       ),
       settleMs,
-      perServer: counts.join(' / '),
+      perServer: held.map((keys) => keys.size).join(' / '),
+      misplaced,
       intact,
     });
     printSteps(steps, keyCount);
-    return intact === keyCount;
+    return intact === keyCount && misplaced === 0;
   };
 
   let ok = await record(`${serverCount} servers`, Date.now());
@@ -141,7 +147,7 @@ async function runDemo(
     );
     return 0;
   }
-  say('VERDICT: FAIL: values were lost or wrong (see the table above)');
+  say('VERDICT: FAIL: values were lost or misplaced (see the table above)');
   return 1;
 }
 
@@ -203,6 +209,22 @@ async function verifyAll(
   return intact;
 }
 
+/** Exact placement: every key on exactly its `locate` replicas (allocateReplicas). */
+function countMisplaced(
+  view: View,
+  held: readonly ReadonlySet<string>[],
+  expected: ReadonlyMap<string, string>,
+): number {
+  let misplaced = 0;
+  for (const key of expected.keys()) {
+    const replicas = new Set(allocateReplicas(key, view).map((s) => s.id));
+    view.servers.forEach((server, i) => {
+      if (held[i].has(key) !== replicas.has(server.id)) misplaced++;
+    });
+  }
+  return misplaced;
+}
+
 function movedSince(
   movedByEpoch: ReadonlyMap<number, number>,
   afterEpoch: number,
@@ -219,7 +241,7 @@ function printSteps(steps: readonly Step[], keyCount: number): void {
   say(
     `  epoch ${String(last.epoch).padStart(3)} | ${String(last.servers).padStart(2)} servers | ` +
       `settled in ${String(last.settleMs).padStart(5)} ms | copies moved ${String(last.keysMoved).padStart(6)} | ` +
-      `keys per server ${last.perServer} | intact ${last.intact}/${keyCount}`,
+      `keys per server ${last.perServer} | misplaced ${last.misplaced} | intact ${last.intact}/${keyCount}`,
   );
 }
 

@@ -99,7 +99,7 @@ export const AbortRequest = z.object({ txid: TxId, key: Key });
  * memory of the transaction and must not answer for its previous life). */
 export const DecisionRequest = z.object({ txid: TxId, key: Key, serverId: ServerId });
 export const DecisionResponse = z.object({
-  state: z.enum(['committed', 'aborted', 'prepared', 'unknown']),
+  state: z.enum(['committed', 'aborted', 'prepared']),
   version: Version.optional(),
   /** The asked participant's current version of the key (for a commit decided among peers). */
   current: Version.optional(),

@@ -43,6 +43,7 @@ async function main(): Promise<void> {
       default: PREPARE_TIMEOUT_S_DEFAULT,
       describe: 'seconds an undecided prepared transaction waits before asking for its outcome',
     })
+    .requiresArg(['viewleader', 'heartbeat-interval', 'prepare-timeout'])
     .strict()
     .help()
     .alias('help', 'h')
@@ -82,8 +83,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(
-    `ERROR: ${err instanceof DhtError || err instanceof Error ? err.message : String(err)}\n`,
-  );
-  process.exit(1);
+  process.stderr.write(`ERROR: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(err instanceof DhtError ? err.info.exitCode : 1);
 });

@@ -252,7 +252,7 @@ export class Participant {
         `${from.id} committed`,
       );
     }
-    if (answer !== 'unreachable' && (answer.state === 'aborted' || answer.state === 'unknown')) {
+    if (answer !== 'unreachable' && answer.state === 'aborted') {
       return this.resolve(tx, { state: 'aborted' }, `${from.id} aborted`);
     }
 

@@ -121,7 +121,7 @@ export class StorageServer {
             rebalancing: this.rebalancing,
             currentVersion: store.versionOf(request.key),
           },
-          Date.now(),
+          performance.now(),
         );
         if (vote.vote === 'no') throw vote.error;
         return vote;
@@ -137,7 +137,7 @@ export class StorageServer {
       })
       .route(ServerApi.decision, ({ txid, serverId }) => {
         this.checkServerId(serverId);
-        return this.participant.answer(txid, Date.now());
+        return this.participant.answer(txid, performance.now());
       })
       .route(ServerApi.read, ({ key, epoch, serverId }) => {
         this.checkServerId(serverId);
@@ -197,7 +197,7 @@ export class StorageServer {
   }
 
   private tickParticipant(): void {
-    const { asks, resolutions } = this.participant.tick(Date.now());
+    const { asks, resolutions } = this.participant.tick(performance.now());
     for (const r of resolutions)
       this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
     for (const ask of asks) void this.askDecision(ask.txid, ask.key, ask.target);
@@ -256,12 +256,27 @@ export class StorageServer {
             { err: err.message, reason: err.reason },
             'heartbeat rejected by the view leader',
           );
+          if (err.reason === 'server_expired') this.leaveView();
           return;
         }
         throw err;
       }
     }
     this.logger.warn({ viewLeaders: leaders.length }, 'no view leader reachable; will keep trying');
+  }
+
+  /**
+   * The view leader declared this server failed: it is in no view any more, so it must not
+   * serve replicated reads or writes for the last epoch it knew (a client with an old cached
+   * view could otherwise read a stale copy). Its ID is rejected forever; a restart rejoins.
+   */
+  private leaveView(): void {
+    if (this.epoch === -1) return;
+    this.epoch = -1;
+    this.view = undefined;
+    this.viewIds = new Set();
+    this.rebalancing = true;
+    this.progress = { state: 'idle' };
   }
 
   private install(view: View): void {
@@ -271,7 +286,7 @@ export class StorageServer {
     this.viewIds = new Set(view.servers.map((s) => s.id));
     this.rebalancing = true;
     this.unreported = undefined;
-    for (const r of this.participant.epochChanged(Date.now())) {
+    for (const r of this.participant.epochChanged(performance.now())) {
       this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
     }
     void this.copyPhase(view);

@@ -182,6 +182,9 @@ test('setr and getr refuse with exit 75 while rebalancing, and --wait waits it o
     const view = await cluster.client.queryServers();
     return view.rebalancing && view.epoch > before.epoch ? view : undefined;
   });
+  // An SDK client (no --wait) that caches the view while it says "rebalancing".
+  const cachingClient = new DhtClient({ viewLeader: cluster.viewleader.address, waitMs: 0 });
+  expect((await cachingClient.queryServers()).rebalancing).toBe(true);
   const vl = ['--viewleader', cluster.viewleader.address];
   const refused = await runClient([...vl, '--json', 'setr', 'during', 'x']);
   const read = await runClient([...vl, 'getr', 'steady']);
@@ -201,6 +204,9 @@ test('setr and getr refuse with exit 75 while rebalancing, and --wait waits it o
   expect((await cluster.client.getr('after')).value).toBe('y');
   expect((await cluster.client.getr('steady')).value).toBe('v1');
   await expect(cluster.client.getr('during')).rejects.toMatchObject({ kind: 'not_found' });
+  // Its stale "rebalancing" view is refreshed, not trusted forever.
+  await cachingClient.setr('cached', 'z');
+  expect((await cachingClient.getr('cached')).value).toBe('z');
 }, 120_000);
 
 test('a commit across an epoch change fails and leaves no replica changed', async () => {

@@ -458,9 +458,7 @@ describe('onAnswer', () => {
 
   test.each<[ServerRef, DecisionResponse]>([
     [S0, { state: 'aborted' }],
-    [S0, { state: 'unknown' }],
     [S2, { state: 'aborted' }],
-    [S2, { state: 'unknown' }],
   ])('an answer from %j of %j aborts', (from, answer) => {
     const p = asking();
     const r = p.onAnswer('t1', from, answer, ALL_IN_VIEW);
