@@ -1,5 +1,6 @@
 // A storage server: its bucket, the 2PC participant, and the view it believes in. This class is
-// the shell that wires the pure parts (Participant, planRebalance) to the network and timers.
+// the shell that wires the pure parts (Participant, ViewTracker, planRebalance) to the network
+// and timers: it executes what they decide and feeds them what the network says.
 
 import { DhtError } from '../lib/errors';
 import { call, UnreachableError } from '../lib/http-client';
@@ -11,6 +12,7 @@ import {
   type ServerRef,
   type View,
 } from '../lib/messages';
+import { ViewTracker, type ViewEffect } from './view-tracker';
 import type { RpcServer } from '../lib/http-server';
 import {
   TRANSFER_BODY_BYTES_MAX,
@@ -24,11 +26,6 @@ import type { Store } from './store';
 const PARTICIPANT_TICK_MS = 100;
 /** While waiting at the copy barrier, ask the view leader this often (a few asks per epoch). */
 const BARRIER_POLL_MS = 50;
-
-type RebalanceProgress =
-  | { readonly state: 'idle' }
-  | { readonly state: 'copying'; readonly epoch: number }
-  | { readonly state: 'copied'; readonly epoch: number; readonly drop: readonly string[] };
 const VIEWLEADER_TIMEOUT_MS = 2000;
 
 export interface StorageServerConfig {
@@ -41,15 +38,7 @@ export interface StorageServerConfig {
 export class StorageServer {
   /** Known once listening: exactly the `listening on` address. */
   private address = '';
-  private epoch = -1;
-  private view: View | undefined;
-  private viewIds: ReadonlySet<string> = new Set();
-  /** True from installing a view until this server's part of its rebalance is done. */
-  private rebalancing = false;
-  /** Where this server is in the current epoch's rebalance (docs/design.md, "Rebalancing"). */
-  private progress: RebalanceProgress = { state: 'idle' };
-  /** A progress report the view leader has not acknowledged yet (re-sent with heartbeats). */
-  private unreported: { epoch: number; phase: RebalancePhase } | undefined;
+  private readonly tracker = new ViewTracker();
   private viewLeaderIndex = 0;
   private heartbeatInFlight = false;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -72,7 +61,7 @@ export class StorageServer {
       store,
       logger,
       pendingTransactions: () => this.participant.pendingCount,
-      isSuperseded: (epoch) => epoch !== this.epoch,
+      isSuperseded: (epoch) => epoch !== this.tracker.epoch,
     });
   }
 
@@ -107,8 +96,8 @@ export class StorageServer {
       .route(ServerApi.status, () => ({
         serverId: this.config.serverId,
         address: this.address,
-        epoch: this.epoch,
-        rebalancing: this.rebalancing,
+        epoch: this.tracker.epoch,
+        rebalancing: this.tracker.rebalancing,
         keyCount: store.size,
         pendingTransactions: this.participant.pendingCount,
       }))
@@ -117,8 +106,8 @@ export class StorageServer {
         const vote = this.participant.prepare(
           request,
           {
-            epoch: this.epoch,
-            rebalancing: this.rebalancing,
+            epoch: this.tracker.epoch,
+            rebalancing: this.tracker.rebalancing,
             currentVersion: store.versionOf(request.key),
           },
           performance.now(),
@@ -142,14 +131,15 @@ export class StorageServer {
       .route(ServerApi.read, ({ key, epoch, serverId }) => {
         this.checkServerId(serverId);
         this.noticeEpoch(epoch);
-        if (epoch !== this.epoch) {
+        if (epoch !== this.tracker.epoch) {
           throw new DhtError(
             'retry',
-            `epoch ${this.epoch} here, ${epoch} in request`,
+            `epoch ${this.tracker.epoch} here, ${epoch} in request`,
             'epoch_mismatch',
           );
         }
-        if (this.rebalancing) throw new DhtError('retry', 'rebalancing under way', 'rebalancing');
+        if (this.tracker.rebalancing)
+          throw new DhtError('retry', 'rebalancing under way', 'rebalancing');
         // Linearizable reads: a replica that may be about to commit answers only once decided.
         if (this.participant.isPending(key)) {
           throw new DhtError('retry', 'a transaction on this key is undecided', 'key_busy');
@@ -184,7 +174,7 @@ export class StorageServer {
 
   /** A request from a newer epoch: learn the view now rather than at the next heartbeat. */
   private noticeEpoch(epoch: number): void {
-    if (epoch > this.epoch) void this.heartbeat();
+    if (epoch > this.tracker.epoch) void this.heartbeat();
   }
 
   private apply(key: string, value: string, version: number, txid: string): void {
@@ -211,7 +201,7 @@ export class StorageServer {
       if (!(err instanceof DhtError)) throw err;
       answer = 'unreachable' as const;
     }
-    const resolution = this.participant.onAnswer(txid, target, answer, this.viewIds);
+    const resolution = this.participant.onAnswer(txid, target, answer, this.tracker.viewIds);
     if (resolution === undefined) return;
     if (resolution.apply !== undefined) {
       this.apply(resolution.apply.key, resolution.apply.value, resolution.apply.version, txid);
@@ -244,10 +234,7 @@ export class StorageServer {
           { timeoutMs: VIEWLEADER_TIMEOUT_MS },
         );
         this.viewLeaderIndex = (this.viewLeaderIndex + attempt) % leaders.length;
-        if (ack.epoch !== this.epoch) this.install(ack.view);
-        else this.observe(ack.view);
-        if (this.unreported !== undefined)
-          await this.report(this.unreported.epoch, this.unreported.phase);
+        await this.execute(this.tracker.onAck(ack.view));
         return;
       } catch (err) {
         if (err instanceof UnreachableError) continue;
@@ -256,7 +243,7 @@ export class StorageServer {
             { err: err.message, reason: err.reason },
             'heartbeat rejected by the view leader',
           );
-          if (err.reason === 'server_expired') this.leaveView();
+          if (err.reason === 'server_expired') this.tracker.onExpelled();
           return;
         }
         throw err;
@@ -265,27 +252,29 @@ export class StorageServer {
     this.logger.warn({ viewLeaders: leaders.length }, 'no view leader reachable; will keep trying');
   }
 
-  /**
-   * The view leader declared this server failed: it is in no view any more, so it must not
-   * serve replicated reads or writes for the last epoch it knew (a client with an old cached
-   * view could otherwise read a stale copy). Its ID is rejected forever; a restart rejoins.
-   */
-  private leaveView(): void {
-    if (this.epoch === -1) return;
-    this.epoch = -1;
-    this.view = undefined;
-    this.viewIds = new Set();
-    this.rebalancing = true;
-    this.progress = { state: 'idle' };
+  /** Carry out what the view tracker decided. */
+  private async execute(effects: readonly ViewEffect[]): Promise<void> {
+    for (const effect of effects) {
+      switch (effect.type) {
+        case 'install':
+          this.install(effect.view);
+          break;
+        case 'cleanup':
+          this.rebalancer.cleanup(effect.drop);
+          this.logger.info(
+            { epoch: effect.epoch, keysDropped: effect.drop.length },
+            'rebalance done',
+          );
+          break;
+        case 'report':
+          await this.report(effect.epoch, effect.phase);
+          break;
+      }
+    }
   }
 
   private install(view: View): void {
     this.logger.info({ epoch: view.epoch, servers: view.servers.length }, 'view installed');
-    this.epoch = view.epoch;
-    this.view = view;
-    this.viewIds = new Set(view.servers.map((s) => s.id));
-    this.rebalancing = true;
-    this.unreported = undefined;
     for (const r of this.participant.epochChanged(performance.now())) {
       this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
     }
@@ -294,9 +283,10 @@ export class StorageServer {
 
   /** Copy, report `copied`, then wait at the barrier (the view leader's placement). */
   private async copyPhase(view: View): Promise<void> {
-    this.progress = { state: 'copying', epoch: view.epoch };
     const report = await this.rebalancer.copy(view);
-    if (report === undefined || view.epoch !== this.epoch) return; // a newer view took over
+    if (report === undefined) return; // a newer view took over
+    const effects = this.tracker.onCopied(view.epoch, report.drop);
+    if (effects.length === 0) return; // superseded after the last transfer
     this.logger.info(
       {
         epoch: view.epoch,
@@ -306,30 +296,14 @@ export class StorageServer {
       },
       'copy phase done',
     );
-    this.progress = { state: 'copied', epoch: view.epoch, drop: report.drop };
-    await this.report(view.epoch, 'copied');
-    while (this.progress.state === 'copied' && this.progress.epoch === this.epoch) {
+    await this.execute(effects);
+    while (this.tracker.waitingAtBarrier(view.epoch)) {
       await sleep(BARRIER_POLL_MS);
       await this.heartbeat();
     }
   }
 
-  /** A view of the current epoch: is the barrier passed? */
-  private observe(view: View): void {
-    this.view = view;
-    const progress = this.progress;
-    if (progress.state !== 'copied' || progress.epoch !== view.epoch) return;
-    if (view.placement.epoch !== view.epoch) return;
-    // Every server has copied: every key is on all its replicas, so the rest can go.
-    this.rebalancer.cleanup(progress.drop);
-    this.progress = { state: 'idle' };
-    this.rebalancing = false;
-    this.logger.info({ epoch: view.epoch, keysDropped: progress.drop.length }, 'rebalance done');
-    this.unreported = { epoch: view.epoch, phase: 'done' };
-  }
-
   private async report(epoch: number, phase: RebalancePhase): Promise<void> {
-    this.unreported = { epoch, phase };
     const address = this.config.viewLeaders[this.viewLeaderIndex];
     try {
       await call(
@@ -338,16 +312,11 @@ export class StorageServer {
         { serverId: this.config.serverId, epoch, phase },
         { timeoutMs: VIEWLEADER_TIMEOUT_MS },
       );
-      if (this.unreported?.epoch === epoch && this.unreported.phase === phase)
-        this.unreported = undefined;
+      this.tracker.onReported(epoch, phase);
     } catch (err) {
-      // Sent again with the next heartbeat.
+      // The tracker keeps it unreported: sent again with the next heartbeat acknowledgment.
       this.logger.warn({ err: String(err), epoch, phase }, 'could not report rebalance progress');
     }
-  }
-
-  currentView(): View | undefined {
-    return this.view;
   }
 }
 

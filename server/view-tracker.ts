@@ -1,0 +1,121 @@
+// What a server believes about the view, and where it is in the current epoch's rebalance: a
+// pure state machine. View acknowledgments and phase completions go in; effects come out, for
+// the server shell (server/storage-server.ts) to execute. docs/design.md, "Rebalancing":
+//
+//   idle --ack of a new epoch--> COPYING --copy done--> COPIED --ack: placement = epoch--> idle
+//     ^                            |  (report `copied`)        (cleanup, report `done`)
+//     +------ ack of a newer epoch supersedes either phase: install it, copy again ------+
+//
+// Every phase is tied to one epoch; anything about an older epoch is ignored. A report the view
+// leader has not acknowledged is sent again with every heartbeat acknowledgment.
+
+import { assert } from '../lib/assert';
+import type { RebalancePhase, View } from '../lib/messages';
+
+export type RebalanceProgress =
+  | { readonly state: 'idle' }
+  | { readonly state: 'copying'; readonly epoch: number }
+  | { readonly state: 'copied'; readonly epoch: number; readonly drop: readonly string[] };
+
+export type ViewEffect =
+  /** A new epoch: decide prepared transactions, then run the copy phase for `view`. */
+  | { readonly type: 'install'; readonly view: View }
+  /** The barrier passed: every key is on all its replicas, so delete `drop`. */
+  | { readonly type: 'cleanup'; readonly epoch: number; readonly drop: readonly string[] }
+  /** Tell the view leader (then `onReported`). */
+  | { readonly type: 'report'; readonly epoch: number; readonly phase: RebalancePhase };
+
+/** No epoch: before the first acknowledgment, and after the view leader expelled this server. */
+export const NO_EPOCH = -1;
+
+export class ViewTracker {
+  private currentEpoch = NO_EPOCH;
+  private currentView: View | undefined;
+  private currentIds: ReadonlySet<string> = new Set();
+  private phase: RebalanceProgress = { state: 'idle' };
+  private unreported: { readonly epoch: number; readonly phase: RebalancePhase } | undefined;
+
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+
+  get view(): View | undefined {
+    return this.currentView;
+  }
+
+  /** The IDs of the servers in the view (for the participant's termination protocol). */
+  get viewIds(): ReadonlySet<string> {
+    return this.currentIds;
+  }
+
+  get progress(): RebalanceProgress {
+    return this.phase;
+  }
+
+  /**
+   * True from installing a view until this server's part of its rebalance is done, and while it
+   * is in no view at all: participants vote no and reads are refused meanwhile.
+   */
+  get rebalancing(): boolean {
+    return this.currentEpoch === NO_EPOCH || this.phase.state !== 'idle';
+  }
+
+  /** Waiting for the other servers to finish copying `epoch`. */
+  waitingAtBarrier(epoch: number): boolean {
+    return this.phase.state === 'copied' && this.phase.epoch === epoch && epoch === this.epoch;
+  }
+
+  /** A heartbeat acknowledgment carrying the view leader's current view. */
+  onAck(view: View): ViewEffect[] {
+    if (view.epoch !== this.currentEpoch) {
+      this.currentEpoch = view.epoch;
+      this.currentView = view;
+      this.currentIds = new Set(view.servers.map((s) => s.id));
+      this.phase = { state: 'copying', epoch: view.epoch };
+      this.unreported = undefined;
+      return [{ type: 'install', view }];
+    }
+    this.currentView = view;
+    const effects: ViewEffect[] = [];
+    const phase = this.phase;
+    if (phase.state === 'copied' && view.placement.epoch === view.epoch) {
+      assert(phase.epoch === view.epoch, 'a phase belongs to the current epoch');
+      this.phase = { state: 'idle' };
+      this.unreported = { epoch: view.epoch, phase: 'done' };
+      effects.push({ type: 'cleanup', epoch: view.epoch, drop: phase.drop });
+    }
+    if (this.unreported !== undefined) effects.push({ type: 'report', ...this.unreported });
+    return effects;
+  }
+
+  /** This server's copy phase for `epoch` finished; `drop` is what it deletes after the barrier. */
+  onCopied(epoch: number, drop: readonly string[]): ViewEffect[] {
+    if (epoch !== this.currentEpoch) return []; // superseded meanwhile
+    assert(
+      this.phase.state === 'copying' && this.phase.epoch === epoch,
+      'a copy phase ends once, in the epoch it began',
+    );
+    this.phase = { state: 'copied', epoch, drop };
+    this.unreported = { epoch, phase: 'copied' };
+    return [{ type: 'report', epoch, phase: 'copied' }];
+  }
+
+  /** The view leader acknowledged a report. */
+  onReported(epoch: number, phase: RebalancePhase): void {
+    if (this.unreported?.epoch === epoch && this.unreported.phase === phase) {
+      this.unreported = undefined;
+    }
+  }
+
+  /**
+   * The view leader rejected this server as expired: it is in no view any more and must not
+   * serve replicated requests for the epoch it knew. Its ID is rejected forever.
+   */
+  onExpelled(): void {
+    this.currentEpoch = NO_EPOCH;
+    this.currentView = undefined;
+    this.currentIds = new Set();
+    this.phase = { state: 'idle' };
+    this.unreported = undefined;
+  }
+}
