@@ -6,7 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { candidateAddresses } from '../lib/address';
 import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
-import { call, UnreachableError } from '../lib/http-client';
+import { UnreachableError } from '../lib/http-client';
+import { callBatched } from '../lib/batching';
 import {
   CLIENT_TIMEOUT_S_DEFAULT,
   LOCK_RETRY_INTERVAL_S_DEFAULT,
@@ -17,7 +18,15 @@ import {
   VIEWLEADER_PORT_FIRST,
   VIEWLEADER_PORT_LAST,
 } from '../lib/limits';
-import { Key, ServerApi, Value, ViewLeaderApi, type ServerRef, type View } from '../lib/messages';
+import {
+  Key,
+  ServerApi,
+  Value,
+  ViewLeaderApi,
+  type RequestOf,
+  type ServerRef,
+  type View,
+} from '../lib/messages';
 import { allocateReplicas } from '../lib/ring';
 import { Coordinator, type AckResult, type Send, type VoteResult } from './coordinator';
 import { CandidateSet } from './endpoints';
@@ -190,7 +199,7 @@ export class DhtClient {
           next = coordinator.onCommitAck(
             send.replica,
             await this.ack(() =>
-              call(
+              callBatched(
                 replica.address,
                 ServerApi.commit,
                 { txid, key, version: send.version },
@@ -202,7 +211,9 @@ export class DhtClient {
         case 'abort':
           next = coordinator.onAbortAck(
             send.replica,
-            await this.ack(() => call(replica.address, ServerApi.abort, { txid, key }, this.rpc())),
+            await this.ack(() =>
+              callBatched(replica.address, ServerApi.abort, { txid, key }, this.rpc()),
+            ),
           );
           break;
       }
@@ -250,7 +261,7 @@ export class DhtClient {
     for (const replica of replicas) {
       for (;;) {
         try {
-          return await call(
+          return await callBatched(
             replica.address,
             ServerApi.read,
             { key, epoch: view.epoch, serverId: replica.id },
@@ -311,12 +322,10 @@ export class ServerClient {
 
 function prepareCall(
   address: string,
-  request: Parameters<
-    typeof call<typeof ServerApi.prepare.request, typeof ServerApi.prepare.response>
-  >[2],
+  request: RequestOf<typeof ServerApi.prepare>,
   timeoutMs: number,
 ) {
-  return call(address, ServerApi.prepare, request, { timeoutMs });
+  return callBatched(address, ServerApi.prepare, request, { timeoutMs });
 }
 
 /**

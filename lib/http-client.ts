@@ -51,23 +51,39 @@ export async function call<Req extends z.ZodType, Res extends z.ZodType>(
   body: z.infer<Req>,
   options: CallOptions = {},
 ): Promise<z.infer<Res>> {
-  const timeoutMs = options.timeoutMs ?? RPC_TIMEOUT_MS_DEFAULT;
-  let response;
+  const { status, data } = await post(address, endpoint.path, body, options.timeoutMs);
+  return interpretAnswer(address, endpoint, status, data);
+}
+
+/** One HTTP POST; a transport failure becomes an UnreachableError. */
+export async function post(
+  address: string,
+  path: string,
+  body: unknown,
+  timeoutMs = RPC_TIMEOUT_MS_DEFAULT,
+): Promise<{ status: number; data: unknown }> {
   try {
-    response = await client.post(`http://${address}${endpoint.path}`, body, {
-      timeout: timeoutMs,
-    });
+    const response = await client.post(`http://${address}${path}`, body, { timeout: timeoutMs });
+    return { status: response.status, data: response.data as unknown };
   } catch (err) {
     throw toUnreachable(address, err);
   }
-  if (response.status >= 200 && response.status < 300) {
-    const parsed = endpoint.response.safeParse(response.data);
+}
+
+/** A 2xx answer validated against the endpoint's response schema, or the error it carries. */
+export function interpretAnswer<Req extends z.ZodType, Res extends z.ZodType>(
+  address: string,
+  endpoint: Endpoint<Req, Res>,
+  status: number,
+  data: unknown,
+): z.infer<Res> {
+  if (status >= 200 && status < 300) {
+    const parsed = endpoint.response.safeParse(data);
     if (!parsed.success) {
       throw new DhtError('unknown', `bad answer from ${address}${endpoint.path}`);
     }
     return parsed.data;
   }
-  const data: unknown = response.data;
   if (typeof data === 'object' && data !== null && 'kind' in data && isErrorKind(data.kind)) {
     const message = 'error' in data && typeof data.error === 'string' ? data.error : 'error';
     const reason =
@@ -76,7 +92,7 @@ export async function call<Req extends z.ZodType, Res extends z.ZodType>(
         : undefined;
     throw new DhtError(data.kind, message, reason);
   }
-  throw new DhtError('unknown', `HTTP ${response.status} from ${address}${endpoint.path}`);
+  throw new DhtError('unknown', `HTTP ${status} from ${address}${endpoint.path}`);
 }
 
 function toUnreachable(address: string, err: unknown): UnreachableError {

@@ -8,9 +8,9 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { z } from 'zod';
 import { DhtError, toErrorBody } from './errors';
 import { formatAddress } from './address';
-import type { Endpoint } from './messages';
+import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
-import { REQUEST_BODY_BYTES_MAX } from './limits';
+import { REQUEST_BODY_BYTES_MAX, TRANSFER_BODY_BYTES_MAX } from './limits';
 
 export type Handler<Req extends z.ZodType, Res extends z.ZodType> = (
   request: z.infer<Req>,
@@ -20,8 +20,15 @@ export interface RouteOptions {
   readonly bodyBytesMax?: number;
 }
 
+/** A route's answer: what it sends alone, or as one entry of a /batch response. */
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
 export class RpcServer {
   readonly app = express();
+  private readonly handlers = new Map<string, (body: unknown) => Promise<Answer>>();
 
   constructor(private readonly logger: Logger) {
     this.app.disable('x-powered-by');
@@ -33,6 +40,20 @@ export class RpcServer {
     handler: Handler<Req, Res>,
     options: RouteOptions = {},
   ): this {
+    const invoke = async (body: unknown): Promise<Answer> => {
+      const parsed = endpoint.request.safeParse(body);
+      if (!parsed.success) {
+        return errorAnswer(new DhtError('invalid', describeIssues(parsed.error), 'bad_request'));
+      }
+      try {
+        return { status: 200, body: await handler(parsed.data) };
+      } catch (err) {
+        if (err instanceof DhtError) return errorAnswer(err);
+        this.logger.error({ err, path: endpoint.path }, 'handler failed');
+        return { status: 500, body: { kind: 'unknown', error: 'internal error' } };
+      }
+    };
+    this.handlers.set(endpoint.path, invoke);
     const parseJson = express.json({ limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX });
     this.app.post(endpoint.path, parseJson, async (req: Request, res: Response) => {
       if (req.body === undefined && hasBody(req)) {
@@ -43,27 +64,41 @@ export class RpcServer {
         });
         return;
       }
-      const parsed = endpoint.request.safeParse(req.body ?? {});
-      if (!parsed.success) {
-        sendError(res, new DhtError('invalid', describeIssues(parsed.error), 'bad_request'));
-        return;
-      }
-      try {
-        res.json(await handler(parsed.data));
-      } catch (err) {
-        if (err instanceof DhtError) {
-          sendError(res, err);
-          return;
-        }
-        this.logger.error({ err, path: endpoint.path }, 'handler failed');
-        res.status(500).json({ kind: 'unknown', error: 'internal error' });
-      }
+      const answer = await invoke(req.body ?? {});
+      res.status(answer.status).json(answer.body);
     });
     return this;
   }
 
+  /**
+   * Several requests in one round trip (the client coalesces them under load): each runs through
+   * its route's validation and handler exactly as if it had come alone, in order.
+   */
+  private routeBatch(): void {
+    this.route(
+      TransportApi.batch,
+      async ({ requests }) => {
+        const responses: Answer[] = [];
+        for (const { path, body } of requests) {
+          const invoke = this.handlers.get(path);
+          responses.push(
+            invoke === undefined || path === TransportApi.batch.path
+              ? {
+                  status: 404,
+                  body: { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' },
+                }
+              : await invoke(body),
+          );
+        }
+        return { responses };
+      },
+      { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
+    );
+  }
+
   /** Unknown paths and unparsable bodies are the client's fault: 4xx with a message. */
   private finish(): void {
+    this.routeBatch();
     this.app.use((req: Request, res: Response) => {
       res.status(404).json({
         kind: 'invalid',
@@ -130,8 +165,8 @@ function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-function sendError(res: Response, err: DhtError): void {
-  res.status(err.info.httpStatus).json(toErrorBody(err));
+function errorAnswer(err: DhtError): Answer {
+  return { status: err.info.httpStatus, body: toErrorBody(err) };
 }
 
 function httpStatusOf(err: unknown): number {

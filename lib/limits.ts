@@ -12,6 +12,14 @@ export const TRANSFER_BODY_BYTES_MAX = 64 * 1024 * 1024;
 export const TRANSFER_BATCH_KEYS_MAX = 2000;
 export const TRANSFER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
 
+/**
+ * Transport batching (lib/http-client.ts): requests to one address go out alone while fewer than
+ * BATCH_PIPELINE_MAX are in flight there; beyond that they queue, and each completion sends the
+ * queue as one /batch request of at most BATCH_REQUESTS_MAX requests.
+ */
+export const BATCH_PIPELINE_MAX = 4;
+export const BATCH_REQUESTS_MAX = 256;
+
 export const REPLICATION_COUNT = 3;
 /** Ring positions per server; measured in docs/design.md to keep max/mean load <= 1.05. */
 export const VIRTUAL_NODES_PER_SERVER = 2048;

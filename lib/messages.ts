@@ -3,7 +3,7 @@
 // docs/protocol.md documents each endpoint of this table.
 
 import { z } from 'zod';
-import { KEY_BYTES_MAX, KEY_BYTES_MIN, VALUE_BYTES_MAX } from './limits';
+import { BATCH_REQUESTS_MAX, KEY_BYTES_MAX, KEY_BYTES_MIN, VALUE_BYTES_MAX } from './limits';
 
 const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 
@@ -124,6 +124,18 @@ export const OfferRequest = z.object({
 });
 export const OfferResponse = z.object({ missing: z.array(z.string()) });
 
+// ---- transport: several requests in one round trip (every process serves it) ---------------------
+
+export const BatchRequest = z.object({
+  requests: z
+    .array(z.object({ path: z.string().max(64), body: z.unknown() }))
+    .min(1)
+    .max(BATCH_REQUESTS_MAX),
+});
+export const BatchResponse = z.object({
+  responses: z.array(z.object({ status: z.number().int(), body: z.unknown() })),
+});
+
 // ---- the endpoint table -------------------------------------------------------------------------
 
 export interface Endpoint<Req extends z.ZodType, Res extends z.ZodType> {
@@ -159,6 +171,10 @@ export const ServerApi = {
   read: endpoint('/read', ReadRequest, ValueResponse),
   transfer: endpoint('/transfer', TransferRequest, TransferResponse),
   offer: endpoint('/offer', OfferRequest, OfferResponse),
+} as const;
+
+export const TransportApi = {
+  batch: endpoint('/batch', BatchRequest, BatchResponse),
 } as const;
 
 export type RequestOf<E> = E extends Endpoint<infer Req, z.ZodType> ? z.infer<Req> : never;

@@ -1,0 +1,110 @@
+// Transport batching over real HTTP on loopback: the /batch endpoint of the RPC shell, and the
+// client's per-address coalescing (lib/batching.ts). The server is an in-process RpcServer with
+// a counting middleware, so the test can see how many HTTP requests actually crossed the wire.
+
+import type { Server } from 'node:http';
+import { callBatched } from '../../lib/batching';
+import { DhtError } from '../../lib/errors';
+import { call } from '../../lib/http-client';
+import { RpcServer } from '../../lib/http-server';
+import { BATCH_PIPELINE_MAX } from '../../lib/limits';
+import { createLogger } from '../../lib/logger';
+import { ServerApi, TransportApi } from '../../lib/messages';
+
+let server: Server;
+let address: string;
+const requestsByPath = new Map<string, number>();
+
+beforeAll(async () => {
+  const rpc = new RpcServer(createLogger('batching-test', 'silent'));
+  rpc.app.use((req, _res, next) => {
+    requestsByPath.set(req.path, (requestsByPath.get(req.path) ?? 0) + 1);
+    next();
+  });
+  // A toy bucket: keys 'k<n>' hold 'v<n>'; anything else is not found; 'slow' takes a while.
+  rpc.route(ServerApi.get, async ({ key }) => {
+    if (key === 'slow') await new Promise((resolve) => setTimeout(resolve, 50));
+    if (!/^k\d+$/.test(key)) throw new DhtError('not_found', 'key not found');
+    return { value: `v${key.slice(1)}`, version: 1 };
+  });
+  const listening = await rpc.listen('127.0.0.1', [0]);
+  server = listening.server;
+  address = listening.address;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+beforeEach(() => requestsByPath.clear());
+
+test('/batch runs every entry through its route and answers each on its own', async () => {
+  const { responses } = await call(address, TransportApi.batch, {
+    requests: [
+      { path: '/get', body: { key: 'k1' } },
+      { path: '/get', body: { key: 'missing' } },
+      { path: '/get', body: { key: '' } },
+      { path: '/nope', body: {} },
+      { path: '/batch', body: { requests: [] } },
+    ],
+  });
+  expect(responses).toEqual([
+    { status: 200, body: { value: 'v1', version: 1 } },
+    { status: 404, body: { kind: 'not_found', error: 'key not found' } },
+    { status: 400, body: expect.objectContaining({ kind: 'invalid', reason: 'bad_request' }) },
+    { status: 404, body: expect.objectContaining({ kind: 'invalid', error: 'no endpoint /nope' }) },
+    { status: 404, body: expect.objectContaining({ kind: 'invalid' }) },
+  ]);
+});
+
+test('/batch refuses an empty or malformed batch with 400', async () => {
+  for (const body of [{ requests: [] }, { requests: 'x' }, {}]) {
+    const response = await fetch(`http://${address}/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(response.status).toBe(400);
+  }
+});
+
+test('a lone call goes out on its own, with no batching delay', async () => {
+  expect(await callBatched(address, ServerApi.get, { key: 'k7' })).toEqual({
+    value: 'v7',
+    version: 1,
+  });
+  expect(requestsByPath.get('/get')).toBe(1);
+  expect(requestsByPath.get('/batch')).toBeUndefined();
+});
+
+test('concurrent calls share round trips, and each caller gets its own answer or error', async () => {
+  const keys = Array.from({ length: 200 }, (_, i) => (i % 10 === 0 ? `missing${i}` : `k${i}`));
+  const outcomes = await Promise.all(
+    keys.map((key) =>
+      callBatched(address, ServerApi.get, { key }).then(
+        (answer) => answer.value,
+        (err: DhtError) => err.kind,
+      ),
+    ),
+  );
+  expect(outcomes).toEqual(
+    keys.map((key) => (key.startsWith('k') ? `v${key.slice(1)}` : 'not_found')),
+  );
+  const httpRequests = (requestsByPath.get('/get') ?? 0) + (requestsByPath.get('/batch') ?? 0);
+  expect(requestsByPath.get('/get')).toBeLessThanOrEqual(BATCH_PIPELINE_MAX);
+  expect(httpRequests).toBeLessThan(keys.length / 10);
+});
+
+test('a transport failure fails every call of the batch as unreachable', async () => {
+  const closed = '127.0.0.1:1';
+  const results = await Promise.all(
+    Array.from({ length: 20 }, () =>
+      callBatched(closed, ServerApi.get, { key: 'k1' }).then(
+        () => 'answered',
+        (err: DhtError) => err.kind,
+      ),
+    ),
+  );
+  expect(results).toEqual(Array.from({ length: 20 }, () => 'unavailable'));
+});
