@@ -150,7 +150,8 @@ export class StorageServer {
       })
       .route(
         ServerApi.transfer,
-        ({ entries }) => {
+        ({ epoch, entries }) => {
+          this.noticeEpoch(epoch);
           let stored = 0;
           for (const e of entries) if (store.putIfNewer(e.key, e.value, e.version)) stored++;
           return { stored };
@@ -159,9 +160,12 @@ export class StorageServer {
       )
       .route(
         ServerApi.offer,
-        ({ entries }) => ({
-          missing: entries.filter((e) => store.versionOf(e.key) < e.version).map((e) => e.key),
-        }),
+        ({ epoch, entries }) => {
+          this.noticeEpoch(epoch);
+          return {
+            missing: entries.filter((e) => store.versionOf(e.key) < e.version).map((e) => e.key),
+          };
+        },
         { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
       );
   }
@@ -172,7 +176,10 @@ export class StorageServer {
     }
   }
 
-  /** A request from a newer epoch: learn the view now rather than at the next heartbeat. */
+  /**
+   * A request from a newer epoch (a prepare, a read, a rebalancing transfer): learn the view now
+   * rather than at the next heartbeat, which may be up to --heartbeat-interval away.
+   */
   private noticeEpoch(epoch: number): void {
     if (epoch > this.tracker.epoch) void this.heartbeat();
   }

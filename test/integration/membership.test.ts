@@ -2,6 +2,8 @@
 // failure timeout; restarted on the same port it is a new server (new ID) and the epoch rises.
 
 import { ServerClient, DhtClient } from '../../client/sdk';
+import { call } from '../../lib/http-client';
+import { ServerApi } from '../../lib/messages';
 import { cleanupProcessesAfterAll, portBlock, startProcess, waitFor } from '../support/processes';
 
 cleanupProcessesAfterAll();
@@ -58,4 +60,47 @@ test('a killed server leaves after the failure timeout; its restart joins with a
   );
   await new ServerClient(restarted.address).set('k', 'v');
   expect(await new ServerClient(restarted.address).get('k')).toBe('v');
+}, 60_000);
+
+test('a server learns a newer epoch from a transfer at once, not at its next heartbeat', async () => {
+  const leader = await startProcess('dht-viewleader', [
+    '--port',
+    String(ports.viewleader),
+    '--failure-timeout',
+    '60',
+  ]);
+  const sleepy = await startProcess('dht-server', [
+    '--port',
+    String(ports.server(0)),
+    '--viewleader',
+    leader.address,
+    '--heartbeat-interval',
+    '30',
+  ]);
+  const status = () => call(sleepy.address, ServerApi.status, {});
+  const first = await waitFor('the first epoch', async () => {
+    const s = await status();
+    return s.epoch >= 0 ? s.epoch : undefined;
+  });
+  // Another server joins: the view leader moves on; the sleepy server's next heartbeat is ~30 s away.
+  await startProcess('dht-server', [
+    '--port',
+    String(ports.server(1)),
+    '--viewleader',
+    leader.address,
+    '--heartbeat-interval',
+    '0.2',
+  ]);
+  const client = new DhtClient({ viewLeader: leader.address, cacheView: false });
+  const newer = await waitFor('the join', async () => {
+    const view = await client.queryServers();
+    return view.epoch > first ? view.epoch : undefined;
+  });
+  expect((await status()).epoch).toBe(first);
+  await call(sleepy.address, ServerApi.transfer, { epoch: newer, sourceId: 'test', entries: [] });
+  await waitFor(
+    'the sleepy server to install the newer epoch',
+    async () => ((await status()).epoch === newer ? true : undefined),
+    5_000,
+  );
 }, 60_000);
