@@ -27,6 +27,8 @@ const PARTICIPANT_TICK_MS = 100;
 /** While waiting at the copy barrier, ask the view leader this often (a few asks per epoch). */
 const BARRIER_POLL_MS = 50;
 const VIEWLEADER_TIMEOUT_MS = 2000;
+/** While no view leader answers, repeat the warning at most this often (heartbeats can be 50 ms apart). */
+const UNREACHABLE_WARNING_INTERVAL_MS = 10_000;
 
 export interface StorageServerConfig {
   readonly serverId: string;
@@ -41,6 +43,8 @@ export class StorageServer {
   private readonly tracker = new ViewTracker();
   private viewLeaderIndex = 0;
   private heartbeatInFlight = false;
+  /** Since when no view leader has answered, and when that was last logged. */
+  private viewLeaderLost: { sinceMs: number; warnedMs: number } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly participant: Participant;
   private readonly rebalancer: Rebalancer;
@@ -241,6 +245,11 @@ export class StorageServer {
           { timeoutMs: VIEWLEADER_TIMEOUT_MS },
         );
         this.viewLeaderIndex = (this.viewLeaderIndex + attempt) % leaders.length;
+        if (this.viewLeaderLost !== undefined) {
+          const downMs = Math.round(performance.now() - this.viewLeaderLost.sinceMs);
+          this.logger.info({ address, downMs }, 'view leader reachable again');
+          this.viewLeaderLost = undefined;
+        }
         await this.execute(this.tracker.onAck(ack.view));
         return;
       } catch (err) {
@@ -256,7 +265,15 @@ export class StorageServer {
         throw err;
       }
     }
-    this.logger.warn({ viewLeaders: leaders.length }, 'no view leader reachable; will keep trying');
+    const nowMs = performance.now();
+    const lost = (this.viewLeaderLost ??= { sinceMs: nowMs, warnedMs: -Infinity });
+    if (nowMs - lost.warnedMs >= UNREACHABLE_WARNING_INTERVAL_MS) {
+      lost.warnedMs = nowMs;
+      this.logger.warn(
+        { viewLeaders: leaders.length, downMs: Math.round(nowMs - lost.sinceMs) },
+        'no view leader reachable; will keep trying',
+      );
+    }
   }
 
   /** Carry out what the view tracker decided. */
