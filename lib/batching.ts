@@ -7,13 +7,20 @@
 
 import type { z } from 'zod';
 import { interpretAnswer, post, UnreachableError, type CallOptions } from './http-client';
-import { BATCH_PIPELINE_MAX, BATCH_REQUESTS_MAX, RPC_TIMEOUT_MS_DEFAULT } from './limits';
+import {
+  BATCH_ESTIMATED_BYTES_MAX,
+  BATCH_PIPELINE_MAX,
+  BATCH_REQUESTS_MAX,
+  RPC_TIMEOUT_MS_DEFAULT,
+} from './limits';
 import { BatchResponse, TransportApi, type Endpoint } from './messages';
 import { DhtError } from './errors';
 
 interface Queued {
   readonly path: string;
   readonly body: unknown;
+  /** Estimated request size, to bound a batch by bytes as well as by count. */
+  readonly bytes: number;
   readonly timeoutMs: number;
   readonly settle: (status: number, data: unknown) => void;
   readonly fail: (err: unknown) => void;
@@ -32,13 +39,25 @@ class AddressBatcher {
 
   private flush(): void {
     while (this.inFlight < BATCH_PIPELINE_MAX && this.queue.length > 0) {
-      const items = this.queue.splice(0, BATCH_REQUESTS_MAX);
+      const items = this.takeBatch();
       this.inFlight++;
       void this.send(items).finally(() => {
         this.inFlight--;
         this.flush();
       });
     }
+  }
+
+  /** The queue's head, up to BATCH_REQUESTS_MAX requests and BATCH_ESTIMATED_BYTES_MAX (at least one). */
+  private takeBatch(): Queued[] {
+    let count = 0;
+    let bytes = 0;
+    while (count < this.queue.length && count < BATCH_REQUESTS_MAX) {
+      bytes += this.queue[count].bytes;
+      if (count > 0 && bytes > BATCH_ESTIMATED_BYTES_MAX) break;
+      count++;
+    }
+    return this.queue.splice(0, count);
   }
 
   private async send(items: readonly Queued[]): Promise<void> {
@@ -90,6 +109,7 @@ export function callBatched<Req extends z.ZodType, Res extends z.ZodType>(
     batcher.enqueue({
       path: endpoint.path,
       body,
+      bytes: estimateBytes(body),
       timeoutMs: options.timeoutMs ?? RPC_TIMEOUT_MS_DEFAULT,
       settle: (status, data) => {
         try {
@@ -104,4 +124,16 @@ export function callBatched<Req extends z.ZodType, Res extends z.ZodType>(
         ),
     });
   });
+}
+
+/** Sum of the lengths of the strings in a request body (its bulk), plus a little per field. */
+function estimateBytes(value: unknown): number {
+  if (typeof value === 'string') return value.length + 2;
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + estimateBytes(v) + 1, 2);
+  if (typeof value === 'object' && value !== null) {
+    let n = 2;
+    for (const [k, v] of Object.entries(value)) n += k.length + 4 + estimateBytes(v);
+    return n;
+  }
+  return 8;
 }

@@ -19,6 +19,12 @@ export const TRANSFER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
  */
 export const BATCH_PIPELINE_MAX = 4;
 export const BATCH_REQUESTS_MAX = 256;
+/**
+ * A batch's size, estimated from its strings' lengths. JSON escaping can grow a string up to 6x,
+ * so a batch stays under the server's TRANSFER_BODY_BYTES_MAX (64 MiB) body limit with margin; a
+ * single larger request (a 1 MiB value) simply goes alone.
+ */
+export const BATCH_ESTIMATED_BYTES_MAX = 4 * 1024 * 1024;
 
 export const REPLICATION_COUNT = 3;
 /** Ring positions per server; measured in docs/design.md to keep max/mean load <= 1.05. */

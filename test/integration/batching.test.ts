@@ -7,18 +7,23 @@ import { callBatched } from '../../lib/batching';
 import { DhtError } from '../../lib/errors';
 import { call } from '../../lib/http-client';
 import { RpcServer } from '../../lib/http-server';
-import { BATCH_PIPELINE_MAX } from '../../lib/limits';
+import { BATCH_ESTIMATED_BYTES_MAX, BATCH_PIPELINE_MAX } from '../../lib/limits';
 import { createLogger } from '../../lib/logger';
 import { ServerApi, TransportApi } from '../../lib/messages';
 
 let server: Server;
 let address: string;
 const requestsByPath = new Map<string, number>();
+let largestBatchBytes = 0;
+const stored = new Map<string, string>();
 
 beforeAll(async () => {
   const rpc = new RpcServer(createLogger('batching-test', 'silent'));
   rpc.app.use((req, _res, next) => {
     requestsByPath.set(req.path, (requestsByPath.get(req.path) ?? 0) + 1);
+    if (req.path === '/batch') {
+      largestBatchBytes = Math.max(largestBatchBytes, Number(req.headers['content-length'] ?? 0));
+    }
     next();
   });
   // A toy bucket: keys 'k<n>' hold 'v<n>'; anything else is not found; 'slow' takes a while.
@@ -26,6 +31,10 @@ beforeAll(async () => {
     if (key === 'slow') await new Promise((resolve) => setTimeout(resolve, 50));
     if (!/^k\d+$/.test(key)) throw new DhtError('not_found', 'key not found');
     return { value: `v${key.slice(1)}`, version: 1 };
+  });
+  rpc.route(ServerApi.set, ({ key, value }) => {
+    stored.set(key, value);
+    return {};
   });
   const listening = await rpc.listen('127.0.0.1', [0]);
   server = listening.server;
@@ -107,4 +116,12 @@ test('a transport failure fails every call of the batch as unreachable', async (
     ),
   );
   expect(results).toEqual(Array.from({ length: 20 }, () => 'unavailable'));
+});
+
+test('large requests are batched by bytes too: each batch stays small, every request lands', async () => {
+  const value = 'v'.repeat(1024 * 1024); // the largest value the contract allows
+  const keys = Array.from({ length: 12 }, (_, i) => `big${i}`);
+  await Promise.all(keys.map((key) => callBatched(address, ServerApi.set, { key, value })));
+  expect(keys.every((key) => stored.get(key) === value)).toBe(true);
+  expect(largestBatchBytes).toBeLessThanOrEqual(BATCH_ESTIMATED_BYTES_MAX + 64 * 1024);
 });
