@@ -93,13 +93,17 @@ export class Coordinator {
         }
         return sends.length > 0 ? sends : this.finish({ type: 'committed', version: this.version });
       }
-      if (ack.type === 'unreachable' && ack.transport !== 'refused') {
-        // The primary may have committed: nobody may abort now. The others ask the primary.
+      const primaryUncertain =
+        (ack.type === 'unreachable' && ack.transport !== 'refused') ||
+        (ack.type === 'error' && ack.error.kind !== 'aborted');
+      if (primaryUncertain) {
+        // The primary may have committed (a timeout, or it decided but could not apply): nobody
+        // may abort now. The others ask the primary.
         return this.finish({
           type: 'failed',
           error: new DhtError(
             'unknown',
-            `commit at the primary: outcome unknown (${ack.transport})`,
+            `commit at the primary: outcome unknown (${ack.type === 'error' ? ack.error.message : ack.transport})`,
           ),
         });
       }

@@ -29,7 +29,9 @@ export class CandidateSet {
         this.preferred = index;
         return answer;
       } catch (err) {
-        if (!(err instanceof UnreachableError)) throw err;
+        // Only a refused connection certainly did nothing: anything else (a timeout) may have
+        // been executed, so trying the next address could do it twice.
+        if (!(err instanceof UnreachableError) || err.transport !== 'refused') throw err;
         last = err;
       }
     }

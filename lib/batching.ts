@@ -83,7 +83,13 @@ class AddressBatcher {
       if (status !== 200 || !parsed.success || parsed.data.responses.length !== items.length) {
         throw new DhtError('unknown', `bad batch answer (HTTP ${status}) from ${this.address}`);
       }
-      parsed.data.responses.forEach((r, i) => items[i].settle(r.status, r.body));
+      // Entries the server did not execute because its answer was full go again, first in line.
+      const again: Queued[] = [];
+      parsed.data.responses.forEach((r, i) => {
+        if (isBatchFull(r.status, r.body)) again.push(items[i]);
+        else items[i].settle(r.status, r.body);
+      });
+      this.queue.unshift(...again);
     } catch (err) {
       // A transport failure is every entry's: each may or may not have been processed.
       for (const item of items) item.fail(err);
@@ -124,6 +130,15 @@ export function callBatched<Req extends z.ZodType, Res extends z.ZodType>(
         ),
     });
   });
+}
+
+function isBatchFull(status: number, body: unknown): boolean {
+  return (
+    status === 503 &&
+    typeof body === 'object' &&
+    body !== null &&
+    (body as { reason?: unknown }).reason === 'batch_full'
+  );
 }
 
 /** Sum of the lengths of the strings in a request body (its bulk), plus a little per field. */

@@ -39,7 +39,10 @@ export type ErrorReason =
   | 'no_servers'
   | 'bad_request'
   | 'lock_not_held'
-  | 'server_expired';
+  | 'server_expired'
+  | 'decided_by_peers'
+  | 'batch_full'
+  | 'newer_copy_held';
 
 export class DhtError extends Error {
   override name = 'DhtError';

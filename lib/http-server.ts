@@ -10,7 +10,12 @@ import { DhtError, toErrorBody } from './errors';
 import { formatAddress } from './address';
 import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
-import { REQUEST_BODY_BYTES_MAX, TRANSFER_BODY_BYTES_MAX } from './limits';
+import {
+  BATCH_ENTRIES_PER_YIELD,
+  BATCH_RESPONSE_CHARS_MAX,
+  REQUEST_BODY_BYTES_MAX,
+  TRANSFER_BODY_BYTES_MAX,
+} from './limits';
 
 export type Handler<Req extends z.ZodType, Res extends z.ZodType> = (
   request: z.infer<Req>,
@@ -56,14 +61,7 @@ export class RpcServer {
     this.handlers.set(endpoint.path, invoke);
     const parseJson = express.json({ limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX });
     this.app.post(endpoint.path, parseJson, async (req: Request, res: Response) => {
-      if (req.body === undefined && hasBody(req)) {
-        res.status(415).json({
-          kind: 'invalid',
-          error: 'request body must be JSON (Content-Type: application/json)',
-          reason: 'bad_request',
-        });
-        return;
-      }
+      if (rejectNonJson(req, res)) return;
       const answer = await invoke(req.body ?? {});
       res.status(answer.status).json(answer.body);
     });
@@ -72,28 +70,47 @@ export class RpcServer {
 
   /**
    * Several requests in one round trip (the client coalesces them under load): each runs through
-   * its route's validation and handler exactly as if it had come alone, in order.
+   * its route's validation and handler exactly as if it had come alone, in order. The answer is
+   * built as it goes, bounded by BATCH_RESPONSE_CHARS_MAX (entries past it are not executed and
+   * answer `batch_full`), yielding to the event loop every BATCH_ENTRIES_PER_YIELD entries.
    */
   private routeBatch(): void {
-    this.route(
-      TransportApi.batch,
-      async ({ requests }) => {
-        const responses: Answer[] = [];
-        for (const { path, body } of requests) {
-          const invoke = this.handlers.get(path);
-          responses.push(
-            invoke === undefined || path === TransportApi.batch.path
+    const parseJson = express.json({ limit: TRANSFER_BODY_BYTES_MAX });
+    this.app.post(TransportApi.batch.path, parseJson, async (req: Request, res: Response) => {
+      if (rejectNonJson(req, res)) return;
+      const parsed = TransportApi.batch.request.safeParse(req.body ?? {});
+      if (!parsed.success) {
+        const answer = errorAnswer(
+          new DhtError('invalid', describeIssues(parsed.error), 'bad_request'),
+        );
+        res.status(answer.status).json(answer.body);
+        return;
+      }
+      const parts: string[] = [];
+      let chars = 0;
+      for (const [index, { path, body }] of parsed.data.requests.entries()) {
+        const invoke = this.handlers.get(path);
+        const answer: Answer =
+          chars > BATCH_RESPONSE_CHARS_MAX
+            ? BATCH_FULL
+            : invoke === undefined
               ? {
                   status: 404,
                   body: { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' },
                 }
-              : await invoke(body),
-          );
+              : await invoke(body);
+        const part = JSON.stringify(answer);
+        chars += part.length;
+        parts.push(part);
+        if (index % BATCH_ENTRIES_PER_YIELD === BATCH_ENTRIES_PER_YIELD - 1) {
+          await new Promise((resolve) => setImmediate(resolve));
         }
-        return { responses };
-      },
-      { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
-    );
+      }
+      res
+        .status(200)
+        .type('application/json')
+        .send(`{"responses":[${parts.join(',')}]}`);
+    });
   }
 
   /** Unknown paths and unparsable bodies are the client's fault: 4xx with a message. */
@@ -159,7 +176,23 @@ function tryListen(
   });
 }
 
-/** A body was sent (an empty POST counts as `{}`, for curl's sake). */
+/** A body that is not JSON gets 415 (an empty POST counts as `{}`, for curl's sake). */
+function rejectNonJson(req: Request, res: Response): boolean {
+  if (req.body !== undefined || !hasBody(req)) return false;
+  res.status(415).json({
+    kind: 'invalid',
+    error: 'request body must be JSON (Content-Type: application/json)',
+    reason: 'bad_request',
+  });
+  return true;
+}
+
+const BATCH_FULL: Answer = {
+  status: 503,
+  body: { kind: 'retry', error: 'batch answer full; send again', reason: 'batch_full' },
+};
+
+/** A body was sent. */
 function hasBody(req: Request): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');

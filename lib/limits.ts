@@ -25,6 +25,14 @@ export const BATCH_REQUESTS_MAX = 256;
  * single larger request (a 1 MiB value) simply goes alone.
  */
 export const BATCH_ESTIMATED_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * A /batch answer stops executing entries once its JSON passes this many characters; the rest
+ * answer `retry`/`batch_full` unexecuted and the client sends them again. Responses cannot be
+ * bounded by the request (one small read can return a 6 MiB escaped value).
+ */
+export const BATCH_RESPONSE_CHARS_MAX = 16 * 1024 * 1024;
+/** A /batch yields to the event loop after this many entries, so heartbeats keep flowing. */
+export const BATCH_ENTRIES_PER_YIELD = 16;
 
 export const REPLICATION_COUNT = 3;
 /** Ring positions per server; measured in docs/design.md to keep max/mean load <= 1.05. */

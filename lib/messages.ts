@@ -98,12 +98,12 @@ export const AbortRequest = z.object({ txid: TxId, key: Key });
 /** Termination query; `serverId` is the asked server's expected ID (a restarted process has no
  * memory of the transaction and must not answer for its previous life). */
 export const DecisionRequest = z.object({ txid: TxId, key: Key, serverId: ServerId });
-export const DecisionResponse = z.object({
-  state: z.enum(['committed', 'aborted', 'prepared']),
-  version: Version.optional(),
-  /** The asked participant's current version of the key (for a commit decided among peers). */
-  current: Version.optional(),
-});
+export const DecisionResponse = z.discriminatedUnion('state', [
+  z.object({ state: z.literal('committed'), version: Version }),
+  z.object({ state: z.literal('aborted') }),
+  /** `current`: the asked participant's voted version of the key (for a commit among peers). */
+  z.object({ state: z.literal('prepared'), current: Version }),
+]);
 export type DecisionResponse = z.infer<typeof DecisionResponse>;
 export const ReadRequest = z.object({ key: Key, epoch: Epoch, serverId: ServerId });
 

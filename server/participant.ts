@@ -77,6 +77,18 @@ export class Participant {
   private readonly pendingByTxid = new Map<string, PreparedTx>();
   /** Decided transactions, oldest first, bounded by decisionsRememberedMax. */
   private readonly decisions = new Map<string, Outcome>();
+  /**
+   * Transactions aborted here without ever being prepared here (an abort or a termination query
+   * for an unknown txid), so a late prepare is refused. Bounded on their own: anyone can make
+   * these up, and they must never push real decisions out.
+   */
+  private readonly fenced = new Set<string>();
+  /**
+   * The last transaction committed on each key. While any replica holds a transaction prepared,
+   * no newer one can commit on that key (that replica votes no), so the decision point can still
+   * answer "committed" after its decision log has forgotten the transaction.
+   */
+  private readonly lastCommitByKey = new Map<string, { txid: string; version: number }>();
 
   constructor(private readonly config: ParticipantConfig) {
     assert(config.prepareTimeoutMs > 0, 'prepare timeout is positive');
@@ -92,11 +104,11 @@ export class Participant {
   }
 
   outcomeOf(txid: string): Outcome | undefined {
-    return this.decisions.get(txid);
+    return this.decisions.get(txid) ?? (this.fenced.has(txid) ? ABORTED : undefined);
   }
 
   prepare(request: PrepareRequest, context: PrepareContext, nowMs: number): Vote {
-    const decided = this.decisions.get(request.txid);
+    const decided = this.outcomeOf(request.txid);
     if (decided !== undefined) {
       return no('aborted', `transaction already ${decided.state}`, 'transaction_unknown');
     }
@@ -138,7 +150,7 @@ export class Participant {
 
   /** The coordinator's commit. Returns the value to apply, or nothing for a repeat. */
   commit(txid: string, key: string, version: number): Apply | undefined {
-    const decided = this.decisions.get(txid);
+    const decided = this.outcomeOf(txid);
     if (decided?.state === 'committed') return undefined;
     if (decided?.state === 'aborted') {
       throw new DhtError('aborted', 'transaction was aborted', 'transaction_unknown');
@@ -158,9 +170,14 @@ export class Participant {
     return this.decide(tx, { state: 'committed', version });
   }
 
-  /** The coordinator's abort: idempotent; also fences a transaction never prepared here. */
-  abort(txid: string, key: string): void {
-    const decided = this.decisions.get(txid);
+  /**
+   * The coordinator's abort: idempotent; also fences a transaction never prepared here. Once the
+   * transaction's primary has left `viewIds`, the survivors decide among themselves (onAnswer) and
+   * may already be committing: the coordinator no longer gets a say, and learns "rejected" (its
+   * outcome becomes unknown) rather than splitting the replicas.
+   */
+  abort(txid: string, key: string, viewIds?: ReadonlySet<string>): void {
+    const decided = this.outcomeOf(txid);
     if (decided?.state === 'committed') {
       throw new DhtError('rejected', 'transaction already committed', 'transaction_unknown');
     }
@@ -168,20 +185,33 @@ export class Participant {
     if (tx !== undefined && tx.key !== key) {
       throw new DhtError('invalid', 'the transaction is prepared for another key', 'bad_request');
     }
-    if (tx !== undefined) this.decide(tx, { state: 'aborted' });
-    else if (decided === undefined) this.remember(txid, { state: 'aborted' });
+    if (tx !== undefined) {
+      const primary = tx.replicas[0].id;
+      if (viewIds !== undefined && primary !== this.config.selfId && !viewIds.has(primary)) {
+        throw new DhtError(
+          'rejected',
+          'the primary left the view; the replicas decide',
+          'decided_by_peers',
+        );
+      }
+      this.decide(tx, ABORTED);
+    } else if (decided === undefined) {
+      this.fence(txid);
+    }
   }
 
-  /** Answer a termination query from another participant. */
-  answer(txid: string, nowMs: number): DecisionResponse {
-    const decided = this.decisions.get(txid);
+  /** Answer a termination query from another participant about `txid` on `key`. */
+  answer(txid: string, nowMs: number, key?: string): DecisionResponse {
+    const decided = this.outcomeOf(txid);
     if (decided !== undefined) return decided;
+    const last = key === undefined ? undefined : this.lastCommitByKey.get(key);
+    if (last?.txid === txid) return { state: 'committed', version: last.version };
     const tx = this.pendingByTxid.get(txid);
     if (tx === undefined) {
       // Never prepared here, so the coordinator cannot have collected every yes: abort is safe,
-      // and remembering it refuses a late prepare of the same transaction.
-      this.remember(txid, { state: 'aborted' });
-      return { state: 'aborted' };
+      // and fencing it refuses a late prepare of the same transaction.
+      this.fence(txid);
+      return ABORTED;
     }
     if (this.isDecisionPoint(tx) && nowMs >= tx.preparedAtMs + this.config.prepareTimeoutMs) {
       this.decide(tx, { state: 'aborted' });
@@ -245,7 +275,6 @@ export class Participant {
     tx.answers.set(from.id, answer);
 
     if (answer !== 'unreachable' && answer.state === 'committed') {
-      assert(answer.version !== undefined, 'a committed answer carries its version');
       return this.resolve(
         tx,
         { state: 'committed', version: answer.version },
@@ -262,13 +291,16 @@ export class Participant {
     // chosen (one more than every vote), so all survivors agree.
     const primary = tx.replicas[0];
     if (primary.id === this.config.selfId || viewIds.has(primary.id)) return undefined;
+    // A server that is not in the view itself (expelled) sees no peers "in the view" and must not
+    // take the vacuous "all of them prepared" for a decision.
+    if (!viewIds.has(this.config.selfId)) return undefined;
     if (tx.answers.get(primary.id) !== 'unreachable') return undefined;
     let version = tx.votedVersion;
     for (const peer of tx.replicas.slice(1)) {
       if (peer.id === this.config.selfId || !viewIds.has(peer.id)) continue;
       const a = tx.answers.get(peer.id);
       if (a === undefined || a === 'unreachable' || a.state !== 'prepared') return undefined;
-      version = Math.max(version, a.current ?? 0);
+      version = Math.max(version, a.current);
     }
     return this.resolve(
       tx,
@@ -296,19 +328,31 @@ export class Participant {
     this.pendingByKey.delete(tx.key);
     this.pendingByTxid.delete(tx.txid);
     this.remember(tx.txid, outcome);
+    if (outcome.state === 'committed') {
+      this.lastCommitByKey.set(tx.key, { txid: tx.txid, version: outcome.version });
+    }
     return outcome.state === 'committed'
       ? { key: tx.key, value: tx.value, version: outcome.version }
       : undefined;
   }
 
   private remember(txid: string, outcome: Outcome): void {
-    assert(!this.decisions.has(txid), 'a transaction is decided once');
+    assert(!this.decisions.has(txid) && !this.fenced.has(txid), 'a transaction is decided once');
     this.decisions.set(txid, outcome);
     if (this.decisions.size > this.config.decisionsRememberedMax) {
       this.decisions.delete(this.decisions.keys().next().value as string);
     }
   }
+
+  private fence(txid: string): void {
+    this.fenced.add(txid);
+    if (this.fenced.size > this.config.decisionsRememberedMax) {
+      this.fenced.delete(this.fenced.values().next().value as string);
+    }
+  }
 }
+
+const ABORTED: Outcome = { state: 'aborted' };
 
 function no(kind: 'aborted' | 'retry', message: string, reason: DhtError['reason']): Vote {
   return { vote: 'no', error: new DhtError(kind, message, reason) };

@@ -24,8 +24,6 @@ export interface RebalanceHost {
   readonly logger: Logger;
   /** Prepared transactions still undecided: keys must not move before they are decided. */
   pendingTransactions(): number;
-  /** The view this run belongs to is no longer the newest. */
-  isSuperseded(epoch: number): boolean;
 }
 
 export interface CopyReport {
@@ -39,12 +37,15 @@ export interface CopyReport {
 export class Rebalancer {
   constructor(private readonly host: RebalanceHost) {}
 
-  /** The copy phase for `view`; undefined when a newer view superseded it mid-way. */
-  async copy(view: View): Promise<CopyReport | undefined> {
+  /**
+   * The copy phase for `view`; undefined when a newer view superseded it mid-way
+   * (`stillCurrent` turned false).
+   */
+  async copy(view: View, stillCurrent: () => boolean): Promise<CopyReport | undefined> {
     const startedMs = Date.now();
     const { host } = this;
     while (host.pendingTransactions() > 0) {
-      if (host.isSuperseded(view.epoch)) return undefined;
+      if (!stillCurrent()) return undefined;
       await sleep(DRAIN_POLL_MS);
     }
     const plan = planRebalance({
@@ -62,10 +63,10 @@ export class Rebalancer {
       const offer = plan.offer.get(targetId) ?? [];
       keysPushed += push.length;
       keysOffered += offer.length;
-      work.push(this.sendTo(view.epoch, target, push, offer));
+      work.push(this.sendTo(view.epoch, stillCurrent, target, push, offer));
     }
     const delivered = await Promise.all(work);
-    if (delivered.includes(false) || host.isSuperseded(view.epoch)) return undefined;
+    if (delivered.includes(false) || !stillCurrent()) return undefined;
     return { keysPushed, keysOffered, drop: plan.drop, elapsedMs: Date.now() - startedMs };
   }
 
@@ -77,12 +78,15 @@ export class Rebalancer {
   /** Push values, then offer digests and push what the target lacks. False if superseded. */
   private async sendTo(
     epoch: number,
+    stillCurrent: () => boolean,
     target: ServerRef,
     push: readonly string[],
     offer: readonly string[],
   ): Promise<boolean> {
     for (const batch of this.batches(push)) {
-      if (!(await this.withRetry(epoch, target, () => this.transfer(epoch, target, batch)))) {
+      if (
+        !(await this.withRetry(stillCurrent, target, () => this.transfer(epoch, target, batch)))
+      ) {
         return false;
       }
     }
@@ -92,7 +96,7 @@ export class Rebalancer {
         return held === undefined ? [] : [{ key, version: held.version }];
       });
       let missing: string[] = [];
-      const offered = await this.withRetry(epoch, target, async () => {
+      const offered = await this.withRetry(stillCurrent, target, async () => {
         missing = (
           await call(
             target.address,
@@ -106,7 +110,9 @@ export class Rebalancer {
       });
       if (!offered) return false;
       for (const batch of this.batches(missing)) {
-        if (!(await this.withRetry(epoch, target, () => this.transfer(epoch, target, batch)))) {
+        if (
+          !(await this.withRetry(stillCurrent, target, () => this.transfer(epoch, target, batch)))
+        ) {
           return false;
         }
       }
@@ -146,12 +152,12 @@ export class Rebalancer {
   }
 
   private async withRetry(
-    epoch: number,
+    stillCurrent: () => boolean,
     target: ServerRef,
     send: () => Promise<void>,
   ): Promise<boolean> {
     for (let attempt = 1; attempt <= TRANSFER_ATTEMPTS_MAX; attempt++) {
-      if (this.host.isSuperseded(epoch)) return false;
+      if (!stillCurrent()) return false;
       try {
         await send();
         return true;

@@ -65,7 +65,6 @@ export class StorageServer {
       store,
       logger,
       pendingTransactions: () => this.participant.pendingCount,
-      isSuperseded: (epoch) => epoch !== this.tracker.epoch,
     });
   }
 
@@ -121,16 +120,24 @@ export class StorageServer {
       })
       .route(ServerApi.commit, ({ txid, key, version }) => {
         const apply = this.participant.commit(txid, key, version);
-        if (apply !== undefined) this.apply(apply.key, apply.value, apply.version, txid);
+        if (apply !== undefined && !this.apply(apply.key, apply.value, apply.version, txid)) {
+          // Decided, but this copy is newer than the commit (a local set, a stray push): the
+          // coordinator must not report "applied on all replicas".
+          throw new DhtError(
+            'rejected',
+            'committed, but a newer copy of the key is held here',
+            'newer_copy_held',
+          );
+        }
         return {};
       })
       .route(ServerApi.abort, ({ txid, key }) => {
-        this.participant.abort(txid, key);
+        this.participant.abort(txid, key, this.tracker.viewIds);
         return {};
       })
-      .route(ServerApi.decision, ({ txid, serverId }) => {
+      .route(ServerApi.decision, ({ txid, key, serverId }) => {
         this.checkServerId(serverId);
-        return this.participant.answer(txid, performance.now());
+        return this.participant.answer(txid, performance.now(), key);
       })
       .route(ServerApi.read, ({ key, epoch, serverId }) => {
         this.checkServerId(serverId);
@@ -155,7 +162,7 @@ export class StorageServer {
       .route(
         ServerApi.transfer,
         ({ epoch, entries }) => {
-          this.noticeEpoch(epoch);
+          this.refuseOlderEpoch(epoch);
           let stored = 0;
           for (const e of entries) if (store.putIfNewer(e.key, e.value, e.version)) stored++;
           return { stored };
@@ -165,7 +172,7 @@ export class StorageServer {
       .route(
         ServerApi.offer,
         ({ epoch, entries }) => {
-          this.noticeEpoch(epoch);
+          this.refuseOlderEpoch(epoch);
           return {
             missing: entries.filter((e) => store.versionOf(e.key) < e.version).map((e) => e.key),
           };
@@ -181,6 +188,22 @@ export class StorageServer {
   }
 
   /**
+   * Rebalancing traffic from a run that a newer view superseded is refused: this server may have
+   * planned and cleaned up for the newer view already, and a late copy would stay behind as an
+   * extra replica. A newer epoch is learned at once (noticeEpoch).
+   */
+  private refuseOlderEpoch(epoch: number): void {
+    if (epoch < this.tracker.epoch) {
+      throw new DhtError(
+        'retry',
+        `epoch ${this.tracker.epoch} here, ${epoch} in request`,
+        'epoch_mismatch',
+      );
+    }
+    this.noticeEpoch(epoch);
+  }
+
+  /**
    * A request from a newer epoch (a prepare, a read, a rebalancing transfer): learn the view now
    * rather than at the next heartbeat, which may be up to --heartbeat-interval away.
    */
@@ -188,13 +211,16 @@ export class StorageServer {
     if (epoch > this.tracker.epoch) void this.heartbeat();
   }
 
-  private apply(key: string, value: string, version: number, txid: string): void {
-    if (!this.store.putIfNewer(key, value, version)) {
+  /** Store a committed value; false when the held copy is newer (logged, not stored). */
+  private apply(key: string, value: string, version: number, txid: string): boolean {
+    const stored = this.store.putIfNewer(key, value, version);
+    if (!stored) {
       this.logger.warn(
         { key, version, held: this.store.versionOf(key), txid },
         'commit older than held copy',
       );
     }
+    return stored;
   }
 
   private tickParticipant(): void {
@@ -281,7 +307,7 @@ export class StorageServer {
     for (const effect of effects) {
       switch (effect.type) {
         case 'install':
-          this.install(effect.view);
+          this.install(effect.view, effect.run);
           break;
         case 'cleanup':
           this.rebalancer.cleanup(effect.drop);
@@ -297,19 +323,19 @@ export class StorageServer {
     }
   }
 
-  private install(view: View): void {
+  private install(view: View, run: number): void {
     this.logger.info({ epoch: view.epoch, servers: view.servers.length }, 'view installed');
     for (const r of this.participant.epochChanged(performance.now())) {
       this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
     }
-    void this.copyPhase(view);
+    void this.copyPhase(view, run);
   }
 
   /** Copy, report `copied`, then wait at the barrier (the view leader's placement). */
-  private async copyPhase(view: View): Promise<void> {
-    const report = await this.rebalancer.copy(view);
+  private async copyPhase(view: View, run: number): Promise<void> {
+    const report = await this.rebalancer.copy(view, () => this.tracker.isCurrentRun(run));
     if (report === undefined) return; // a newer view took over
-    const effects = this.tracker.onCopied(view.epoch, report.drop);
+    const effects = this.tracker.onCopied(run, report.drop);
     if (effects.length === 0) return; // superseded after the last transfer
     this.logger.info(
       {
@@ -321,7 +347,7 @@ export class StorageServer {
       'copy phase done',
     );
     await this.execute(effects);
-    while (this.tracker.waitingAtBarrier(view.epoch)) {
+    while (this.tracker.waitingAtBarrier(run)) {
       await sleep(BARRIER_POLL_MS);
       await this.heartbeat();
     }

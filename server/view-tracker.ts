@@ -6,20 +6,27 @@
 //     ^                            |  (report `copied`)        (cleanup, report `done`)
 //     +------ ack of a newer epoch supersedes either phase: install it, copy again ------+
 //
-// Every phase is tied to one epoch; anything about an older epoch is ignored. A report the view
-// leader has not acknowledged is sent again with every heartbeat acknowledgment.
+// Every copy phase is one *run*, numbered by this tracker: an epoch number can come back (a
+// restarted view leader counts from 0 again), a run number cannot, so a superseded run can never
+// be mistaken for the current one. A report the view leader has not acknowledged is sent again
+// with every heartbeat acknowledgment.
 
 import { assert } from '../lib/assert';
 import type { RebalancePhase, View } from '../lib/messages';
 
 export type RebalanceProgress =
   | { readonly state: 'idle' }
-  | { readonly state: 'copying'; readonly epoch: number }
-  | { readonly state: 'copied'; readonly epoch: number; readonly drop: readonly string[] };
+  | { readonly state: 'copying'; readonly epoch: number; readonly run: number }
+  | {
+      readonly state: 'copied';
+      readonly epoch: number;
+      readonly run: number;
+      readonly drop: readonly string[];
+    };
 
 export type ViewEffect =
-  /** A new epoch: decide prepared transactions, then run the copy phase for `view`. */
-  | { readonly type: 'install'; readonly view: View }
+  /** A new epoch: decide prepared transactions, then copy for `view` while `run` is current. */
+  | { readonly type: 'install'; readonly view: View; readonly run: number }
   /** The barrier passed: every key is on all its replicas, so delete `drop`. */
   | { readonly type: 'cleanup'; readonly epoch: number; readonly drop: readonly string[] }
   /** Tell the view leader (then `onReported`). */
@@ -34,6 +41,8 @@ export class ViewTracker {
   private currentIds: ReadonlySet<string> = new Set();
   private phase: RebalanceProgress = { state: 'idle' };
   private unreported: { readonly epoch: number; readonly phase: RebalancePhase } | undefined;
+  /** Copy runs started so far; the current one is `runs`. */
+  private runs = 0;
 
   get epoch(): number {
     return this.currentEpoch;
@@ -60,9 +69,14 @@ export class ViewTracker {
     return this.currentEpoch === NO_EPOCH || this.phase.state !== 'idle';
   }
 
-  /** Waiting for the other servers to finish copying `epoch`. */
-  waitingAtBarrier(epoch: number): boolean {
-    return this.phase.state === 'copied' && this.phase.epoch === epoch && epoch === this.epoch;
+  /** `run` is the copy run of the view this server holds now (not superseded, not expelled). */
+  isCurrentRun(run: number): boolean {
+    return run === this.runs && this.currentEpoch !== NO_EPOCH;
+  }
+
+  /** Run `run` copied and waits for the other servers to finish copying. */
+  waitingAtBarrier(run: number): boolean {
+    return this.phase.state === 'copied' && this.phase.run === run;
   }
 
   /** A heartbeat acknowledgment carrying the view leader's current view. */
@@ -71,9 +85,10 @@ export class ViewTracker {
       this.currentEpoch = view.epoch;
       this.currentView = view;
       this.currentIds = new Set(view.servers.map((s) => s.id));
-      this.phase = { state: 'copying', epoch: view.epoch };
+      this.runs += 1;
+      this.phase = { state: 'copying', epoch: view.epoch, run: this.runs };
       this.unreported = undefined;
-      return [{ type: 'install', view }];
+      return [{ type: 'install', view, run: this.runs }];
     }
     this.currentView = view;
     const effects: ViewEffect[] = [];
@@ -88,16 +103,14 @@ export class ViewTracker {
     return effects;
   }
 
-  /** This server's copy phase for `epoch` finished; `drop` is what it deletes after the barrier. */
-  onCopied(epoch: number, drop: readonly string[]): ViewEffect[] {
-    if (epoch !== this.currentEpoch) return []; // superseded meanwhile
-    assert(
-      this.phase.state === 'copying' && this.phase.epoch === epoch,
-      'a copy phase ends once, in the epoch it began',
-    );
-    this.phase = { state: 'copied', epoch, drop };
-    this.unreported = { epoch, phase: 'copied' };
-    return [{ type: 'report', epoch, phase: 'copied' }];
+  /** Copy run `run` finished; `drop` is what it deletes after the barrier. */
+  onCopied(run: number, drop: readonly string[]): ViewEffect[] {
+    if (!this.isCurrentRun(run)) return []; // superseded (or expelled) meanwhile
+    const phase = this.phase;
+    assert(phase.state === 'copying' && phase.run === run, 'a copy run ends once');
+    this.phase = { state: 'copied', epoch: phase.epoch, run, drop };
+    this.unreported = { epoch: phase.epoch, phase: 'copied' };
+    return [{ type: 'report', epoch: phase.epoch, phase: 'copied' }];
   }
 
   /** The view leader acknowledged a report. */
@@ -117,5 +130,6 @@ export class ViewTracker {
     this.currentIds = new Set();
     this.phase = { state: 'idle' };
     this.unreported = undefined;
+    this.runs += 1; // no run in progress is current any more
   }
 }

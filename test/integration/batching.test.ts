@@ -15,6 +15,8 @@ let server: Server;
 let address: string;
 const requestsByPath = new Map<string, number>();
 let largestBatchBytes = 0;
+/** The largest value allowed, of a character JSON escapes to six: a 6 MiB answer. */
+const HUGE = '\u0001'.repeat(1024 * 1024);
 const stored = new Map<string, string>();
 
 beforeAll(async () => {
@@ -29,6 +31,7 @@ beforeAll(async () => {
   // A toy bucket: keys 'k<n>' hold 'v<n>'; anything else is not found; 'slow' takes a while.
   rpc.route(ServerApi.get, async ({ key }) => {
     if (key === 'slow') await new Promise((resolve) => setTimeout(resolve, 50));
+    if (key === 'huge') return { value: HUGE, version: 1 };
     if (!/^k\d+$/.test(key)) throw new DhtError('not_found', 'key not found');
     return { value: `v${key.slice(1)}`, version: 1 };
   });
@@ -125,3 +128,13 @@ test('large requests are batched by bytes too: each batch stays small, every req
   expect(keys.every((key) => stored.get(key) === value)).toBe(true);
   expect(largestBatchBytes).toBeLessThanOrEqual(BATCH_ESTIMATED_BYTES_MAX + 64 * 1024);
 });
+
+test('answers are bounded too: reads of a huge value come back whole, over several batches', async () => {
+  const answers = await Promise.all(
+    Array.from({ length: 40 }, () =>
+      callBatched(address, ServerApi.get, { key: 'huge' }, { timeoutMs: 30_000 }),
+    ),
+  );
+  expect(answers.every((a) => a.value === HUGE)).toBe(true);
+  expect(requestsByPath.get('/batch')).toBeGreaterThan(1);
+}, 60_000);

@@ -566,12 +566,28 @@ describe('two-phase commit answers', () => {
 });
 
 describe('rebalancing answers', () => {
-  const transfer = (entries: { key: string; value: string; version: number }[]) =>
+  /** Transfers and offers from an older epoch are refused: stamp them with the server's own. */
+  const currentEpoch = async (): Promise<number> =>
+    (await ok<{ epoch: number }>(server.address, '/status', {})).epoch;
+  const transfer = async (entries: { key: string; value: string; version: number }[]) =>
     ok<{ stored: number }>(server.address, '/transfer', {
-      epoch: 0,
+      epoch: await currentEpoch(),
       sourceId: 'test',
       entries,
     });
+
+  test('a transfer from an older epoch is refused and stores nothing', async () => {
+    const epoch = await currentEpoch();
+    expect(epoch).toBeGreaterThan(0);
+    const late = await post(server.address, '/transfer', {
+      epoch: epoch - 1,
+      sourceId: 'test',
+      entries: [{ key: 'late copy', value: 'v', version: 9 }],
+    });
+    expect(late.status).toBe(503);
+    expect(late.body).toMatchObject({ kind: 'retry', reason: 'epoch_mismatch' });
+    expect((await post(server.address, '/get', { key: 'late copy' })).status).toBe(404);
+  });
   const get = (key: string) =>
     ok<{ value: string; version: number }>(server.address, '/get', { key });
 
@@ -594,7 +610,7 @@ describe('rebalancing answers', () => {
     ]);
     const before = await snapshot();
     const { missing } = await ok<{ missing: string[] }>(server.address, '/offer', {
-      epoch: 0,
+      epoch: await currentEpoch(),
       entries: [
         { key: 'offer held newer', version: 3 },
         { key: 'offer held same', version: 5 },

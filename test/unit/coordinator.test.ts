@@ -104,12 +104,17 @@ describe('all vote yes', () => {
     expect(summary(c.outcome)).toBe('committed v6');
   });
 
+  test('primary commit refused as rejected (decided, not applied): outcome unknown, no abort', () => {
+    const c = committingPrimary();
+    expect(c.onCommitAck(0, ackError('rejected', 'newer_copy_held'))).toEqual([]);
+    expect(c.outcome?.type === 'failed' ? c.outcome.error.kind : c.outcome?.type).toBe('unknown');
+  });
+
   test.each<[string, AckResult]>([
     [
       'refused with an error (it aborted on its timeout)',
       ackError('aborted', 'transaction_unknown'),
     ],
-    ['rejected', ackError('rejected', 'transaction_unknown')],
   ])('primary commit %s: abort the others, outcome aborted', (_name, ack) => {
     const c = committingPrimary();
     expect(c.onCommitAck(0, ack)).toEqual([abort(1), abort(2)]);

@@ -436,6 +436,35 @@ describe('onAnswer', () => {
     return p;
   }
 
+  test('an expelled server (not in the view itself) never commits on the peer rule', () => {
+    const p = asking();
+    const expelled: ReadonlySet<string> = new Set();
+    expect(p.onAnswer('t1', S0, 'unreachable', expelled)).toBeUndefined();
+    expect(p.isPending('k')).toBe(true);
+  });
+
+  test("once the primary left the view, a coordinator's abort is refused: the replicas decide", () => {
+    const p = asking();
+    let refused: unknown;
+    try {
+      p.abort('t1', 'k', PRIMARY_GONE);
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toMatchObject({ kind: 'rejected', reason: 'decided_by_peers' });
+    expect(p.isPending('k')).toBe(true);
+    // The peers then decide as usual: here, every in-view peer prepared, so commit.
+    p.onAnswer('t1', S0, 'unreachable', PRIMARY_GONE);
+    const r = p.onAnswer('t1', S2, { state: 'prepared', current: 3 }, PRIMARY_GONE);
+    expect(r?.outcome).toEqual({ state: 'committed', version: 4 });
+  });
+
+  test("with the primary in the view, a coordinator's abort is obeyed", () => {
+    const p = asking();
+    p.abort('t1', 'k', ALL_IN_VIEW);
+    expect(p.outcomeOf('t1')).toEqual({ state: 'aborted' });
+  });
+
   test('a committed answer commits with that version', () => {
     const p = asking();
     const r = p.onAnswer('t1', S0, { state: 'committed', version: 9 }, ALL_IN_VIEW);
@@ -627,24 +656,40 @@ describe('epochChanged', () => {
 // ---- bounded memory -----------------------------------------------------------------------------
 
 describe('decisions remembered', () => {
-  test('are bounded by decisionsRememberedMax, forgetting the oldest first', () => {
+  test('real decisions and fences are bounded separately: made-up txids never evict a commit', () => {
     const max = 3;
     const p = participant(S1, max);
     p.prepare(request(S1, { txid: 'c1' }), context(), T0);
     p.commit('c1', 'k', 4);
-    p.abort('a2', 'k');
-    p.answer('a3', T0);
-    p.abort('a4', 'k');
-    expect(p.outcomeOf('c1')).toBeUndefined();
-    expect(['a2', 'a3', 'a4'].map((t) => p.outcomeOf(t))).toEqual([
-      { state: 'aborted' },
-      { state: 'aborted' },
-      { state: 'aborted' },
-    ]);
+    // Anyone can name unknown txids: each is fenced (aborted), in a set of its own.
     for (let i = 0; i < 50; i++) p.abort(`many-${i}`, 'k');
+    p.answer('a3', T0);
+    expect(p.outcomeOf('c1')).toEqual({ state: 'committed', version: 4 });
     expect(p.outcomeOf('many-46')).toBeUndefined();
-    expect(p.outcomeOf('many-47')).toEqual({ state: 'aborted' });
     expect(p.outcomeOf('many-49')).toEqual({ state: 'aborted' });
+    expect(p.outcomeOf('a3')).toEqual({ state: 'aborted' });
+  });
+
+  test('real decisions are bounded by decisionsRememberedMax, forgetting the oldest first', () => {
+    const p = participant(S1, 2);
+    for (const [i, key] of ['k1', 'k2', 'k3'].entries()) {
+      p.prepare(request(S1, { txid: `c${i}`, key }), context(), T0);
+      p.commit(`c${i}`, key, 4);
+    }
+    expect(p.outcomeOf('c0')).toBeUndefined();
+    expect(p.outcomeOf('c2')).toEqual({ state: 'committed', version: 4 });
+  });
+
+  test("a forgotten commit is still answered as committed from the key's last commit", () => {
+    const p = participant(S0, 1); // S0 is the primary: the decision point others ask
+    p.prepare(request(S0, { txid: 'c1', key: 'k' }), context(), T0);
+    p.commit('c1', 'k', 4);
+    p.prepare(request(S0, { txid: 'c2', key: 'other' }), context(), T0);
+    p.commit('c2', 'other', 5); // evicts c1 from the decision log
+    expect(p.outcomeOf('c1')).toBeUndefined();
+    expect(p.answer('c1', T0, 'k')).toEqual({ state: 'committed', version: 4 });
+    // Without the key it cannot tell, and answers as for a transaction never prepared here.
+    expect(p.answer('c9', T0, 'k')).toEqual({ state: 'aborted' });
   });
 
   test('a participant needs room for at least one decision and a positive timeout', () => {

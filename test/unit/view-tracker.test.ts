@@ -36,10 +36,10 @@ test('before its first acknowledgment a server has no epoch and serves nothing r
 test('a new epoch installs the view and starts the copy phase', () => {
   const tracker = new ViewTracker();
   const v1 = view(1, [A, B], 0);
-  expect(tracker.onAck(v1)).toEqual([{ type: 'install', view: v1 }]);
+  expect(tracker.onAck(v1)).toEqual([{ type: 'install', view: v1, run: 1 }]);
   expect(tracker.epoch).toBe(1);
   expect(tracker.viewIds).toEqual(new Set(['a', 'b']));
-  expect(tracker.progress).toEqual({ state: 'copying', epoch: 1 });
+  expect(tracker.progress).toEqual({ state: 'copying', epoch: 1, run: 1 });
   expect(tracker.rebalancing).toBe(true);
   // The same epoch again: nothing to do while copying.
   expect(tracker.onAck(v1)).toEqual([]);
@@ -88,15 +88,15 @@ test('a newer epoch during the copy phase supersedes it: the late copy result is
   const tracker = new ViewTracker();
   tracker.onAck(view(1, [A, B], 0));
   const v2 = view(2, [A, B, C], 0);
-  expect(tracker.onAck(v2)).toEqual([{ type: 'install', view: v2 }]);
+  expect(tracker.onAck(v2)).toEqual([{ type: 'install', view: v2, run: 2 }]);
   expect(tracker.onCopied(1, ['x'])).toEqual([]);
-  expect(tracker.progress).toEqual({ state: 'copying', epoch: 2 });
+  expect(tracker.progress).toEqual({ state: 'copying', epoch: 2, run: 2 });
 });
 
 test('a newer epoch at the barrier supersedes it: nothing is deleted for the old epoch', () => {
   const tracker = atBarrier(['x']);
   const v2 = view(2, [A], 0);
-  expect(tracker.onAck(v2)).toEqual([{ type: 'install', view: v2 }]);
+  expect(tracker.onAck(v2)).toEqual([{ type: 'install', view: v2, run: 2 }]);
   expect(tracker.waitingAtBarrier(1)).toBe(false);
   // The old epoch's placement arriving late changes nothing.
   expect(tracker.onAck({ ...v2, placement: { epoch: 1, servers: [A, B] } })).toEqual([]);
@@ -122,4 +122,19 @@ test('expelled by the view leader: no epoch, refuses replicated requests', () =>
 test('a copy phase ends once', () => {
   const tracker = atBarrier();
   expect(() => tracker.onCopied(1, [])).toThrow(AssertionError);
+});
+
+test('after a view leader restart an epoch number comes back; a stale copy run still cannot pass', () => {
+  const tracker = new ViewTracker();
+  const old7 = view(7, [A, B], 6);
+  expect(tracker.onAck(old7)).toEqual([{ type: 'install', view: old7, run: 1 }]);
+  // The view leader restarts and counts again from 1; later it reaches epoch 7 once more.
+  const restarted = view(1, [A], 0);
+  expect(tracker.onAck(restarted)).toEqual([{ type: 'install', view: restarted, run: 2 }]);
+  const new7 = view(7, [A, C], 6);
+  expect(tracker.onAck(new7)).toEqual([{ type: 'install', view: new7, run: 3 }]);
+  // The first run (old epoch 7) finishes late: ignored, although the epoch number matches.
+  expect(tracker.isCurrentRun(1)).toBe(false);
+  expect(tracker.onCopied(1, ['stale'])).toEqual([]);
+  expect(tracker.progress).toEqual({ state: 'copying', epoch: 7, run: 3 });
 });
