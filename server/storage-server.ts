@@ -211,8 +211,11 @@ export class StorageServer {
     if (epoch > this.tracker.epoch) void this.heartbeat();
   }
 
-  /** Store a committed value; false when the held copy is newer (logged, not stored). */
+  /** Store a committed value; false when the held copy is newer or differs (logged, not stored). */
   private apply(key: string, value: string, version: number, txid: string): boolean {
+    const held = this.store.get(key);
+    // Already there (the same value at the same version, say a local set of the same bytes).
+    if (held !== undefined && held.version === version && held.value === value) return true;
     const stored = this.store.putIfNewer(key, value, version);
     if (!stored) {
       this.logger.warn(

@@ -456,6 +456,42 @@ describe('well-formed but inconsistent requests are refused with 4xx, not 5xx', 
 
 // ---- the protocol answers -----------------------------------------------------------------------
 
+describe('a commit over a copy changed since the vote', () => {
+  const prepareAlone = async (key: string, value: string): Promise<string> => {
+    const { epoch } = await settled();
+    const txid = randomUUID();
+    expect(
+      await ok(server.address, '/prepare', {
+        txid,
+        key,
+        value,
+        epoch,
+        serverId,
+        replicas: [{ id: serverId, address: server.address }],
+      }),
+    ).toEqual({ vote: 'yes', version: 0 });
+    return txid;
+  };
+
+  test('a different newer copy: the commit is refused as not applied (409 newer_copy_held)', async () => {
+    const key = 'commit over a local set';
+    const txid = await prepareAlone(key, 'committed value');
+    await ok(server.address, '/set', { key, value: 'local value' }); // version 1, held here
+    const answer = await post(server.address, '/commit', { txid, key, version: 1 });
+    expect(answer.status).toBe(409);
+    expect(answer.body).toMatchObject({ kind: 'rejected', reason: 'newer_copy_held' });
+    expect(await ok(server.address, '/get', { key })).toEqual({ value: 'local value', version: 1 });
+    expectAlive(server);
+  });
+
+  test('the very same value at the same version counts as applied', async () => {
+    const key = 'commit over the same bytes';
+    const txid = await prepareAlone(key, 'same');
+    await ok(server.address, '/set', { key, value: 'same' }); // version 1
+    expect(await ok(server.address, '/commit', { txid, key, version: 1 })).toEqual({});
+  });
+});
+
 describe('two-phase commit answers', () => {
   const prepare = async (
     overrides: Partial<{ txid: string; key: string; epoch: number; serverId: string }>,
