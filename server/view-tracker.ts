@@ -81,7 +81,9 @@ export class ViewTracker {
 
   /** A heartbeat acknowledgment carrying the view leader's current view. */
   onAck(view: View): ViewEffect[] {
-    if (view.epoch !== this.currentEpoch) {
+    // A new view: a new epoch, or (after a view leader restart, which counts epochs from 0 again)
+    // the same epoch number with other servers.
+    if (view.epoch !== this.currentEpoch || !sameServers(view, this.currentIds)) {
       this.currentEpoch = view.epoch;
       this.currentView = view;
       this.currentIds = new Set(view.servers.map((s) => s.id));
@@ -99,7 +101,13 @@ export class ViewTracker {
       this.unreported = { epoch: view.epoch, phase: 'done' };
       effects.push({ type: 'cleanup', epoch: view.epoch, drop: phase.drop });
     }
-    if (this.unreported !== undefined) effects.push({ type: 'report', ...this.unreported });
+    if (this.unreported !== undefined) {
+      effects.push({ type: 'report', ...this.unreported });
+    } else if (this.phase.state === 'idle' && view.rebalancing) {
+      // Done here, yet the view leader still waits: it may have restarted and forgotten the
+      // report. Reporting again is idempotent there.
+      effects.push({ type: 'report', epoch: view.epoch, phase: 'done' });
+    }
     return effects;
   }
 
@@ -132,4 +140,8 @@ export class ViewTracker {
     this.unreported = undefined;
     this.runs += 1; // no run in progress is current any more
   }
+}
+
+function sameServers(view: View, ids: ReadonlySet<string>): boolean {
+  return view.servers.length === ids.size && view.servers.every((s) => ids.has(s.id));
 }

@@ -104,3 +104,34 @@ test('a server learns a newer epoch from a transfer at once, not at its next hea
     5_000,
   );
 }, 60_000);
+
+test('a restarted view leader (epochs from 0 again) settles with the servers that rejoin', async () => {
+  const leaderArgs = ['--port', String(ports.viewleader), '--failure-timeout', '1'];
+  const leader = await startProcess('dht-viewleader', leaderArgs);
+  const server = await startProcess('dht-server', [
+    '--port',
+    String(ports.server(0)),
+    '--viewleader',
+    leader.address,
+    '--heartbeat-interval',
+    '0.2',
+  ]);
+  const client = new DhtClient({ viewLeader: leader.address, cacheView: false, waitMs: 10_000 });
+  const before = await waitFor('a settled view', async () => {
+    const view = await client.queryServers();
+    return view.servers.length === 1 && !view.rebalancing ? view : undefined;
+  });
+  await client.setr('survives', 'the restart');
+
+  leader.child.kill('SIGKILL');
+  await leader.exited;
+  await startProcess('dht-viewleader', leaderArgs);
+  // The server rejoins the new view leader under the same epoch number it already held.
+  const after = await waitFor('the rejoined server to settle', async () => {
+    const view = await client.queryServers();
+    return view.servers.length === 1 && !view.rebalancing ? view : undefined;
+  });
+  expect(after.epoch).toBe(before.epoch);
+  expect(after.servers[0].address).toBe(server.address);
+  expect((await client.getr('survives')).value).toBe('the restart');
+}, 60_000);

@@ -138,3 +138,21 @@ test('after a view leader restart an epoch number comes back; a stale copy run s
   expect(tracker.onCopied(1, ['stale'])).toEqual([]);
   expect(tracker.progress).toEqual({ state: 'copying', epoch: 7, run: 3 });
 });
+
+test('after a view leader restart, the same epoch with other servers is a new view', () => {
+  const tracker = new ViewTracker();
+  tracker.onAck(view(1, [A, B], 0));
+  const other = view(1, [A, C], 0);
+  expect(tracker.onAck(other)).toEqual([{ type: 'install', view: other, run: 2 }]);
+  expect(tracker.viewIds).toEqual(new Set(['a', 'c']));
+});
+
+test('done here but the view leader still waits (it restarted): report done again', () => {
+  const tracker = atBarrier();
+  tracker.onAck(view(1, [A, B], 1)); // cleanup, done reported...
+  tracker.onReported(1, 'done'); // ...and acknowledged, by the view leader that then restarted
+  // The restarted view leader has the same epoch and servers, waiting for reports.
+  expect(tracker.onAck(view(1, [A, B], 0))).toEqual([{ type: 'report', epoch: 1, phase: 'done' }]);
+  // Once it has them all, nothing more is sent.
+  expect(tracker.onAck(view(1, [A, B], 1))).toEqual([]);
+});
