@@ -37,7 +37,6 @@ export const NO_EPOCH = -1;
 
 export class ViewTracker {
   private currentEpoch = NO_EPOCH;
-  private currentView: View | undefined;
   private currentIds: ReadonlySet<string> = new Set();
   private phase: RebalanceProgress = { state: 'idle' };
   private unreported: { readonly epoch: number; readonly phase: RebalancePhase } | undefined;
@@ -46,10 +45,6 @@ export class ViewTracker {
 
   get epoch(): number {
     return this.currentEpoch;
-  }
-
-  get view(): View | undefined {
-    return this.currentView;
   }
 
   /** The IDs of the servers in the view (for the participant's termination protocol). */
@@ -85,14 +80,12 @@ export class ViewTracker {
     // the same epoch number with other servers.
     if (view.epoch !== this.currentEpoch || !sameServers(view, this.currentIds)) {
       this.currentEpoch = view.epoch;
-      this.currentView = view;
       this.currentIds = new Set(view.servers.map((s) => s.id));
       this.runs += 1;
       this.phase = { state: 'copying', epoch: view.epoch, run: this.runs };
       this.unreported = undefined;
       return [{ type: 'install', view, run: this.runs }];
     }
-    this.currentView = view;
     const effects: ViewEffect[] = [];
     const phase = this.phase;
     if (phase.state === 'copied' && view.placement.epoch === view.epoch) {
@@ -134,7 +127,6 @@ export class ViewTracker {
    */
   onExpelled(): void {
     this.currentEpoch = NO_EPOCH;
-    this.currentView = undefined;
     this.currentIds = new Set();
     this.phase = { state: 'idle' };
     this.unreported = undefined;
