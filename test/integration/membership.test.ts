@@ -4,27 +4,40 @@
 import { ServerClient, DhtClient } from '../../client/sdk';
 import { call } from '../../lib/http-client';
 import { ServerApi } from '../../lib/messages';
-import { cleanupProcessesAfterAll, portBlock, startProcess, waitFor } from '../support/processes';
+import {
+  cleanupProcessesAfterAll,
+  portBlock,
+  startProcess,
+  waitFor,
+  type Proc,
+} from '../support/processes';
 
 cleanupProcessesAfterAll();
 const ports = portBlock(8);
 
-test('a killed server leaves after the failure timeout; its restart joins with a new ID', async () => {
-  const leader = await startProcess('dht-viewleader', [
+/** The view leader on this file's port (a restart reuses it). */
+const startLeader = (failureTimeoutS: number): Promise<Proc> =>
+  startProcess('dht-viewleader', [
     '--port',
     String(ports.viewleader),
     '--failure-timeout',
-    '1',
+    String(failureTimeoutS),
   ]);
-  const start = (i: number) =>
-    startProcess('dht-server', [
-      '--port',
-      String(ports.server(i)),
-      '--viewleader',
-      leader.address,
-      '--heartbeat-interval',
-      '0.2',
-    ]);
+
+/** Server `i` of this file, heartbeating to `leader` every `heartbeatS`. */
+const startServer = (i: number, leader: Proc, heartbeatS = 0.2): Promise<Proc> =>
+  startProcess('dht-server', [
+    '--port',
+    String(ports.server(i)),
+    '--viewleader',
+    leader.address,
+    '--heartbeat-interval',
+    String(heartbeatS),
+  ]);
+
+test('a killed server leaves after the failure timeout; its restart joins with a new ID', async () => {
+  const leader = await startLeader(1);
+  const start = (i: number) => startServer(i, leader);
   const servers = [await start(0), await start(1)];
   const client = new DhtClient({ viewLeader: leader.address, cacheView: false });
   const joined = await waitFor('both servers in the view', async () => {
@@ -63,34 +76,15 @@ test('a killed server leaves after the failure timeout; its restart joins with a
 }, 60_000);
 
 test('a server learns a newer epoch from a transfer at once, not at its next heartbeat', async () => {
-  const leader = await startProcess('dht-viewleader', [
-    '--port',
-    String(ports.viewleader),
-    '--failure-timeout',
-    '60',
-  ]);
-  const sleepy = await startProcess('dht-server', [
-    '--port',
-    String(ports.server(0)),
-    '--viewleader',
-    leader.address,
-    '--heartbeat-interval',
-    '30',
-  ]);
+  const leader = await startLeader(60);
+  const sleepy = await startServer(0, leader, 30);
   const status = () => call(sleepy.address, ServerApi.status, {});
   const first = await waitFor('the first epoch', async () => {
     const s = await status();
     return s.epoch >= 0 ? s.epoch : undefined;
   });
   // Another server joins: the view leader moves on; the sleepy server's next heartbeat is ~30 s away.
-  await startProcess('dht-server', [
-    '--port',
-    String(ports.server(1)),
-    '--viewleader',
-    leader.address,
-    '--heartbeat-interval',
-    '0.2',
-  ]);
+  await startServer(1, leader);
   const client = new DhtClient({ viewLeader: leader.address, cacheView: false });
   const newer = await waitFor('the join', async () => {
     const view = await client.queryServers();
@@ -106,16 +100,8 @@ test('a server learns a newer epoch from a transfer at once, not at its next hea
 }, 60_000);
 
 test('a restarted view leader (epochs from 0 again) settles with the servers that rejoin', async () => {
-  const leaderArgs = ['--port', String(ports.viewleader), '--failure-timeout', '1'];
-  const leader = await startProcess('dht-viewleader', leaderArgs);
-  const server = await startProcess('dht-server', [
-    '--port',
-    String(ports.server(0)),
-    '--viewleader',
-    leader.address,
-    '--heartbeat-interval',
-    '0.2',
-  ]);
+  const leader = await startLeader(1);
+  const server = await startServer(0, leader);
   const client = new DhtClient({ viewLeader: leader.address, cacheView: false, waitMs: 10_000 });
   const before = await waitFor('a settled view', async () => {
     const view = await client.queryServers();
@@ -125,7 +111,7 @@ test('a restarted view leader (epochs from 0 again) settles with the servers tha
 
   leader.child.kill('SIGKILL');
   await leader.exited;
-  await startProcess('dht-viewleader', leaderArgs);
+  await startLeader(1);
   // The server rejoins the new view leader under the same epoch number it already held.
   const after = await waitFor('the rejoined server to settle', async () => {
     const view = await client.queryServers();
