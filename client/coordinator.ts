@@ -1,16 +1,19 @@
 // The two-phase-commit coordinator's decision logic, pure: votes and acknowledgments in, the
 // messages to send and the final outcome out. The SDK does the sending.
 //
-//   PREPARING --all yes--> COMMITTING_PRIMARY --ok--> COMMITTING_REST --all ok--> committed
-//       |                        |  \--refused/aborted--> ABORTING --> aborted / retry
-//       |                        \--timeout------------------------------------> unknown
+//   PREPARING --all yes--> ACCEPTING --majority accepted--> COMMITTING --all applied--> committed
+//       |                      |  \--no majority possible, none accepted--> retry / aborted
+//       |                      \--some accepted, or no answer----------------> unknown
 //       \--any no / unreachable--> ABORTING --> aborted (key busy) or retry (view changing)
 //
-// The primary (replicas[0]) is the decision point: it hears the commit first, so once it acked,
-// the transaction is committed whatever happens to the coordinator; the other replicas learn it
-// from the primary if the coordinator dies (server/participant.ts).
+// The outcome is agreed by the replicas with single-decree Paxos (server/participant.ts): the
+// coordinator owns ballot 0 and proposes commit once every replica voted yes. The commit is
+// decided (chosen) once a majority of the replicas accepted it; only then is it sent as the
+// decision, and replicas apply it. A coordinator that never proposed commit may abort outright:
+// no replica can ever accept a commit then, so abort is the only possible outcome.
 
 import { assert, assertNever, AssertionError } from '../lib/assert';
+import { majority } from '../lib/ballot';
 import { DhtError } from '../lib/errors';
 import type { Transport } from '../lib/http-client';
 
@@ -26,6 +29,9 @@ export type AckResult =
 
 export type Send =
   | { readonly type: 'prepare'; readonly replica: number }
+  /** Phase 2 of ballot 0: accept the commit at `version`. */
+  | { readonly type: 'accept'; readonly replica: number; readonly version: number }
+  /** The decision: commit is chosen, apply it. */
   | { readonly type: 'commit'; readonly replica: number; readonly version: number }
   | { readonly type: 'abort'; readonly replica: number };
 
@@ -33,21 +39,34 @@ export type CoordinatorOutcome =
   | { readonly type: 'committed'; readonly version: number }
   | { readonly type: 'failed'; readonly error: DhtError };
 
-type Phase = 'preparing' | 'committing_primary' | 'committing_rest' | 'aborting' | 'done';
+export interface CoordinatorOptions {
+  /**
+   * Send the decision to the primary first and the others once it acknowledged (the contract's
+   * DHT_FAULT_PAUSE_AFTER_PRIMARY_COMMIT_MS hook needs that moment); otherwise to all at once.
+   */
+  readonly primaryLearnsFirst?: boolean;
+}
+
+type Phase = 'preparing' | 'accepting' | 'committing' | 'aborting' | 'done';
 
 export class Coordinator {
   private phase: Phase = 'preparing';
   private started = false;
   private readonly votes: (VoteResult | undefined)[];
+  private readonly acceptAnswers: (AckResult | undefined)[];
   private readonly acksAwaited = new Set<number>();
   private version = 0;
   private failure: DhtError | undefined;
   private commitFailed = false;
   private result: CoordinatorOutcome | undefined;
 
-  constructor(private readonly replicaCount: number) {
+  constructor(
+    private readonly replicaCount: number,
+    private readonly options: CoordinatorOptions = {},
+  ) {
     assert(replicaCount >= 1, 'a transaction has at least one replica');
     this.votes = new Array<VoteResult | undefined>(replicaCount).fill(undefined);
+    this.acceptAnswers = new Array<AckResult | undefined>(replicaCount).fill(undefined);
   }
 
   get outcome(): CoordinatorOutcome | undefined {
@@ -66,13 +85,13 @@ export class Coordinator {
     switch (this.phase) {
       case 'preparing':
         if (vote.type !== 'yes') return this.beginAbort(abortErrorFor(vote));
-        if (this.votes.every((v) => v?.type === 'yes')) return this.beginCommit();
+        if (this.votes.every((v) => v?.type === 'yes')) return this.beginAccept();
         return [];
       case 'aborting':
         // A late vote after the decision: it may have prepared, so it must hear the abort too.
         return mayHavePrepared(vote) ? this.sendAbort(replica) : this.settleIfQuiet();
-      case 'committing_primary':
-      case 'committing_rest':
+      case 'accepting':
+      case 'committing':
       case 'done':
         throw new AssertionError(`vote in phase ${this.phase}`);
       default:
@@ -80,50 +99,49 @@ export class Coordinator {
     }
   }
 
+  onAcceptAck(replica: number, ack: AckResult): Send[] {
+    assert(this.acceptAnswers[replica] === undefined, 'one answer per accept sent');
+    this.acceptAnswers[replica] = ack;
+    if (this.phase !== 'accepting') return []; // chosen already: a late answer changes nothing
+    const accepted = this.acceptAnswers.filter((a) => a?.type === 'ok').length;
+    if (accepted >= majority(this.replicaCount)) return this.beginCommit();
+    if (this.acceptAnswers.some((a) => a === undefined)) return [];
+
+    // Every replica answered and no majority accepted: the commit is not chosen now. If none
+    // accepted it, none ever will (ballot 0 is never sent again, and a recovery proposes commit
+    // only where it finds one accepted): nothing was applied. Otherwise a recovery may still
+    // choose it.
+    const refusals = this.acceptAnswers.filter(
+      (a): a is AckResult => a !== undefined && definitelyRefused(a),
+    );
+    if (accepted === 0 && refusals.length === this.replicaCount) {
+      const viewChanged = refusals.some((a) => a.type !== 'error' || a.error.kind === 'retry');
+      return this.finish({
+        type: 'failed',
+        error: viewChanged
+          ? new DhtError('retry', 'the view changed before the commit; nothing applied')
+          : new DhtError(
+              'aborted',
+              'the replicas recovered the transaction before the commit (prepare timeout); nothing applied',
+            ),
+      });
+    }
+    return this.finish({
+      type: 'failed',
+      error: new DhtError(
+        'unknown',
+        `commit accepted by ${accepted} of ${this.replicaCount} replicas: the replicas decide`,
+      ),
+    });
+  }
+
   onCommitAck(replica: number, ack: AckResult): Send[] {
     assert(this.acksAwaited.delete(replica), 'a commit ack answers a commit sent');
-    if (this.phase === 'committing_primary') {
-      assert(replica === 0, 'the primary commits first');
-      if (ack.type === 'ok') {
-        this.phase = 'committing_rest';
-        const sends: Send[] = [];
-        for (let r = 1; r < this.replicaCount; r++) {
-          this.acksAwaited.add(r);
-          sends.push({ type: 'commit', replica: r, version: this.version });
-        }
-        return sends.length > 0 ? sends : this.finish({ type: 'committed', version: this.version });
-      }
-      const primaryUncertain =
-        (ack.type === 'unreachable' && ack.transport !== 'refused') ||
-        (ack.type === 'error' && ack.error.kind !== 'aborted');
-      if (primaryUncertain) {
-        // The primary may have committed (a timeout, or it decided but could not apply): nobody
-        // may abort now. The others ask the primary.
-        return this.finish({
-          type: 'failed',
-          error: new DhtError(
-            'unknown',
-            `commit at the primary: outcome unknown (${ack.type === 'error' ? ack.error.message : ack.transport})`,
-          ),
-        });
-      }
-      // Refused (never reached) or refused by the primary (it aborted on its timeout).
-      const error =
-        ack.type === 'error'
-          ? new DhtError(
-              'aborted',
-              `primary refused the commit: ${ack.error.message}`,
-              ack.error.reason,
-            )
-          : new DhtError('retry', 'primary unreachable; the view is changing');
-      this.failure = error;
-      this.phase = 'aborting';
-      const sends: Send[] = [];
-      for (let r = 1; r < this.replicaCount; r++) sends.push(...this.sendAbort(r));
-      return sends.length > 0 ? sends : this.settleIfQuiet();
-    }
-    assert(this.phase === 'committing_rest', `commit ack in phase ${this.phase}`);
+    assert(this.phase === 'committing', `commit ack in phase ${this.phase}`);
     if (ack.type !== 'ok') this.commitFailed = true;
+    if (replica === 0 && this.options.primaryLearnsFirst === true) {
+      return this.commitTo(Array.from({ length: this.replicaCount - 1 }, (_, i) => i + 1));
+    }
     if (this.acksAwaited.size > 0) return [];
     return this.finish(
       this.commitFailed
@@ -131,7 +149,7 @@ export class Coordinator {
             type: 'failed',
             error: new DhtError(
               'unknown',
-              'committed at the primary; some replicas did not acknowledge',
+              'committed (chosen by the replicas), but some replicas did not acknowledge applying it',
             ),
           }
         : { type: 'committed', version: this.version },
@@ -141,23 +159,30 @@ export class Coordinator {
   onAbortAck(replica: number, ack: AckResult): Send[] {
     assert(this.acksAwaited.delete(replica), 'an abort ack answers an abort sent');
     assert(this.phase === 'aborting', 'abort acks arrive while aborting');
-    // A lost abort is harmless: the participant asks the primary, which aborted or never prepared.
-    // A replica that answers "already committed" decided commit on its own (primary gone, every
-    // peer prepared; see server/participant.ts): the outcome is no longer "nothing applied".
+    // A lost abort is harmless: no replica accepted a commit, so any recovery chooses abort. A
+    // refusal ("a commit was accepted here") means a replica disagrees about what was proposed:
+    // report it rather than claim nothing was applied.
     if (ack.type === 'error' && ack.error.kind === 'rejected') {
-      this.failure = new DhtError(
-        'unknown',
-        `a replica had already committed: ${ack.error.message}`,
-      );
+      this.failure = new DhtError('unknown', `a replica refused the abort: ${ack.error.message}`);
     }
     return this.settleIfQuiet();
   }
 
-  private beginCommit(): Send[] {
+  private beginAccept(): Send[] {
     this.version = 1 + Math.max(...this.votes.map((v) => (v?.type === 'yes' ? v.version : 0)));
-    this.phase = 'committing_primary';
-    this.acksAwaited.add(0);
-    return [{ type: 'commit', replica: 0, version: this.version }];
+    this.phase = 'accepting';
+    return this.votes.map((_, replica) => ({ type: 'accept', replica, version: this.version }));
+  }
+
+  private beginCommit(): Send[] {
+    this.phase = 'committing';
+    const all = Array.from({ length: this.replicaCount }, (_, i) => i);
+    return this.commitTo(this.options.primaryLearnsFirst === true ? [0] : all);
+  }
+
+  private commitTo(replicas: readonly number[]): Send[] {
+    for (const r of replicas) this.acksAwaited.add(r);
+    return replicas.map((replica) => ({ type: 'commit', replica, version: this.version }));
   }
 
   private beginAbort(error: DhtError): Send[] {
@@ -188,6 +213,12 @@ export class Coordinator {
     this.result = outcome;
     return [];
   }
+}
+
+/** The replica certainly did not accept: it said so, or the connection was refused. */
+function definitelyRefused(ack: AckResult): boolean {
+  if (ack.type === 'unreachable') return ack.transport === 'refused';
+  return ack.type === 'error' && ack.error.kind !== 'unknown';
 }
 
 function mayHavePrepared(vote: VoteResult): boolean {

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { candidateAddresses } from '../lib/address';
 import { assert } from '../lib/assert';
+import { coordinatorBallot } from '../lib/ballot';
 import { DhtError } from '../lib/errors';
 import { UnreachableError } from '../lib/http-client';
 import { callBatched } from '../lib/batching';
@@ -175,7 +176,10 @@ export class DhtClient {
     value: string,
   ): Promise<SetrResult> {
     const txid = randomUUID();
-    const coordinator = new Coordinator(replicas.length);
+    const coordinator = new Coordinator(replicas.length, {
+      primaryLearnsFirst: FAULTS.afterPrimaryCommitMs > 0,
+    });
+    const ballot = coordinatorBallot(view.epoch);
     const deliver = async (send: Send): Promise<void> => {
       const replica = replicas[send.replica];
       let next: Send[];
@@ -192,10 +196,28 @@ export class DhtClient {
           next = coordinator.onVote(send.replica, vote);
           break;
         }
-        case 'commit':
-          await faultPause(
-            send.replica === 0 ? FAULTS.beforeCommitMs : FAULTS.afterPrimaryCommitMs,
+        case 'accept':
+          await faultPause(FAULTS.beforeCommitMs);
+          next = coordinator.onAcceptAck(
+            send.replica,
+            await this.ack(() =>
+              callBatched(
+                replica.address,
+                ServerApi.accept,
+                {
+                  txid,
+                  key,
+                  serverId: replica.id,
+                  ballot,
+                  outcome: { state: 'committed', version: send.version },
+                },
+                this.rpc(),
+              ),
+            ),
           );
+          break;
+        case 'commit':
+          if (send.replica !== 0) await faultPause(FAULTS.afterPrimaryCommitMs);
           next = coordinator.onCommitAck(
             send.replica,
             await this.ack(() =>

@@ -40,7 +40,8 @@ export type ErrorReason =
   | 'bad_request'
   | 'lock_not_held'
   | 'server_expired'
-  | 'decided_by_peers'
+  | 'ballot_superseded'
+  | 'commit_accepted'
   | 'batch_full'
   | 'newer_copy_held';
 

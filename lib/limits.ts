@@ -49,8 +49,15 @@ export const FAILURE_TIMEOUT_S_DEFAULT = 30;
 /** How long a participant holds an undecided prepared transaction before asking for the outcome.
  * The contract bounds a dead coordinator's block at 10 s: PREPARE_TIMEOUT + one decision round. */
 export const PREPARE_TIMEOUT_S_DEFAULT = 5;
-/** How often a participant re-asks about a transaction it could not resolve. */
+/** How often a participant runs a new recovery ballot for a transaction it could not resolve. */
 export const DECISION_RETRY_MS = 500;
+/**
+ * Replica i of a transaction starts recovering it i * RECOVERY_STAGGER_MS after replica 0, so the
+ * survivors rarely duel with ballots (duels are safe, only slower).
+ */
+export const RECOVERY_STAGGER_MS = 100;
+/** Rounds of recovery ballots within one epoch (one per DECISION_RETRY_MS: days of retries). */
+export const BALLOT_ROUND_MAX = 2 ** 31;
 /** Decisions remembered at the decision point (primary) for late askers; bounded by count. */
 export const DECISIONS_REMEMBERED_MAX = 100_000;
 

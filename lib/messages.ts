@@ -3,7 +3,14 @@
 // docs/protocol.md documents each endpoint of this table.
 
 import { z } from 'zod';
-import { BATCH_REQUESTS_MAX, KEY_BYTES_MAX, KEY_BYTES_MIN, VALUE_BYTES_MAX } from './limits';
+import {
+  BALLOT_ROUND_MAX,
+  BATCH_REQUESTS_MAX,
+  KEY_BYTES_MAX,
+  KEY_BYTES_MIN,
+  REPLICATION_COUNT,
+  VALUE_BYTES_MAX,
+} from './limits';
 
 const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 
@@ -93,16 +100,60 @@ export const PrepareRequest = z.object({
 });
 export type PrepareRequest = z.infer<typeof PrepareRequest>;
 export const PrepareResponse = z.object({ vote: z.literal('yes'), version: Version });
-export const CommitRequest = z.object({ txid: TxId, key: Key, version: Version });
-export const AbortRequest = z.object({ txid: TxId, key: Key });
-/** Termination query; `serverId` is the asked server's expected ID (a restarted process has no
- * memory of the transaction and must not answer for its previous life). */
-export const DecisionRequest = z.object({ txid: TxId, key: Key, serverId: ServerId });
-export const DecisionResponse = z.discriminatedUnion('state', [
+/**
+ * Termination is a single-decree Paxos per transaction among its replicas (docs/design.md, "Two-
+ * phase commit"). A ballot is ordered by epoch, then round, then slot: slot 0 is the coordinator
+ * (round 0 only, no first phase), slot i + 1 is the transaction's replica i recovering it.
+ */
+export const Ballot = z.object({
+  epoch: Epoch,
+  round: z.number().int().nonnegative().max(BALLOT_ROUND_MAX),
+  slot: z.number().int().nonnegative().max(REPLICATION_COUNT),
+});
+export type Ballot = z.infer<typeof Ballot>;
+/** The value a transaction's replicas agree on. */
+export const TxOutcome = z.discriminatedUnion('state', [
   z.object({ state: z.literal('committed'), version: Version }),
   z.object({ state: z.literal('aborted') }),
-  /** `current`: the asked participant's voted version of the key (for a commit among peers). */
-  z.object({ state: z.literal('prepared'), current: Version }),
+]);
+export type TxOutcome = z.infer<typeof TxOutcome>;
+export const Accepted = z.object({ ballot: Ballot, outcome: TxOutcome });
+export type Accepted = z.infer<typeof Accepted>;
+
+/** Phase 2: accept `outcome` at `ballot`; `serverId` is the asked server's expected ID. */
+export const AcceptRequest = z.object({
+  txid: TxId,
+  key: Key,
+  serverId: ServerId,
+  ballot: Ballot,
+  outcome: TxOutcome,
+});
+/** The decision, once chosen: apply the prepared value at `version`. */
+export const CommitRequest = z.object({ txid: TxId, key: Key, version: Version });
+/**
+ * The decision abort. Without a ballot it is the coordinator's, which never proposed a commit;
+ * with one, abort was chosen at that ballot.
+ */
+export const AbortRequest = z.object({ txid: TxId, key: Key, ballot: Ballot.optional() });
+/**
+ * Phase 1 of a recovery ballot (a termination query); `serverId` is the asked server's expected
+ * ID (a restarted process has no memory of the transaction and must not answer for its previous
+ * life).
+ */
+export const DecisionRequest = z.object({
+  txid: TxId,
+  key: Key,
+  serverId: ServerId,
+  ballot: Ballot,
+});
+export const DecisionResponse = z.discriminatedUnion('state', [
+  /** Decided here (or never prepared here, hence aborted and fenced). */
+  z.object({ state: z.literal('committed'), version: Version }),
+  z.object({ state: z.literal('aborted') }),
+  /** Promised the ballot: nothing lower is accepted here any more. */
+  z.object({ state: z.literal('promised'), accepted: Accepted.optional() }),
+  /** A higher ballot was promised here: the asker tries again above it. */
+  z.object({ state: z.literal('superseded'), promised: Ballot }),
 ]);
 export type DecisionResponse = z.infer<typeof DecisionResponse>;
 export const ReadRequest = z.object({ key: Key, epoch: Epoch, serverId: ServerId });
@@ -165,6 +216,7 @@ export const ServerApi = {
   queryAllKeys: endpoint('/query_all_keys', Empty, KeysResponse),
   status: endpoint('/status', Empty, StatusResponse),
   prepare: endpoint('/prepare', PrepareRequest, PrepareResponse),
+  accept: endpoint('/accept', AcceptRequest, Ok),
   commit: endpoint('/commit', CommitRequest, Ok),
   abort: endpoint('/abort', AbortRequest, Ok),
   decision: endpoint('/decision', DecisionRequest, DecisionResponse),

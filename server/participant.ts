@@ -1,41 +1,59 @@
-// The two-phase-commit participant as a pure state machine: messages and time in, decisions out.
-// It never touches the network, the store or a clock; the server shell feeds it and executes the
-// effects it returns. docs/design.md has the protocol and its state diagram:
+// The two-phase-commit participant as a pure state machine: messages, views and time in,
+// decisions and messages to send out. It never touches the network, the store or a clock; the
+// server shell feeds it and executes what it returns. docs/design.md, "Two-phase commit", has
+// the protocol and the safety argument.
 //
-//   (none) --prepare/yes--> PREPARED --commit--> COMMITTED (value applied)
-//                              |  \--abort-----> ABORTED
-//                              \--timeout: ask the decision point (the primary), then peers
+//   (none) --prepare/yes--> PREPARED --decision learned (commit / abort)--> COMMITTED | ABORTED
+//                             |  ^
+//                             |  +-- accept / promise (Paxos acceptor: ballots, epochs)
+//                             +-- timeout or new epoch: recover it (Paxos proposer)
 //
-// The primary (replicas[0]) is the decision point: the coordinator commits there first, so the
-// primary's record is the transaction's outcome. A primary whose prepared transaction times out
-// undecided aborts it; a server asked about a transaction it never prepared records an abort, so
-// a late prepare can never revive it.
+// Who decides: the transaction's replicas, by single-decree Paxos whose value is the outcome.
+// The coordinator owns ballot 0 (no first phase: it is the first proposer) and proposes commit
+// only once every replica voted yes. A replica that times out, or sees a new epoch, runs a
+// recovery ballot: it collects promises, proposes the highest-ballot outcome accepted among
+// them (abort if none), and the outcome is chosen once a majority of the replicas in its view
+// accept it. Nothing is applied before it is chosen, so no two replicas ever decide differently,
+// whatever view each of them holds.
+//
+// Ballots carry an epoch, and a replica acts only on ballots of the epoch it is in: once it has
+// moved on, the older epoch's ballots are dead to it. That is what lets the acceptor set shrink
+// to the replicas still in the view (a dead replica no longer blocks anything once it left the
+// view) without ever letting an old-epoch quorum decide behind the new one's back.
 
 import { assert } from '../lib/assert';
+import {
+  compareBallots,
+  coordinatorBallot,
+  describeBallot,
+  majority,
+  promiseQuorum,
+} from '../lib/ballot';
 import { DhtError } from '../lib/errors';
-import type { DecisionResponse, PrepareRequest, ServerRef } from '../lib/messages';
+import type {
+  Accepted,
+  Ballot,
+  DecisionResponse,
+  PrepareRequest,
+  ServerRef,
+  TxOutcome,
+} from '../lib/messages';
 
 export interface ParticipantConfig {
   readonly selfId: string;
   readonly prepareTimeoutMs: number;
+  /** How long a recovery ballot may take before the next one starts. */
   readonly decisionRetryMs: number;
+  /** Replica i waits i * this before recovering, so recoveries rarely duel. */
+  readonly recoveryStaggerMs: number;
   readonly decisionsRememberedMax: number;
 }
 
-type Outcome =
-  { readonly state: 'committed'; readonly version: number } | { readonly state: 'aborted' };
-
-interface PreparedTx {
-  readonly txid: string;
-  readonly key: string;
-  readonly value: string;
-  readonly replicas: readonly ServerRef[];
-  /** This participant's version of the key when it voted (peers' are in their answers). */
-  readonly votedVersion: number;
-  readonly preparedAtMs: number;
-  nextAskAtMs: number;
-  /** Answers to the current round of termination queries, by server ID. */
-  answers: Map<string, DecisionResponse | 'unreachable'>;
+/** What the participant needs to know of the view it is in. */
+export interface ViewContext {
+  /** The epoch this server is in (NO_EPOCH, -1, when in no view). */
+  readonly epoch: number;
+  readonly viewIds: ReadonlySet<string>;
 }
 
 /** What the shell knows when a prepare arrives. */
@@ -56,42 +74,104 @@ export interface Apply {
   readonly version: number;
 }
 
-/** A termination query the shell must send, then report with `onAnswer`. */
-export interface Ask {
-  readonly txid: string;
-  readonly key: string;
-  readonly target: ServerRef;
-}
-
-/** Something the participant decided on its own (for the shell to log). */
+/** A decision this participant reached or learned by recovery (for the shell to apply and log). */
 export interface Resolution {
   readonly txid: string;
   readonly key: string;
-  readonly outcome: Outcome;
+  readonly outcome: TxOutcome;
   readonly apply?: Apply;
   readonly why: string;
+}
+
+/** A message to another replica of a transaction, for the shell to send. */
+export type PeerSend =
+  /** Phase 1: answer with `onPromise`. */
+  | {
+      readonly type: 'promise';
+      readonly txid: string;
+      readonly key: string;
+      readonly target: ServerRef;
+      readonly ballot: Ballot;
+    }
+  /** Phase 2: answer with `onAccepted`. */
+  | {
+      readonly type: 'accept';
+      readonly txid: string;
+      readonly key: string;
+      readonly target: ServerRef;
+      readonly ballot: Ballot;
+      readonly outcome: TxOutcome;
+    }
+  /** The chosen outcome (no answer needed: a lost one is learned by the target's own recovery). */
+  | {
+      readonly type: 'learn';
+      readonly txid: string;
+      readonly key: string;
+      readonly target: ServerRef;
+      readonly ballot: Ballot;
+      readonly outcome: TxOutcome;
+    };
+
+export interface Step {
+  readonly sends: PeerSend[];
+  readonly resolutions: Resolution[];
+}
+
+/** How an acceptor answered a phase-2 request. */
+export type AcceptAnswer = 'accepted' | 'refused' | 'unreachable';
+
+interface Proposal {
+  readonly ballot: Ballot;
+  /** The transaction's replicas in the proposer's view: this epoch's acceptors. */
+  readonly acceptors: readonly ServerRef[];
+  /** Phase 1 answers by server ID: what each had accepted (null: nothing). */
+  readonly promises: Map<string, Accepted | null>;
+  /** Set once phase 2 starts. */
+  value: TxOutcome | undefined;
+  readonly accepts: Set<string>;
+}
+
+interface PreparedTx {
+  readonly txid: string;
+  readonly key: string;
+  readonly value: string;
+  readonly replicas: readonly ServerRef[];
+  /** 1 + this participant's index among the replicas: its ballot slot. */
+  readonly slot: number;
+  /** This participant's version of the key when it voted. */
+  readonly votedVersion: number;
+  /** Acceptor state. */
+  promised: Ballot;
+  accepted: Accepted | undefined;
+  /** The highest ballot heard of (a superseding promise elsewhere): the next round goes above. */
+  highestSeen: Ballot;
+  /** Proposer state. */
+  nextRecoveryAtMs: number;
+  proposal: Proposal | undefined;
 }
 
 export class Participant {
   private readonly pendingByKey = new Map<string, PreparedTx>();
   private readonly pendingByTxid = new Map<string, PreparedTx>();
   /** Decided transactions, oldest first, bounded by decisionsRememberedMax. */
-  private readonly decisions = new Map<string, Outcome>();
+  private readonly decisions = new Map<string, TxOutcome>();
   /**
-   * Transactions aborted here without ever being prepared here (an abort or a termination query
-   * for an unknown txid), so a late prepare is refused. Bounded on their own: anyone can make
-   * these up, and they must never push real decisions out.
+   * Transactions aborted here without ever being prepared here (an abort or a recovery query for
+   * an unknown txid), so a late prepare is refused. Bounded on their own: anyone can make these
+   * up, and they must never push real decisions out.
    */
   private readonly fenced = new Set<string>();
   /**
    * The last transaction committed on each key. While any replica holds a transaction prepared,
-   * no newer one can commit on that key (that replica votes no), so the decision point can still
-   * answer "committed" after its decision log has forgotten the transaction.
+   * no newer one can commit on that key (that replica votes no), so a replica can still answer
+   * "committed" after its decision log has forgotten the transaction.
    */
   private readonly lastCommitByKey = new Map<string, { txid: string; version: number }>();
 
   constructor(private readonly config: ParticipantConfig) {
     assert(config.prepareTimeoutMs > 0, 'prepare timeout is positive');
+    assert(config.decisionRetryMs > 0, 'decision retry interval is positive');
+    assert(config.recoveryStaggerMs >= 0, 'recovery stagger is not negative');
     assert(config.decisionsRememberedMax > 0, 'some decisions are remembered');
   }
 
@@ -103,9 +183,11 @@ export class Participant {
     return this.pendingByKey.has(key);
   }
 
-  outcomeOf(txid: string): Outcome | undefined {
+  outcomeOf(txid: string): TxOutcome | undefined {
     return this.decisions.get(txid) ?? (this.fenced.has(txid) ? ABORTED : undefined);
   }
+
+  // ---- the coordinator's messages -------------------------------------------------------------
 
   prepare(request: PrepareRequest, context: PrepareContext, nowMs: number): Vote {
     const decided = this.outcomeOf(request.txid);
@@ -129,26 +211,89 @@ export class Participant {
     if (this.pendingByKey.has(request.key)) {
       return no('aborted', 'another transaction on this key is pending', 'key_busy');
     }
-    if (!request.replicas.some((r) => r.id === this.config.selfId)) {
+    const index = request.replicas.findIndex((r) => r.id === this.config.selfId);
+    if (index < 0) {
       throw new DhtError('invalid', 'this server is not among the replicas named', 'bad_request');
     }
+    if (new Set(request.replicas.map((r) => r.id)).size !== request.replicas.length) {
+      throw new DhtError('invalid', 'the replicas named must be distinct', 'bad_request');
+    }
 
+    const slot = index + 1;
+    const ballotZero = coordinatorBallot(request.epoch);
     const tx: PreparedTx = {
       txid: request.txid,
       key: request.key,
       value: request.value,
       replicas: request.replicas,
+      slot,
       votedVersion: context.currentVersion,
-      preparedAtMs: nowMs,
-      nextAskAtMs: nowMs + this.config.prepareTimeoutMs,
-      answers: new Map(),
+      promised: ballotZero,
+      accepted: undefined,
+      highestSeen: ballotZero,
+      nextRecoveryAtMs: nowMs + this.config.prepareTimeoutMs + this.stagger(slot),
+      proposal: undefined,
     };
     this.pendingByKey.set(tx.key, tx);
     this.pendingByTxid.set(tx.txid, tx);
     return { vote: 'yes', version: context.currentVersion };
   }
 
-  /** The coordinator's commit. Returns the value to apply, or nothing for a repeat. */
+  // ---- acceptor: phase 1 and phase 2 of any ballot ---------------------------------------------
+
+  /**
+   * Phase 1 of a recovery ballot. A decided (or never prepared, hence fenced) transaction answers
+   * its outcome in any epoch; otherwise only a ballot of this server's own epoch is answered.
+   */
+  promise(txid: string, key: string, ballot: Ballot, view: ViewContext): DecisionResponse {
+    const known = this.knownOutcome(txid, key);
+    if (known !== undefined) return known;
+    const tx = this.pendingByTxid.get(txid);
+    if (tx === undefined) {
+      // Never prepared here, so the coordinator cannot have collected every yes and no commit can
+      // ever be proposed: abort is the only possible outcome, and fencing refuses a late prepare.
+      this.fence(txid);
+      return ABORTED;
+    }
+    this.checkKey(tx, key);
+    this.checkEpoch(ballot, view);
+    if (compareBallots(ballot, tx.promised) < 0) {
+      return { state: 'superseded', promised: tx.promised };
+    }
+    this.promiseTo(tx, ballot);
+    return tx.accepted === undefined
+      ? { state: 'promised' }
+      : { state: 'promised', accepted: tx.accepted };
+  }
+
+  /** Phase 2: accept `outcome` at `ballot` (the coordinator's ballot 0, or a recovery's). */
+  accept(txid: string, key: string, ballot: Ballot, outcome: TxOutcome, view: ViewContext): void {
+    const decided = this.outcomeOf(txid);
+    if (decided !== undefined) {
+      if (sameOutcome(decided, outcome)) return;
+      throw new DhtError('rejected', `transaction already ${decided.state}`, 'transaction_unknown');
+    }
+    const tx = this.pendingByTxid.get(txid);
+    if (tx === undefined) {
+      throw new DhtError('aborted', 'no such prepared transaction', 'transaction_unknown');
+    }
+    this.checkKey(tx, key);
+    this.checkEpoch(ballot, view);
+    if (compareBallots(ballot, tx.promised) < 0) {
+      throw new DhtError(
+        'rejected',
+        `a higher ballot was promised (${describeBallot(tx.promised)})`,
+        'ballot_superseded',
+      );
+    }
+    this.checkVersion(tx, outcome);
+    this.promiseTo(tx, ballot);
+    tx.accepted = { ballot, outcome };
+  }
+
+  // ---- learning a decision ----------------------------------------------------------------------
+
+  /** The decision commit (chosen). Returns the value to apply, or nothing for a repeat. */
   commit(txid: string, key: string, version: number): Apply | undefined {
     const decided = this.outcomeOf(txid);
     if (decided?.state === 'committed') return undefined;
@@ -159,168 +304,249 @@ export class Participant {
     if (tx === undefined || tx.key !== key) {
       throw new DhtError('aborted', 'no such prepared transaction', 'transaction_unknown');
     }
-    if (version <= tx.votedVersion) {
-      // A coordinator chooses 1 + the highest vote; anything else is a malformed commit.
-      throw new DhtError(
-        'invalid',
-        `commit version ${version} must exceed ${tx.votedVersion}`,
-        'bad_request',
-      );
-    }
-    return this.decide(tx, { state: 'committed', version });
+    const outcome: TxOutcome = { state: 'committed', version };
+    this.checkVersion(tx, outcome);
+    return this.decide(tx, outcome);
   }
 
   /**
-   * The coordinator's abort: idempotent; also fences a transaction never prepared here. Once the
-   * transaction's primary has left `viewIds`, the survivors decide among themselves (onAnswer) and
-   * may already be committing: the coordinator no longer gets a say, and learns "rejected" (its
-   * outcome becomes unknown) rather than splitting the replicas.
+   * The decision abort: idempotent; fences a transaction never prepared here. Without a ballot it
+   * is the coordinator's, which proposes commit or abort, never both: refused where a commit was
+   * accepted (that commit may be chosen). With a ballot, abort was chosen there, which supersedes
+   * any commit accepted at a lower ballot.
    */
-  abort(txid: string, key: string, viewIds?: ReadonlySet<string>): void {
+  abort(txid: string, key: string, ballot?: Ballot): void {
     const decided = this.outcomeOf(txid);
     if (decided?.state === 'committed') {
       throw new DhtError('rejected', 'transaction already committed', 'transaction_unknown');
     }
-    const tx = this.pendingByTxid.get(txid);
-    if (tx !== undefined && tx.key !== key) {
-      throw new DhtError('invalid', 'the transaction is prepared for another key', 'bad_request');
-    }
-    if (tx !== undefined) {
-      const primary = tx.replicas[0].id;
-      if (viewIds !== undefined && primary !== this.config.selfId && !viewIds.has(primary)) {
-        throw new DhtError(
-          'rejected',
-          'the primary left the view; the replicas decide',
-          'decided_by_peers',
-        );
-      }
-      this.decide(tx, ABORTED);
-    } else if (decided === undefined) {
-      this.fence(txid);
-    }
-  }
-
-  /** Answer a termination query from another participant about `txid` on `key`. */
-  answer(txid: string, nowMs: number, key?: string): DecisionResponse {
-    const decided = this.outcomeOf(txid);
-    if (decided !== undefined) return decided;
-    const last = key === undefined ? undefined : this.lastCommitByKey.get(key);
-    if (last?.txid === txid) return { state: 'committed', version: last.version };
+    if (decided !== undefined) return;
     const tx = this.pendingByTxid.get(txid);
     if (tx === undefined) {
-      // Never prepared here, so the coordinator cannot have collected every yes: abort is safe,
-      // and fencing it refuses a late prepare of the same transaction.
       this.fence(txid);
-      return ABORTED;
+      return;
     }
-    if (this.isDecisionPoint(tx) && nowMs >= tx.preparedAtMs + this.config.prepareTimeoutMs) {
-      this.decide(tx, { state: 'aborted' });
-      return { state: 'aborted' };
-    }
-    return { state: 'prepared', current: tx.votedVersion };
-  }
-
-  /**
-   * The passage of time. A decision point aborts what timed out undecided; any other participant
-   * sends a round of queries: the primary and its peers.
-   */
-  tick(nowMs: number): { asks: Ask[]; resolutions: Resolution[] } {
-    const asks: Ask[] = [];
-    const resolutions: Resolution[] = [];
-    for (const tx of [...this.pendingByTxid.values()]) {
-      if (nowMs < tx.nextAskAtMs) continue;
-      if (this.isDecisionPoint(tx)) {
-        resolutions.push(this.resolve(tx, { state: 'aborted' }, 'timed out at the decision point'));
-        continue;
-      }
-      tx.nextAskAtMs = nowMs + this.config.decisionRetryMs;
-      tx.answers = new Map();
-      for (const target of tx.replicas) {
-        if (target.id !== this.config.selfId) asks.push({ txid: tx.txid, key: tx.key, target });
-      }
-    }
-    return { asks, resolutions };
-  }
-
-  /**
-   * A new view was installed. Keys must not move while a transaction on them is undecided, and
-   * a commit must not straddle two epochs: the decision point aborts what it has not committed
-   * (a commit arriving later is refused, so the coordinator aborts everywhere); every other
-   * participant asks for the outcome at the next tick instead of waiting out the prepare timeout.
-   */
-  epochChanged(nowMs: number): Resolution[] {
-    const resolutions: Resolution[] = [];
-    for (const tx of [...this.pendingByTxid.values()]) {
-      if (this.isDecisionPoint(tx)) {
-        resolutions.push(this.resolve(tx, { state: 'aborted' }, 'epoch changed before commit'));
-      } else {
-        tx.nextAskAtMs = nowMs;
-      }
-    }
-    return resolutions;
-  }
-
-  /**
-   * An answer to a termination query (`unreachable` when the target could not be asked).
-   * `viewIds` is the current view: a primary that has left it will never answer.
-   */
-  onAnswer(
-    txid: string,
-    from: ServerRef,
-    answer: DecisionResponse | 'unreachable',
-    viewIds: ReadonlySet<string>,
-  ): Resolution | undefined {
-    const tx = this.pendingByTxid.get(txid);
-    if (tx === undefined) return undefined; // decided meanwhile: a late answer
-    tx.answers.set(from.id, answer);
-
-    if (answer !== 'unreachable' && answer.state === 'committed') {
-      return this.resolve(
-        tx,
-        { state: 'committed', version: answer.version },
-        `${from.id} committed`,
+    this.checkKey(tx, key);
+    const accepted = tx.accepted;
+    if (
+      accepted?.outcome.state === 'committed' &&
+      (ballot === undefined || compareBallots(ballot, accepted.ballot) <= 0)
+    ) {
+      throw new DhtError(
+        'rejected',
+        'a commit of this transaction was accepted here and may be chosen',
+        'commit_accepted',
       );
     }
-    if (answer !== 'unreachable' && answer.state === 'aborted') {
-      return this.resolve(tx, { state: 'aborted' }, `${from.id} aborted`);
-    }
-
-    // Primary and coordinator both gone (a double failure). Every peer still in the view voted yes
-    // and holds the transaction prepared, so commit was a possible decision, and the primary may
-    // have committed and served the value: commit, with the version the coordinator would have
-    // chosen (one more than every vote), so all survivors agree.
-    const primary = tx.replicas[0];
-    if (primary.id === this.config.selfId || viewIds.has(primary.id)) return undefined;
-    // A server that is not in the view itself (expelled) sees no peers "in the view" and must not
-    // take the vacuous "all of them prepared" for a decision.
-    if (!viewIds.has(this.config.selfId)) return undefined;
-    if (tx.answers.get(primary.id) !== 'unreachable') return undefined;
-    let version = tx.votedVersion;
-    for (const peer of tx.replicas.slice(1)) {
-      if (peer.id === this.config.selfId || !viewIds.has(peer.id)) continue;
-      const a = tx.answers.get(peer.id);
-      if (a === undefined || a === 'unreachable' || a.state !== 'prepared') return undefined;
-      version = Math.max(version, a.current);
-    }
-    return this.resolve(
-      tx,
-      { state: 'committed', version: version + 1 },
-      'primary left the view; all peers prepared',
-    );
+    this.decide(tx, ABORTED);
   }
 
-  private resolve(tx: PreparedTx, outcome: Outcome, why: string): Resolution {
+  // ---- proposer: recovery ---------------------------------------------------------------------
+
+  /**
+   * The passage of time: a transaction undecided past its prepare timeout (or since a new epoch)
+   * gets a recovery ballot, and another every decisionRetryMs until it is decided.
+   */
+  tick(nowMs: number, view: ViewContext): Step {
+    const step: Step = { sends: [], resolutions: [] };
+    for (const tx of [...this.pendingByTxid.values()]) {
+      if (nowMs < tx.nextRecoveryAtMs) continue;
+      tx.nextRecoveryAtMs = nowMs + this.config.decisionRetryMs + this.stagger(tx.slot);
+      this.startBallot(tx, view, step);
+    }
+    return step;
+  }
+
+  /**
+   * A new view was installed: ballots of the old epoch are dead here, and keys must not move
+   * while a transaction on them is undecided, so recover every pending one now (staggered).
+   */
+  epochChanged(nowMs: number): void {
+    for (const tx of this.pendingByTxid.values()) {
+      tx.proposal = undefined;
+      tx.nextRecoveryAtMs = nowMs + this.stagger(tx.slot);
+    }
+  }
+
+  /** An answer to a `promise` send (`unreachable`: no answer, or a refusal). */
+  onPromise(
+    txid: string,
+    from: ServerRef,
+    ballot: Ballot,
+    answer: DecisionResponse | 'unreachable',
+  ): Step {
+    const step: Step = { sends: [], resolutions: [] };
+    const tx = this.pendingByTxid.get(txid);
+    if (tx === undefined || answer === 'unreachable') return step;
+    switch (answer.state) {
+      case 'committed':
+      case 'aborted':
+        step.resolutions.push(this.resolve(tx, answer, `${from.id} had decided`));
+        return step;
+      case 'superseded':
+        if (compareBallots(answer.promised, tx.highestSeen) > 0) tx.highestSeen = answer.promised;
+        return step;
+      case 'promised': {
+        const proposal = tx.proposal;
+        if (proposal === undefined || compareBallots(proposal.ballot, ballot) !== 0) return step;
+        if (proposal.value !== undefined) return step; // phase 2 already under way
+        proposal.promises.set(from.id, answer.accepted ?? null);
+        this.afterPromises(tx, proposal, step);
+        return step;
+      }
+    }
+  }
+
+  /** An answer to an `accept` send. */
+  onAccepted(txid: string, from: ServerRef, ballot: Ballot, answer: AcceptAnswer): Step {
+    const step: Step = { sends: [], resolutions: [] };
+    const tx = this.pendingByTxid.get(txid);
+    const proposal = tx?.proposal;
+    if (tx === undefined || proposal === undefined || answer !== 'accepted') return step;
+    if (compareBallots(proposal.ballot, ballot) !== 0 || proposal.value === undefined) return step;
+    proposal.accepts.add(from.id);
+    this.afterAccepts(tx, proposal, step);
+    return step;
+  }
+
+  private startBallot(tx: PreparedTx, view: ViewContext, step: Step): void {
+    tx.proposal = undefined;
+    // An expelled server (in no view) proposes nothing: its epoch is over.
+    if (!view.viewIds.has(this.config.selfId)) return;
+    const acceptors = tx.replicas.filter((r) => view.viewIds.has(r.id));
+    // Fewer than half of the replicas left in the view (two of three gone at once): an outcome
+    // may have been chosen by the absent ones. Waiting is the only safe answer.
+    if (acceptors.length < promiseQuorum(tx.replicas.length)) return;
+    const above = compareBallots(tx.highestSeen, tx.promised) > 0 ? tx.highestSeen : tx.promised;
+    const ballot: Ballot = {
+      epoch: view.epoch,
+      round: above.epoch === view.epoch ? above.round + 1 : 1,
+      slot: tx.slot,
+    };
+    if (compareBallots(ballot, tx.promised) <= 0) return; // an older epoch: nothing to do here
+    this.promiseTo(tx, ballot);
+    const proposal: Proposal = {
+      ballot,
+      acceptors,
+      promises: new Map([[this.config.selfId, tx.accepted ?? null]]),
+      value: undefined,
+      accepts: new Set(),
+    };
+    tx.proposal = proposal;
+    for (const target of acceptors) {
+      if (target.id === this.config.selfId) continue;
+      step.sends.push({ type: 'promise', txid: tx.txid, key: tx.key, target, ballot });
+    }
+    this.afterPromises(tx, proposal, step);
+  }
+
+  private afterPromises(tx: PreparedTx, proposal: Proposal, step: Step): void {
+    if (proposal.promises.size < promiseQuorum(tx.replicas.length)) return;
+    // The outcome accepted at the highest ballot among the promises may have been chosen: keep
+    // it. None accepted: nothing was chosen, and abort is always a safe choice.
+    let highest: Accepted | undefined;
+    for (const accepted of proposal.promises.values()) {
+      if (
+        accepted !== null &&
+        (highest === undefined || compareBallots(accepted.ballot, highest.ballot) > 0)
+      ) {
+        highest = accepted;
+      }
+    }
+    const value = highest?.outcome ?? ABORTED;
+    proposal.value = value;
+    if (compareBallots(tx.promised, proposal.ballot) !== 0) return; // promised higher meanwhile
+    tx.accepted = { ballot: proposal.ballot, outcome: value };
+    proposal.accepts.add(this.config.selfId);
+    for (const target of proposal.acceptors) {
+      if (target.id === this.config.selfId) continue;
+      step.sends.push({
+        type: 'accept',
+        txid: tx.txid,
+        key: tx.key,
+        target,
+        ballot: proposal.ballot,
+        outcome: value,
+      });
+    }
+    this.afterAccepts(tx, proposal, step);
+  }
+
+  private afterAccepts(tx: PreparedTx, proposal: Proposal, step: Step): void {
+    if (proposal.accepts.size < majority(proposal.acceptors.length)) return;
+    const outcome = proposal.value;
+    assert(outcome !== undefined, 'accepts count only in phase 2');
+    step.resolutions.push(
+      this.resolve(tx, outcome, `recovered at ballot ${describeBallot(proposal.ballot)}`),
+    );
+    for (const target of tx.replicas) {
+      if (target.id === this.config.selfId) continue;
+      step.sends.push({
+        type: 'learn',
+        txid: tx.txid,
+        key: tx.key,
+        target,
+        ballot: proposal.ballot,
+        outcome,
+      });
+    }
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------------
+
+  private knownOutcome(txid: string, key: string): TxOutcome | undefined {
+    const decided = this.outcomeOf(txid);
+    if (decided !== undefined) return decided;
+    const last = this.lastCommitByKey.get(key);
+    if (last?.txid === txid) return { state: 'committed', version: last.version };
+    return undefined;
+  }
+
+  private promiseTo(tx: PreparedTx, ballot: Ballot): void {
+    tx.promised = ballot;
+    if (compareBallots(ballot, tx.highestSeen) > 0) tx.highestSeen = ballot;
+  }
+
+  private checkKey(tx: PreparedTx, key: string): void {
+    if (tx.key !== key) {
+      throw new DhtError('invalid', 'the transaction is prepared for another key', 'bad_request');
+    }
+  }
+
+  /** Ballots of another epoch than this server's are dead (older) or premature (newer). */
+  private checkEpoch(ballot: Ballot, view: ViewContext): void {
+    if (ballot.epoch !== view.epoch) {
+      throw new DhtError(
+        'retry',
+        `epoch ${view.epoch} here, ${ballot.epoch} in the ballot`,
+        'epoch_mismatch',
+      );
+    }
+  }
+
+  private checkVersion(tx: PreparedTx, outcome: TxOutcome): void {
+    // A coordinator chooses 1 + the highest vote; anything else is a malformed commit.
+    if (outcome.state === 'committed' && outcome.version <= tx.votedVersion) {
+      throw new DhtError(
+        'invalid',
+        `commit version ${outcome.version} must exceed ${tx.votedVersion}`,
+        'bad_request',
+      );
+    }
+  }
+
+  private stagger(slot: number): number {
+    return (slot - 1) * this.config.recoveryStaggerMs;
+  }
+
+  private resolve(tx: PreparedTx, outcome: TxOutcome, why: string): Resolution {
     const apply = this.decide(tx, outcome);
     return apply === undefined
       ? { txid: tx.txid, key: tx.key, outcome, why }
       : { txid: tx.txid, key: tx.key, outcome, apply, why };
   }
 
-  private isDecisionPoint(tx: PreparedTx): boolean {
-    return tx.replicas[0].id === this.config.selfId;
-  }
-
-  private decide(tx: PreparedTx, outcome: Outcome): Apply | undefined {
+  private decide(tx: PreparedTx, outcome: TxOutcome): Apply | undefined {
     assert(
       this.pendingByKey.get(tx.key) === tx,
       'a prepared key has exactly one pending transaction',
@@ -336,7 +562,7 @@ export class Participant {
       : undefined;
   }
 
-  private remember(txid: string, outcome: Outcome): void {
+  private remember(txid: string, outcome: TxOutcome): void {
     assert(!this.decisions.has(txid) && !this.fenced.has(txid), 'a transaction is decided once');
     this.decisions.set(txid, outcome);
     if (this.decisions.size > this.config.decisionsRememberedMax) {
@@ -352,7 +578,13 @@ export class Participant {
   }
 }
 
-const ABORTED: Outcome = { state: 'aborted' };
+const ABORTED: TxOutcome = { state: 'aborted' };
+
+function sameOutcome(a: TxOutcome, b: TxOutcome): boolean {
+  return a.state === 'aborted'
+    ? b.state === 'aborted'
+    : b.state === 'committed' && a.version === b.version;
+}
 
 function no(kind: 'aborted' | 'retry', message: string, reason: DhtError['reason']): Vote {
   return { vote: 'no', error: new DhtError(kind, message, reason) };

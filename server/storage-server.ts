@@ -8,8 +8,8 @@ import type { Logger } from '../lib/logger';
 import {
   ServerApi,
   ViewLeaderApi,
+  type DecisionResponse,
   type RebalancePhase,
-  type ServerRef,
   type View,
 } from '../lib/messages';
 import { ViewTracker, type ViewEffect } from './view-tracker';
@@ -18,8 +18,16 @@ import {
   TRANSFER_BODY_BYTES_MAX,
   DECISION_RETRY_MS,
   DECISIONS_REMEMBERED_MAX,
+  RECOVERY_STAGGER_MS,
 } from '../lib/limits';
-import { Participant } from './participant';
+import {
+  Participant,
+  type AcceptAnswer,
+  type Apply,
+  type PeerSend,
+  type Step,
+  type ViewContext,
+} from './participant';
 import { Rebalancer } from './rebalancer';
 import type { Store } from './store';
 
@@ -27,6 +35,8 @@ const PARTICIPANT_TICK_MS = 100;
 /** While waiting at the copy barrier, ask the view leader this often (a few asks per epoch). */
 const BARRIER_POLL_MS = 50;
 const VIEWLEADER_TIMEOUT_MS = 2000;
+/** One recovery message to another replica: a dead one costs a ballot at most this. */
+const PEER_TIMEOUT_MS = 1000;
 /** While no view leader answers, repeat the warning at most this often (heartbeats can be 50 ms apart). */
 const UNREACHABLE_WARNING_INTERVAL_MS = 10_000;
 
@@ -58,6 +68,7 @@ export class StorageServer {
       selfId: config.serverId,
       prepareTimeoutMs: config.prepareTimeoutMs,
       decisionRetryMs: DECISION_RETRY_MS,
+      recoveryStaggerMs: RECOVERY_STAGGER_MS,
       decisionsRememberedMax: DECISIONS_REMEMBERED_MAX,
     });
     this.rebalancer = new Rebalancer({
@@ -118,9 +129,15 @@ export class StorageServer {
         if (vote.vote === 'no') throw vote.error;
         return vote;
       })
+      .route(ServerApi.accept, ({ txid, key, serverId, ballot, outcome }) => {
+        this.checkServerId(serverId);
+        this.noticeEpoch(ballot.epoch);
+        this.participant.accept(txid, key, ballot, outcome, this.viewContext());
+        return {};
+      })
       .route(ServerApi.commit, ({ txid, key, version }) => {
         const apply = this.participant.commit(txid, key, version);
-        if (apply !== undefined && !this.apply(apply.key, apply.value, apply.version, txid)) {
+        if (apply !== undefined && !this.apply(apply, txid)) {
           // Decided, but this copy is newer than the commit (a local set, a stray push): the
           // coordinator must not report "applied on all replicas".
           throw new DhtError(
@@ -131,13 +148,14 @@ export class StorageServer {
         }
         return {};
       })
-      .route(ServerApi.abort, ({ txid, key }) => {
-        this.participant.abort(txid, key, this.tracker.viewIds);
+      .route(ServerApi.abort, ({ txid, key, ballot }) => {
+        this.participant.abort(txid, key, ballot);
         return {};
       })
-      .route(ServerApi.decision, ({ txid, key, serverId }) => {
+      .route(ServerApi.decision, ({ txid, key, serverId, ballot }) => {
         this.checkServerId(serverId);
-        return this.participant.answer(txid, performance.now(), key);
+        this.noticeEpoch(ballot.epoch);
+        return this.participant.promise(txid, key, ballot, this.viewContext());
       })
       .route(ServerApi.read, ({ key, epoch, serverId }) => {
         this.checkServerId(serverId);
@@ -211,8 +229,12 @@ export class StorageServer {
     if (epoch > this.tracker.epoch) void this.heartbeat();
   }
 
+  private viewContext(): ViewContext {
+    return { epoch: this.tracker.epoch, viewIds: this.tracker.viewIds };
+  }
+
   /** Store a committed value; false when the held copy is newer or differs (logged, not stored). */
-  private apply(key: string, value: string, version: number, txid: string): boolean {
+  private apply({ key, value, version }: Apply, txid: string): boolean {
     const held = this.store.get(key);
     // Already there (the same value at the same version, say a local set of the same bytes).
     if (held !== undefined && held.version === version && held.value === value) return true;
@@ -227,29 +249,79 @@ export class StorageServer {
   }
 
   private tickParticipant(): void {
-    const { asks, resolutions } = this.participant.tick(performance.now());
-    for (const r of resolutions)
-      this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
-    for (const ask of asks) void this.askDecision(ask.txid, ask.key, ask.target);
+    this.carryOut(this.participant.tick(performance.now(), this.viewContext()));
   }
 
-  private async askDecision(txid: string, key: string, target: ServerRef): Promise<void> {
-    let answer;
+  /** Apply and log what the participant decided, and send what it asks to send. */
+  private carryOut(step: Step): void {
+    for (const r of step.resolutions) {
+      if (r.apply !== undefined) this.apply(r.apply, r.txid);
+      this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
+    }
+    for (const send of step.sends) void this.sendToPeer(send);
+  }
+
+  /** One recovery message to another replica; its answer goes back into the participant. */
+  private async sendToPeer(send: PeerSend): Promise<void> {
+    const { txid, key, target } = send;
+    const options = { timeoutMs: PEER_TIMEOUT_MS };
     try {
-      answer = await call(target.address, ServerApi.decision, { txid, key, serverId: target.id });
+      switch (send.type) {
+        case 'promise': {
+          let answer: DecisionResponse | 'unreachable';
+          try {
+            answer = await call(
+              target.address,
+              ServerApi.decision,
+              { txid, key, serverId: target.id, ballot: send.ballot },
+              options,
+            );
+          } catch (err) {
+            if (!(err instanceof DhtError)) throw err;
+            answer = 'unreachable';
+          }
+          this.carryOut(this.participant.onPromise(txid, target, send.ballot, answer));
+          return;
+        }
+        case 'accept': {
+          let answer: AcceptAnswer = 'accepted';
+          try {
+            await call(
+              target.address,
+              ServerApi.accept,
+              { txid, key, serverId: target.id, ballot: send.ballot, outcome: send.outcome },
+              options,
+            );
+          } catch (err) {
+            if (!(err instanceof DhtError)) throw err;
+            answer = err instanceof UnreachableError ? 'unreachable' : 'refused';
+          }
+          this.carryOut(this.participant.onAccepted(txid, target, send.ballot, answer));
+          return;
+        }
+        case 'learn':
+          // Best effort: a target that misses it learns the outcome by its own recovery.
+          if (send.outcome.state === 'committed') {
+            await call(
+              target.address,
+              ServerApi.commit,
+              { txid, key, version: send.outcome.version },
+              options,
+            );
+          } else {
+            await call(
+              target.address,
+              ServerApi.abort,
+              { txid, key, ballot: send.ballot },
+              options,
+            );
+          }
+          return;
+      }
     } catch (err) {
       if (!(err instanceof DhtError)) throw err;
-      answer = 'unreachable' as const;
+      this.logger.debug({ txid, target: target.address, err: err.message }, 'peer message failed');
     }
-    const resolution = this.participant.onAnswer(txid, target, answer, this.tracker.viewIds);
-    if (resolution === undefined) return;
-    if (resolution.apply !== undefined) {
-      this.apply(resolution.apply.key, resolution.apply.value, resolution.apply.version, txid);
-    }
-    this.logger.info(
-      { txid, outcome: resolution.outcome, why: resolution.why },
-      'transaction resolved',
-    );
   }
 
   async heartbeat(): Promise<void> {
@@ -328,9 +400,7 @@ export class StorageServer {
 
   private install(view: View, run: number): void {
     this.logger.info({ epoch: view.epoch, servers: view.servers.length }, 'view installed');
-    for (const r of this.participant.epochChanged(performance.now())) {
-      this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
-    }
+    this.participant.epochChanged(performance.now());
     void this.copyPhase(view, run);
   }
 
