@@ -1,42 +1,128 @@
-// An in-memory cluster for the pure 2PC cores (server/participant.ts, client/coordinator.ts):
-// participants and one coordinator wired by direct calls, with controls a scenario test needs
-// (deliver one message, crash a process, advance time, take a server out of the view). No
-// network, no timers: time is `nowMs`, moved by `advance`. Every delivery is recorded in `trace`,
-// so a scenario can state what happened as plain data.
+// A simulated cluster for the pure 2PC cores (server/participant.ts, client/coordinator.ts), in
+// the style of deterministic simulation testing: every process is a core with its own clock and
+// its own view of the cluster, and every message is an envelope in flight that the test (or a
+// seeded random scheduler) delivers, drops, duplicates or times out, in any order. Processes can
+// crash, pause and resume; the view leader's views are installed by each server at its own pace.
+// No network, no timers, no real clock.
+//
+// What the shell of a real server does (server/storage-server.ts) is mirrored here in `serve`
+// and `carryOut`, so that the simulated server and the real one differ only in transport.
+//
+// `checkInvariants` states what must hold after every step: no two replicas decide one
+// transaction differently, nothing a coordinator reported contradicts the replicas' outcome, and
+// no two replicas hold different values at one version of a key.
 
-import { Coordinator, type AckResult, type Send, type VoteResult } from '../../client/coordinator';
+import { Coordinator, type AckResult, type Send } from '../../client/coordinator';
+import { coordinatorBallot } from '../../lib/ballot';
 import { DhtError } from '../../lib/errors';
-import type { PrepareRequest, ServerRef } from '../../lib/messages';
-import { Participant, type ParticipantConfig, type Resolution } from '../../server/participant';
+import type {
+  Ballot,
+  DecisionResponse,
+  PrepareRequest,
+  ServerRef,
+  TxOutcome,
+} from '../../lib/messages';
+import {
+  Participant,
+  type ParticipantConfig,
+  type PeerSend,
+  type Step,
+  type ViewContext,
+} from '../../server/participant';
+import type { Random } from './random';
+
+export const HARNESS_CONFIG = {
+  prepareTimeoutMs: 5000,
+  decisionRetryMs: 500,
+  recoveryStaggerMs: 100,
+  decisionsRememberedMax: 100_000,
+} as const satisfies Omit<ParticipantConfig, 'selfId'>;
+
+const NO_EPOCH = -1;
 
 export interface Stored {
   readonly value: string;
   readonly version: number;
 }
 
-export interface CoreNode {
+export interface SimNode {
   readonly ref: ServerRef;
   readonly participant: Participant;
   readonly store: Map<string, Stored>;
-  alive: boolean;
+  /** This process's own clock: it never agrees with the others'. */
+  nowMs: number;
+  view: ViewContext;
+  crashed: boolean;
+  paused: boolean;
 }
 
-export const HARNESS_CONFIG = {
-  prepareTimeoutMs: 5000,
-  decisionRetryMs: 500,
-  decisionsRememberedMax: 1000,
-} as const satisfies Omit<ParticipantConfig, 'selfId'>;
+type Request =
+  | { readonly kind: 'prepare'; readonly request: PrepareRequest }
+  | {
+      readonly kind: 'accept';
+      readonly txid: string;
+      readonly key: string;
+      readonly ballot: Ballot;
+      readonly outcome: TxOutcome;
+    }
+  | {
+      readonly kind: 'commit';
+      readonly txid: string;
+      readonly key: string;
+      readonly version: number;
+    }
+  | {
+      readonly kind: 'abort';
+      readonly txid: string;
+      readonly key: string;
+      readonly ballot?: Ballot;
+    }
+  | {
+      readonly kind: 'promise';
+      readonly txid: string;
+      readonly key: string;
+      readonly ballot: Ballot;
+    };
 
-/** A bound on every loop that waits for the cluster to settle (TIGER_STYLE). */
-const SETTLE_ROUNDS_MAX = 1000;
+/** What a caller learns of one request. */
+export type Reply =
+  | { readonly type: 'ok'; readonly body: unknown }
+  | { readonly type: 'error'; readonly error: DhtError }
+  | { readonly type: 'unreachable'; readonly transport: 'refused' | 'timeout' };
 
-export class CoreCluster {
-  nowMs = 0;
-  readonly epoch = 1;
-  readonly nodes: CoreNode[];
-  readonly viewIds: Set<string>;
+interface Call {
+  readonly id: number;
+  readonly caller: string;
+  readonly target: string;
+  readonly request: Request;
+  settled: boolean;
+  readonly onReply: (reply: Reply) => void;
+}
+
+export type Envelope =
+  | { readonly type: 'request'; readonly call: Call }
+  | { readonly type: 'reply'; readonly call: Call; readonly reply: Reply };
+
+/** One setr: its coordinator, and what it finally reported. */
+export interface SimTransaction {
+  readonly txid: string;
+  readonly key: string;
+  readonly value: string;
+  readonly replicas: readonly ServerRef[];
+  readonly coordinator: Coordinator;
+  crashed: boolean;
+}
+
+export class SimCluster {
+  readonly nodes: SimNode[];
+  /** The view leader's views, oldest first; the last is current. */
+  readonly views: { epoch: number; ids: ReadonlySet<string> }[] = [];
+  readonly inFlight: Envelope[] = [];
+  readonly transactions: SimTransaction[] = [];
   readonly trace: string[] = [];
-  private transactionsBegun = 0;
+  /** Calls whose caller still waits for an answer, by ID (their envelopes may be lost). */
+  private readonly waiting = new Map<number, Call>();
+  private calls = 0;
 
   constructor(count: number, config: Partial<typeof HARNESS_CONFIG> = {}) {
     this.nodes = Array.from({ length: count }, (_, i) => {
@@ -45,215 +131,508 @@ export class CoreCluster {
         ref,
         participant: new Participant({ ...HARNESS_CONFIG, ...config, selfId: ref.id }),
         store: new Map<string, Stored>(),
-        alive: true,
+        nowMs: 0,
+        view: { epoch: NO_EPOCH, viewIds: new Set<string>() },
+        crashed: false,
+        paused: false,
       };
     });
-    this.viewIds = new Set(this.nodes.map((n) => n.ref.id));
+    this.views.push({ epoch: 1, ids: new Set(this.nodes.map((n) => n.ref.id)) });
+    for (const node of this.nodes) this.install(node.ref.id);
   }
 
-  node(id: string): CoreNode {
+  get currentView(): { epoch: number; ids: ReadonlySet<string> } {
+    return this.views[this.views.length - 1];
+  }
+
+  node(id: string): SimNode {
     const found = this.nodes.find((n) => n.ref.id === id);
     if (found === undefined) throw new Error(`no node ${id}`);
     return found;
   }
 
-  /** A process stops: it answers nothing (connection refused) from now on. */
+  // ---- the view leader and the servers' views ---------------------------------------------------
+
+  /** The view leader expels `id` (timed out or replaced): a new epoch without it. */
+  expel(id: string): void {
+    const ids = new Set(this.currentView.ids);
+    if (!ids.delete(id)) return;
+    this.views.push({ epoch: this.currentView.epoch + 1, ids });
+    this.trace.push(`expel ${id} -> epoch ${this.currentView.epoch}`);
+  }
+
+  /** `id` learns the current view at its heartbeat (an expelled server learns it is out). */
+  install(id: string): void {
+    const node = this.node(id);
+    const view = this.currentView;
+    if (node.view.epoch === view.epoch) return;
+    if (node.view.epoch === NO_EPOCH && this.views.length > 1) return; // expelled for good
+    node.view = view.ids.has(id)
+      ? { epoch: view.epoch, viewIds: view.ids }
+      : { epoch: NO_EPOCH, viewIds: new Set() };
+    node.participant.epochChanged(node.nowMs);
+    this.trace.push(`${id} installs epoch ${node.view.epoch}`);
+  }
+
+  // ---- processes ----------------------------------------------------------------------------------
+
   crash(id: string): void {
-    this.node(id).alive = false;
+    this.node(id).crashed = true;
     this.trace.push(`crash ${id}`);
   }
 
-  /** The view leader times a server out. */
-  leave(id: string): void {
-    this.viewIds.delete(id);
-    this.trace.push(`leave ${id}`);
+  pause(id: string): void {
+    this.node(id).paused = true;
+    this.trace.push(`pause ${id}`);
   }
 
-  /** Start a transaction whose replicas are the given servers (primary first), all by default. */
-  begin(key: string, value: string, replicaIds?: readonly string[]): CoreTransaction {
-    const replicas = (replicaIds ?? this.nodes.map((n) => n.ref.id)).map((id) => this.node(id).ref);
-    return new CoreTransaction(this, `tx${++this.transactionsBegun}`, key, value, replicas);
+  resume(id: string): void {
+    this.node(id).paused = false;
+    this.trace.push(`resume ${id}`);
   }
 
-  /** Move time forward and run one tick of every live participant, answering its queries. */
-  advance(ms: number): void {
-    this.nowMs += ms;
-    for (const node of this.nodes) {
-      if (!node.alive) continue;
-      const { asks, resolutions } = node.participant.tick(this.nowMs);
-      for (const r of resolutions) this.resolved(node, r);
-      for (const ask of asks) {
-        const target = this.node(ask.target.id);
-        const answer = target.alive
-          ? target.participant.answer(ask.txid, this.nowMs)
-          : 'unreachable';
-        const r = node.participant.onAnswer(ask.txid, ask.target, answer, this.viewIds);
-        if (r !== undefined) this.resolved(node, r);
-      }
-    }
+  /** `id`'s clock moves on by `ms`; then its participant ticks (recoveries start). */
+  advance(id: string, ms: number): void {
+    const node = this.node(id);
+    if (node.crashed || node.paused) return;
+    node.nowMs += ms;
+    this.carryOut(node, node.participant.tick(node.nowMs, node.view));
   }
 
-  /** Advance in decision-retry steps until no live participant holds a pending transaction. */
-  settle(): void {
-    for (let round = 0; round < SETTLE_ROUNDS_MAX; round++) {
-      if (this.nodes.every((n) => !n.alive || n.participant.pendingCount === 0)) return;
-      this.advance(HARNESS_CONFIG.decisionRetryMs);
-    }
-    throw new Error('the cluster did not settle');
-  }
+  // ---- transactions -------------------------------------------------------------------------------
 
-  /** Each live node's outcome of a transaction, by node ID. */
-  outcomes(txid: string): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const n of this.nodes) {
-      if (!n.alive) continue;
-      const o = n.participant.outcomeOf(txid);
-      out[n.ref.id] =
-        o === undefined
-          ? 'undecided'
-          : o.state === 'committed'
-            ? `committed v${o.version}`
-            : 'aborted';
-    }
-    return out;
-  }
-
-  /** Each live node's copy of a key, by node ID. */
-  values(key: string): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const n of this.nodes) {
-      if (!n.alive) continue;
-      const held = n.store.get(key);
-      out[n.ref.id] = held === undefined ? 'absent' : `${held.value}@v${held.version}`;
-    }
-    return out;
-  }
-
-  applyTo(node: CoreNode, key: string, value: string, version: number): void {
-    const held = node.store.get(key);
-    if (held === undefined || held.version < version) node.store.set(key, { value, version });
-  }
-
-  private resolved(node: CoreNode, r: Resolution): void {
-    this.trace.push(`${node.ref.id} resolves ${r.outcome.state} (${r.why})`);
-    if (r.apply !== undefined) this.applyTo(node, r.apply.key, r.apply.value, r.apply.version);
-  }
-}
-
-/** One setr: the coordinator and the messages it has sent but that were not delivered yet. */
-export class CoreTransaction {
-  readonly coordinator: Coordinator;
-  /** Sent, not yet delivered, in the order sent. */
-  pending: Send[];
-  private coordinatorAlive = true;
-
-  constructor(
-    private readonly cluster: CoreCluster,
-    readonly txid: string,
-    readonly key: string,
-    readonly value: string,
-    readonly replicas: readonly ServerRef[],
-  ) {
-    this.coordinator = new Coordinator(replicas.length);
-    this.pending = this.coordinator.start();
-  }
-
-  /** Deliver the first pending message matching `type` (and `replica`), feed back the answer. */
-  deliver(type: Send['type'], replica?: number): void {
-    const i = this.pending.findIndex(
-      (s) => s.type === type && (replica === undefined || s.replica === replica),
-    );
-    if (i < 0) throw new Error(`no pending ${type} ${replica ?? ''}`);
-    const [send] = this.pending.splice(i, 1);
-    this.execute(send);
-  }
-
-  /** Deliver everything, including what the answers cause, until nothing is pending. */
-  run(): void {
-    for (let round = 0; round < SETTLE_ROUNDS_MAX && this.pending.length > 0; round++) {
-      const send = this.pending.shift();
-      if (send !== undefined) this.execute(send);
-    }
-  }
-
-  /** The coordinator dies: nothing pending is ever delivered. */
-  crashCoordinator(): void {
-    this.coordinatorAlive = false;
-    this.pending = [];
-    this.cluster.trace.push('crash coordinator');
-  }
-
-  private execute(send: Send): void {
-    if (!this.coordinatorAlive) throw new Error('a dead coordinator sends nothing');
-    const node = this.cluster.node(this.replicas[send.replica].id);
-    let next: Send[];
-    switch (send.type) {
-      case 'prepare': {
-        const vote = this.vote(node);
-        this.cluster.trace.push(`prepare ${node.ref.id}: ${describeVote(vote)}`);
-        next = this.coordinator.onVote(send.replica, vote);
-        break;
-      }
-      case 'commit': {
-        const ack = this.ack(node, () => {
-          const apply = node.participant.commit(this.txid, this.key, send.version);
-          if (apply !== undefined)
-            this.cluster.applyTo(node, apply.key, apply.value, apply.version);
-        });
-        this.cluster.trace.push(`commit v${send.version} ${node.ref.id}: ${ack.type}`);
-        next = this.coordinator.onCommitAck(send.replica, ack);
-        break;
-      }
-      case 'abort': {
-        const ack = this.ack(node, () => node.participant.abort(this.txid, this.key));
-        this.cluster.trace.push(`abort ${node.ref.id}: ${ack.type}`);
-        next = this.coordinator.onAbortAck(send.replica, ack);
-        break;
-      }
-    }
-    this.pending.push(...next);
-  }
-
-  private vote(node: CoreNode): VoteResult {
-    if (!node.alive) return { type: 'unreachable', transport: 'refused' };
-    const request: PrepareRequest = {
-      txid: this.txid,
-      key: this.key,
-      value: this.value,
-      epoch: this.cluster.epoch,
-      serverId: node.ref.id,
-      replicas: [...this.replicas],
+  /** A coordinator starts a setr with the current view (or one it cached: `epoch`). */
+  begin(key: string, value: string, replicaIds: readonly string[], epoch?: number): SimTransaction {
+    const replicas = replicaIds.map((id) => this.node(id).ref);
+    const tx: SimTransaction = {
+      txid: `tx${this.transactions.length + 1}`,
+      key,
+      value,
+      replicas,
+      coordinator: new Coordinator(replicas.length),
+      crashed: false,
     };
-    const held = node.store.get(this.key);
-    const vote = node.participant.prepare(
-      request,
-      { epoch: this.cluster.epoch, rebalancing: false, currentVersion: held?.version ?? 0 },
-      this.cluster.nowMs,
-    );
-    return vote.vote === 'yes'
-      ? { type: 'yes', version: vote.version }
-      : { type: 'no', error: vote.error };
+    this.transactions.push(tx);
+    const viewEpoch = epoch ?? this.currentView.epoch;
+    this.trace.push(`begin ${tx.txid} ${key}=${value} on ${replicaIds.join(',')} @${viewEpoch}`);
+    this.coordinatorSends(tx, viewEpoch, tx.coordinator.start());
+    return tx;
   }
 
-  private ack(node: CoreNode, send: () => void): AckResult {
-    if (!node.alive) return { type: 'unreachable', transport: 'refused' };
+  crashCoordinator(tx: SimTransaction): void {
+    tx.crashed = true;
+    this.trace.push(`crash coordinator of ${tx.txid}`);
+  }
+
+  // ---- the network ------------------------------------------------------------------------------
+
+  /** Envelopes that can be delivered now (a paused process takes nothing in). */
+  deliverable(): number[] {
+    const out: number[] = [];
+    this.inFlight.forEach((e, i) => {
+      const to = e.type === 'request' ? e.call.target : e.call.caller;
+      if (!this.isPaused(to)) out.push(i);
+    });
+    return out;
+  }
+
+  deliver(index: number): void {
+    const [envelope] = this.inFlight.splice(index, 1);
+    const { call } = envelope;
+    if (envelope.type === 'reply') {
+      if (call.settled) return; // the caller timed out, or a duplicate's answer
+      call.settled = true;
+      this.waiting.delete(call.id);
+      call.onReply(envelope.reply);
+      return;
+    }
+    const node = this.node(call.target);
+    const reply: Reply = node.crashed
+      ? { type: 'unreachable', transport: 'refused' }
+      : this.serve(node, call.request);
+    this.trace.push(
+      `${call.caller} -> ${call.target} ${describe(call.request)}: ${describeReply(reply)}`,
+    );
+    this.inFlight.push({ type: 'reply', call, reply });
+  }
+
+  drop(index: number): void {
+    const [envelope] = this.inFlight.splice(index, 1);
+    this.trace.push(`drop ${envelope.type} ${describe(envelope.call.request)}`);
+  }
+
+  duplicate(index: number): void {
+    const envelope = this.inFlight[index];
+    if (envelope.type === 'request') this.inFlight.push(envelope);
+  }
+
+  /** The caller of an outstanding call gives up on it (its request or reply may still travel). */
+  timeOut(callId: number): void {
+    const call = this.waiting.get(callId);
+    if (call === undefined) return;
+    call.settled = true;
+    this.waiting.delete(callId);
+    this.trace.push(`timeout ${call.caller} -> ${call.target} ${describe(call.request)}`);
+    call.onReply({ type: 'unreachable', transport: 'timeout' });
+  }
+
+  /** Calls whose caller still waits. */
+  outstanding(): number[] {
+    return [...this.waiting.keys()];
+  }
+
+  // ---- what must always hold ----------------------------------------------------------------------
+
+  checkInvariants(): void {
+    for (const tx of this.transactions) {
+      const decided = new Map<string, TxOutcome>();
+      for (const node of this.nodes) {
+        const outcome = node.participant.outcomeOf(tx.txid);
+        if (outcome !== undefined) decided.set(node.ref.id, outcome);
+      }
+      const states = new Set([...decided.values()].map(describeOutcome));
+      if (states.size > 1) {
+        throw new Error(`${tx.txid} decided two ways: ${JSON.stringify([...decided])}`);
+      }
+      const reported = tx.coordinator.outcome;
+      if (reported === undefined || states.size === 0) continue;
+      const agreed = [...decided.values()][0];
+      if (reported.type === 'committed') {
+        if (agreed.state !== 'committed' || agreed.version !== reported.version) {
+          throw new Error(
+            `${tx.txid} reported committed v${reported.version}, replicas ${describeOutcome(agreed)}`,
+          );
+        }
+      } else if (reported.error.kind !== 'unknown' && agreed.state === 'committed') {
+        throw new Error(`${tx.txid} reported ${reported.error.kind}, but the replicas committed`);
+      }
+    }
+    const valueAt = new Map<string, string>();
+    for (const node of this.nodes) {
+      for (const [key, held] of node.store) {
+        const at = `${key}@${held.version}`;
+        const other = valueAt.get(at);
+        if (other !== undefined && other !== held.value) {
+          throw new Error(`two values at ${at}: ${other} and ${held.value}`);
+        }
+        valueAt.set(at, held.value);
+      }
+    }
+  }
+
+  // ---- the server shell, mirrored ------------------------------------------------------------------
+
+  private serve(node: SimNode, request: Request): Reply {
+    const { participant } = node;
     try {
-      send();
-      return { type: 'ok' };
+      switch (request.kind) {
+        case 'prepare': {
+          const vote = participant.prepare(
+            request.request,
+            {
+              epoch: node.view.epoch,
+              rebalancing: node.view.epoch === NO_EPOCH,
+              currentVersion: node.store.get(request.request.key)?.version ?? 0,
+            },
+            node.nowMs,
+          );
+          return vote.vote === 'yes'
+            ? { type: 'ok', body: vote.version }
+            : { type: 'error', error: vote.error };
+        }
+        case 'accept':
+          participant.accept(request.txid, request.key, request.ballot, request.outcome, node.view);
+          return { type: 'ok', body: undefined };
+        case 'commit': {
+          const apply = participant.commit(request.txid, request.key, request.version);
+          if (apply !== undefined) this.applyTo(node, apply.key, apply.value, apply.version);
+          return { type: 'ok', body: undefined };
+        }
+        case 'abort':
+          participant.abort(request.txid, request.key, request.ballot);
+          return { type: 'ok', body: undefined };
+        case 'promise':
+          return {
+            type: 'ok',
+            body: participant.promise(request.txid, request.key, request.ballot, node.view),
+          };
+      }
     } catch (err) {
       if (err instanceof DhtError) return { type: 'error', error: err };
       throw err;
     }
   }
+
+  private carryOut(node: SimNode, step: Step): void {
+    for (const r of step.resolutions) {
+      this.trace.push(`${node.ref.id} resolves ${describeOutcome(r.outcome)} (${r.why})`);
+      if (r.apply !== undefined) this.applyTo(node, r.apply.key, r.apply.value, r.apply.version);
+    }
+    for (const send of step.sends) this.peerSend(node, send);
+  }
+
+  private peerSend(node: SimNode, send: PeerSend): void {
+    const { txid, key, target } = send;
+    switch (send.type) {
+      case 'promise':
+        this.send(
+          node.ref.id,
+          target.id,
+          { kind: 'promise', txid, key, ballot: send.ballot },
+          (reply) => {
+            if (node.crashed) return;
+            const answer =
+              reply.type === 'ok' ? (reply.body as DecisionResponse) : ('unreachable' as const);
+            this.carryOut(node, node.participant.onPromise(txid, target, send.ballot, answer));
+          },
+        );
+        return;
+      case 'accept':
+        this.send(
+          node.ref.id,
+          target.id,
+          { kind: 'accept', txid, key, ballot: send.ballot, outcome: send.outcome },
+          (reply) => {
+            if (node.crashed) return;
+            const answer =
+              reply.type === 'ok' ? 'accepted' : reply.type === 'error' ? 'refused' : 'unreachable';
+            this.carryOut(node, node.participant.onAccepted(txid, target, send.ballot, answer));
+          },
+        );
+        return;
+      case 'learn':
+        this.send(
+          node.ref.id,
+          target.id,
+          send.outcome.state === 'committed'
+            ? { kind: 'commit', txid, key, version: send.outcome.version }
+            : { kind: 'abort', txid, key, ballot: send.ballot },
+          () => undefined,
+        );
+        return;
+    }
+  }
+
+  private coordinatorSends(tx: SimTransaction, epoch: number, sends: readonly Send[]): void {
+    if (tx.crashed) return;
+    for (const send of sends) {
+      const replica = tx.replicas[send.replica];
+      const caller = `c:${tx.txid}`;
+      const { txid, key } = tx;
+      const onAck =
+        (handle: (ack: AckResult) => Send[]) =>
+        (reply: Reply): void => {
+          if (tx.crashed) return;
+          const ack: AckResult = reply.type === 'ok' ? { type: 'ok' } : reply;
+          this.coordinatorSends(tx, epoch, handle(ack));
+        };
+      switch (send.type) {
+        case 'prepare':
+          this.send(
+            caller,
+            replica.id,
+            {
+              kind: 'prepare',
+              request: {
+                txid,
+                key,
+                value: tx.value,
+                epoch,
+                serverId: replica.id,
+                replicas: [...tx.replicas],
+              },
+            },
+            (reply) => {
+              if (tx.crashed) return;
+              const vote =
+                reply.type === 'ok'
+                  ? { type: 'yes' as const, version: reply.body as number }
+                  : reply.type === 'error'
+                    ? { type: 'no' as const, error: reply.error }
+                    : reply;
+              this.coordinatorSends(tx, epoch, tx.coordinator.onVote(send.replica, vote));
+            },
+          );
+          break;
+        case 'accept':
+          this.send(
+            caller,
+            replica.id,
+            {
+              kind: 'accept',
+              txid,
+              key,
+              ballot: coordinatorBallot(epoch),
+              outcome: { state: 'committed', version: send.version },
+            },
+            onAck((ack) => tx.coordinator.onAcceptAck(send.replica, ack)),
+          );
+          break;
+        case 'commit':
+          this.send(
+            caller,
+            replica.id,
+            { kind: 'commit', txid, key, version: send.version },
+            onAck((ack) => tx.coordinator.onCommitAck(send.replica, ack)),
+          );
+          break;
+        case 'abort':
+          this.send(
+            caller,
+            replica.id,
+            { kind: 'abort', txid, key },
+            onAck((ack) => tx.coordinator.onAbortAck(send.replica, ack)),
+          );
+          break;
+      }
+    }
+  }
+
+  private send(
+    caller: string,
+    target: string,
+    request: Request,
+    onReply: (r: Reply) => void,
+  ): void {
+    const call: Call = { id: ++this.calls, caller, target, request, settled: false, onReply };
+    this.waiting.set(call.id, call);
+    this.inFlight.push({ type: 'request', call });
+  }
+
+  private isPaused(id: string): boolean {
+    if (id.startsWith('c:')) return false;
+    return this.node(id).paused;
+  }
+
+  private applyTo(node: SimNode, key: string, value: string, version: number): void {
+    const held = node.store.get(key);
+    if (held === undefined || held.version < version) node.store.set(key, { value, version });
+  }
 }
 
-function describeVote(vote: VoteResult): string {
-  switch (vote.type) {
-    case 'yes':
-      return `yes v${vote.version}`;
-    case 'no':
-      return `no ${vote.error.reason ?? vote.error.kind}`;
-    case 'unreachable':
-      return `unreachable ${vote.transport}`;
+// ---- a seeded random scheduler --------------------------------------------------------------------
+
+export interface Nemesis {
+  /** Chance per step of each fault; the rest of the steps deliver messages or move clocks. */
+  readonly drop: number;
+  readonly duplicate: number;
+  readonly timeout: number;
+  readonly crash: number;
+  readonly pause: number;
+  readonly expel: number;
+  readonly install: number;
+  readonly crashCoordinator: number;
+  /** At most this many servers crash or are expelled in one run. */
+  readonly failuresMax: number;
+}
+
+export const NEMESIS_DEFAULT: Nemesis = {
+  drop: 0.04,
+  duplicate: 0.03,
+  timeout: 0.04,
+  crash: 0.01,
+  pause: 0.02,
+  expel: 0.015,
+  install: 0.1,
+  crashCoordinator: 0.01,
+  failuresMax: 1,
+};
+
+/** One random step; false when nothing at all can happen any more. */
+export function randomStep(cluster: SimCluster, random: Random, nemesis: Nemesis): boolean {
+  const live = cluster.nodes.filter((n) => !n.crashed);
+  const failures = cluster.nodes.filter(
+    (n) => n.crashed || !cluster.currentView.ids.has(n.ref.id),
+  ).length;
+  const roll = random.next();
+  let p = 0;
+  const deliverable = cluster.deliverable();
+  if (deliverable.length > 0 && roll < (p += nemesis.drop)) {
+    cluster.drop(random.pick(deliverable));
+  } else if (deliverable.length > 0 && roll < (p += nemesis.duplicate)) {
+    cluster.duplicate(random.pick(deliverable));
+  } else if (roll < (p += nemesis.timeout) && cluster.outstanding().length > 0) {
+    cluster.timeOut(random.pick(cluster.outstanding()));
+  } else if (roll < (p += nemesis.crash) && failures < nemesis.failuresMax && live.length > 1) {
+    cluster.crash(random.pick(live).ref.id);
+  } else if (roll < (p += nemesis.pause) && live.length > 0) {
+    const node = random.pick(live);
+    if (node.paused) cluster.resume(node.ref.id);
+    else cluster.pause(node.ref.id);
+  } else if (roll < (p += nemesis.expel) && failures < nemesis.failuresMax) {
+    const inView = [...cluster.currentView.ids];
+    if (inView.length > 1) cluster.expel(random.pick(inView));
+  } else if (roll < (p += nemesis.install)) {
+    cluster.install(random.pick(cluster.nodes).ref.id);
+  } else if (roll < (p += nemesis.crashCoordinator)) {
+    const running = cluster.transactions.filter(
+      (t) => !t.crashed && t.coordinator.outcome === undefined,
+    );
+    if (running.length > 0) cluster.crashCoordinator(random.pick(running));
+  } else if (deliverable.length > 0 && random.next() < 0.8) {
+    cluster.deliver(random.pick(deliverable));
+  } else {
+    cluster.advance(random.pick(cluster.nodes).ref.id, random.int(50, 3000));
   }
+  return true;
+}
+
+/**
+ * The faults stop: paused processes resume, crashed servers are expelled, every server installs
+ * the current view, and messages flow until every transaction that can be decided is.
+ */
+export function heal(cluster: SimCluster, random: Random, stepsMax: number): void {
+  for (const node of cluster.nodes) {
+    if (node.paused) cluster.resume(node.ref.id);
+    if (node.crashed) cluster.expel(node.ref.id);
+  }
+  for (let step = 0; step < stepsMax; step++) {
+    for (const node of cluster.nodes) cluster.install(node.ref.id);
+    const deliverable = cluster.deliverable();
+    if (deliverable.length > 0) cluster.deliver(random.pick(deliverable));
+    else
+      for (const node of cluster.nodes)
+        cluster.advance(node.ref.id, HARNESS_CONFIG.decisionRetryMs);
+    cluster.checkInvariants();
+    if (settled(cluster)) return;
+  }
+}
+
+/** Every live server in the view has decided every transaction it prepared, where decidable. */
+export function settled(cluster: SimCluster): boolean {
+  return cluster.nodes.every(
+    (n) => n.crashed || n.view.epoch === NO_EPOCH || n.participant.pendingCount === 0,
+  );
+}
+
+function describe(request: Request): string {
+  switch (request.kind) {
+    case 'prepare':
+      return `prepare ${request.request.txid}@${request.request.epoch}`;
+    case 'accept':
+      return `accept ${request.txid} ${ballotText(request.ballot)} ${describeOutcome(request.outcome)}`;
+    case 'commit':
+      return `commit ${request.txid} v${request.version}`;
+    case 'abort':
+      return `abort ${request.txid}${request.ballot === undefined ? '' : ` ${ballotText(request.ballot)}`}`;
+    case 'promise':
+      return `promise ${request.txid} ${ballotText(request.ballot)}`;
+  }
+}
+
+function describeReply(reply: Reply): string {
+  if (reply.type === 'ok') {
+    return reply.body === undefined ? 'ok' : `ok ${JSON.stringify(reply.body)}`;
+  }
+  return reply.type === 'error'
+    ? `${reply.error.kind}/${reply.error.reason ?? ''}`
+    : reply.transport;
+}
+
+export function describeOutcome(o: TxOutcome): string {
+  return o.state === 'committed' ? `committed v${o.version}` : 'aborted';
+}
+
+function ballotText(b: Ballot): string {
+  return `b${b.epoch}.${b.round}.${b.slot}`;
 }

@@ -30,3 +30,27 @@ export function seededUuids(count: number, seed: number): string[] {
       `${'89ab'[next() % 4]}${hex(next(), 3)}-${hex(next(), 8)}${hex(next(), 4)}`,
   );
 }
+
+/** A seeded source of the choices a simulation makes. */
+export class Random {
+  private readonly source: () => number;
+
+  constructor(readonly seed: number) {
+    this.source = uniform(seed);
+  }
+
+  /** In [0, 1). */
+  next(): number {
+    return this.source();
+  }
+
+  /** An integer in [lo, hi]. */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.source() * (hi - lo + 1));
+  }
+
+  pick<T>(items: readonly T[]): T {
+    if (items.length === 0) throw new Error('pick from nothing');
+    return items[Math.floor(this.source() * items.length)];
+  }
+}

@@ -1,0 +1,262 @@
+// The termination protocol under every interleaving we can generate: the simulated cluster of
+// test/support/core-harness.ts, where each server has its own clock and installs views at its own
+// pace, messages are delivered in any order, lost, duplicated or timed out, and servers and
+// coordinators crash or pause. After every step: no two replicas decide a transaction
+// differently, and no coordinator reported anything the replicas contradict. A failing seed is
+// named in the error and replays exactly.
+
+import {
+  heal,
+  NEMESIS_DEFAULT,
+  randomStep,
+  settled,
+  SimCluster,
+  type Nemesis,
+  type SimTransaction,
+} from '../support/core-harness';
+import { Random } from '../support/random';
+
+const TIMEOUT_MS = 5000;
+
+/** Deliver every message in flight matching `match`, in order, until none is left. */
+function deliverAll(cluster: SimCluster, match: (text: string) => boolean = () => true): void {
+  for (let guard = 0; guard < 1000; guard++) {
+    const i = cluster.inFlight.findIndex(
+      (e, index) => cluster.deliverable().includes(index) && match(describeEnvelope(e)),
+    );
+    if (i < 0) return;
+    cluster.deliver(i);
+    cluster.checkInvariants();
+  }
+  throw new Error('messages kept coming');
+}
+
+function describeEnvelope(e: SimCluster['inFlight'][number]): string {
+  const r = e.call.request;
+  return `${e.type} ${r.kind} ${e.call.caller}->${e.call.target}`;
+}
+
+function outcomes(cluster: SimCluster, tx: SimTransaction): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const n of cluster.nodes) {
+    const o = n.participant.outcomeOf(tx.txid);
+    out[n.ref.id] =
+      o === undefined
+        ? 'undecided'
+        : o.state === 'committed'
+          ? `committed v${o.version}`
+          : 'aborted';
+  }
+  return out;
+}
+
+describe('the reproductions of the review (issue 8), replayed in the simulation', () => {
+  test('survivors on different views: one sees the primary gone, the other accepts the coordinator late', () => {
+    // Primary s0, survivors s1 (fast heartbeat) and s2 (slow). Every replica votes yes, the
+    // coordinator's accepts are held back, s0 is killed (a restart on its port has a new ID, so
+    // the view leader evicts s0 at once).
+    const cluster = new SimCluster(3);
+    const tx = cluster.begin('k', 'v1', ['s0', 's1', 's2']);
+    deliverAll(cluster, (t) => t.includes('prepare'));
+    expect(tx.coordinator.outcome).toBeUndefined();
+    cluster.crash('s0');
+    cluster.expel('s0');
+    cluster.install('s1'); // s1 is in epoch 2; s2 still in epoch 1
+    cluster.advance('s1', TIMEOUT_MS + 1000); // s1 recovers: its promise to s2 is refused (epoch 1)
+    deliverAll(cluster, (t) => !t.includes('c:'));
+    expect(outcomes(cluster, tx)).toEqual({ s0: 'undecided', s1: 'undecided', s2: 'undecided' });
+
+    // The coordinator wakes: only s2 (still in epoch 1) accepts ballot 0. No majority, and one
+    // replica accepted, so the coordinator must not say "not done".
+    deliverAll(cluster);
+    expect(tx.coordinator.outcome).toMatchObject({ type: 'failed', error: { kind: 'unknown' } });
+
+    // s2 learns the view; the next recovery finds the commit s2 accepted and completes it.
+    cluster.install('s2');
+    heal(cluster, new Random(1), 10_000);
+    expect(settled(cluster)).toBe(true);
+    expect(outcomes(cluster, tx)).toEqual({
+      s0: 'undecided',
+      s1: 'committed v1',
+      s2: 'committed v1',
+    });
+    expect(cluster.node('s1').store.get('k')).toEqual(cluster.node('s2').store.get('k'));
+  });
+
+  test('a primary paused past the failure timeout resumes with its old view: no split', () => {
+    const cluster = new SimCluster(3);
+    const tx = cluster.begin('k', 'v1', ['s0', 's1', 's2']);
+    deliverAll(cluster, (t) => t.includes('prepare'));
+    cluster.pause('s0');
+    cluster.expel('s0');
+    cluster.install('s1');
+    cluster.install('s2');
+    // The survivors recover in epoch 2 without s0: nothing was accepted, so they choose abort.
+    cluster.advance('s1', TIMEOUT_MS + 1000);
+    cluster.advance('s2', TIMEOUT_MS + 1000);
+    deliverAll(cluster, (t) => !t.includes('c:'));
+    expect(outcomes(cluster, tx)).toMatchObject({ s1: 'aborted', s2: 'aborted' });
+
+    // s0 resumes, still in epoch 1, and the coordinator's accepts arrive: s0 accepts, the
+    // survivors refuse (they left epoch 1): the commit is never chosen. The survivors' decision
+    // (abort at their ballot, which is above s0's accepted ballot 0) reaches s0 too.
+    cluster.resume('s0');
+    deliverAll(cluster);
+    expect(tx.coordinator.outcome).toMatchObject({ type: 'failed', error: { kind: 'unknown' } });
+    expect(outcomes(cluster, tx)).toEqual({ s0: 'aborted', s1: 'aborted', s2: 'aborted' });
+    cluster.install('s0');
+    expect(cluster.node('s0').view.epoch).toBe(-1);
+  });
+
+  test('lost aborts and a dead primary: the survivors cannot commit what the coordinator aborted', () => {
+    const cluster = new SimCluster(3);
+    cluster.node('s2').store.set('k', { value: 'held', version: 0 });
+    const busy = cluster.begin('k', 'other', ['s2']); // s2 will vote no (key busy)
+    deliverAll(cluster, (t) => t.includes('prepare') && t.includes(busy.txid));
+    const tx = cluster.begin('k', 'v1', ['s0', 's1', 's2']);
+    deliverAll(cluster, (t) => t.includes(`prepare c:${tx.txid}`) || t.startsWith('reply prepare'));
+    // Every abort the coordinator sends is lost.
+    for (let i = cluster.inFlight.length - 1; i >= 0; i--) {
+      if (describeEnvelope(cluster.inFlight[i]).includes('abort')) cluster.drop(i);
+    }
+    for (const call of cluster.outstanding()) cluster.timeOut(call);
+    expect(tx.coordinator.outcome).toMatchObject({ type: 'failed', error: { kind: 'aborted' } });
+    cluster.crash('s0');
+    cluster.expel('s0');
+    heal(cluster, new Random(2), 10_000);
+    expect(outcomes(cluster, tx)).toMatchObject({ s1: 'aborted' });
+  });
+
+  test('coordinator and primary both die after the votes: the survivors decide within one recovery', () => {
+    const cluster = new SimCluster(3);
+    const tx = cluster.begin('k', 'v1', ['s0', 's1', 's2']);
+    deliverAll(cluster, (t) => t.includes('prepare'));
+    cluster.crashCoordinator(tx);
+    cluster.crash('s0'); // still in the view: no failure timeout has passed
+    // One prepare timeout (plus the stagger) later, s1 and s2 decide on their own.
+    cluster.advance('s1', TIMEOUT_MS + 100);
+    cluster.advance('s2', TIMEOUT_MS + 200);
+    deliverAll(cluster, (t) => !t.includes('c:'));
+    expect(outcomes(cluster, tx)).toMatchObject({ s1: 'aborted', s2: 'aborted' });
+  });
+
+  test('the coordinator dies after a majority accepted: the survivors commit without the primary', () => {
+    const cluster = new SimCluster(3);
+    const tx = cluster.begin('k', 'v1', ['s0', 's1', 's2']);
+    deliverAll(cluster, (t) => t.includes('prepare'));
+    deliverAll(cluster, (t) => t.includes('accept') && !t.includes('s1'));
+    cluster.crashCoordinator(tx);
+    cluster.crash('s0');
+    cluster.advance('s1', TIMEOUT_MS + 100);
+    cluster.advance('s2', TIMEOUT_MS + 200);
+    deliverAll(cluster, (t) => !t.includes('c:'));
+    expect(outcomes(cluster, tx)).toMatchObject({ s1: 'committed v1', s2: 'committed v1' });
+  });
+});
+
+interface Exploration {
+  readonly servers: number;
+  readonly seeds: number;
+  readonly steps: number;
+  readonly nemesis: Nemesis;
+  /** Check that every decidable transaction is decided once the faults stop. */
+  readonly live: boolean;
+}
+
+/** What the runs went through, so that a test cannot pass by exploring nothing. */
+interface Coverage {
+  committed: number;
+  definitelyFailed: number;
+  unknown: number;
+  recovered: number;
+}
+
+function explore({ servers, seeds, steps, nemesis, live }: Exploration): Coverage {
+  const coverage: Coverage = { committed: 0, definitelyFailed: 0, unknown: 0, recovered: 0 };
+  for (let seed = 1; seed <= seeds; seed++) {
+    const random = new Random(seed * 7919 + servers);
+    const cluster = new SimCluster(servers);
+    try {
+      for (let step = 0; step < steps; step++) {
+        if (random.next() < 0.03 && cluster.transactions.length < 6) beginRandom(cluster, random);
+        randomStep(cluster, random, nemesis);
+        cluster.checkInvariants();
+      }
+      heal(cluster, random, live ? 20_000 : 2000);
+      if (live) expect(settled(cluster)).toBe(true);
+      for (const tx of cluster.transactions) {
+        const o = tx.coordinator.outcome;
+        if (o?.type === 'committed') coverage.committed++;
+        else if (o?.error.kind === 'unknown') coverage.unknown++;
+        else if (o !== undefined) coverage.definitelyFailed++;
+      }
+      coverage.recovered += cluster.trace.filter((t) => t.includes('recovered at ballot')).length;
+    } catch (err) {
+      const tail = cluster.trace.slice(-40).join('\n  ');
+      throw new Error(`seed ${seed} (servers ${servers}): ${String(err)}\n  ${tail}`);
+    }
+  }
+  return coverage;
+}
+
+function expectVariety(coverage: Coverage, servers = 3): void {
+  expect(coverage.committed).toBeGreaterThan(0);
+  expect(coverage.definitelyFailed).toBeGreaterThan(0);
+  expect(coverage.recovered).toBeGreaterThan(0);
+  if (servers > 1) expect(coverage.unknown).toBeGreaterThan(0);
+}
+
+/** A setr on one of two keys, on up to 3 servers of a view (maybe a cached, older one). */
+function beginRandom(cluster: SimCluster, random: Random): void {
+  const views = cluster.views;
+  const view = random.next() < 0.8 ? views[views.length - 1] : random.pick(views);
+  const ids = [...view.ids];
+  for (let i = ids.length - 1; i > 0; i--) {
+    const j = random.int(0, i);
+    [ids[i], ids[j]] = [ids[j], ids[i]];
+  }
+  const replicas = ids.slice(0, Math.min(3, ids.length));
+  const key = random.pick(['a', 'b']);
+  cluster.begin(key, `${key}${cluster.transactions.length + 1}`, replicas, view.epoch);
+}
+
+describe('random interleavings (seeded; a failure names its seed)', () => {
+  test.each([1, 2, 3, 4])(
+    '%i servers, one failure at a time: safe, and everything decidable is decided',
+    (servers) => {
+      expectVariety(
+        explore({ servers, seeds: 600, steps: 250, nemesis: NEMESIS_DEFAULT, live: true }),
+        servers,
+      );
+    },
+  );
+
+  test('3 servers, two failures (a crash and an expulsion, or two of either): never unsafe', () => {
+    const coverage = explore({
+      servers: 3,
+      seeds: 800,
+      steps: 250,
+      nemesis: { ...NEMESIS_DEFAULT, crash: 0.02, expel: 0.02, failuresMax: 2 },
+      live: false,
+    });
+    expectVariety(coverage);
+  });
+
+  test('a storm: many losses, timeouts, pauses and late views', () => {
+    const coverage = explore({
+      servers: 3,
+      seeds: 400,
+      steps: 500,
+      nemesis: {
+        ...NEMESIS_DEFAULT,
+        drop: 0.08,
+        duplicate: 0.05,
+        timeout: 0.06,
+        pause: 0.05,
+        install: 0.05,
+      },
+      live: true,
+    });
+    expectVariety(coverage);
+  });
+});
