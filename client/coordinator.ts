@@ -100,6 +100,7 @@ export class Coordinator {
   }
 
   onAcceptAck(replica: number, ack: AckResult): Send[] {
+    assert(this.version > 0, 'accepts are sent once every replica voted yes');
     assert(this.acceptAnswers[replica] === undefined, 'one answer per accept sent');
     this.acceptAnswers[replica] = ack;
     if (this.phase !== 'accepting') return []; // chosen already: a late answer changes nothing
@@ -139,7 +140,7 @@ export class Coordinator {
     assert(this.acksAwaited.delete(replica), 'a commit ack answers a commit sent');
     assert(this.phase === 'committing', `commit ack in phase ${this.phase}`);
     if (ack.type !== 'ok') this.commitFailed = true;
-    if (replica === 0 && this.options.primaryLearnsFirst === true) {
+    if (replica === 0 && this.options.primaryLearnsFirst === true && this.replicaCount > 1) {
       return this.commitTo(Array.from({ length: this.replicaCount - 1 }, (_, i) => i + 1));
     }
     if (this.acksAwaited.size > 0) return [];

@@ -30,6 +30,7 @@ import {
   promiseQuorum,
 } from '../lib/ballot';
 import { DhtError } from '../lib/errors';
+import { REPLICATION_COUNT } from '../lib/limits';
 import type {
   Accepted,
   Ballot,
@@ -215,8 +216,15 @@ export class Participant {
     if (index < 0) {
       throw new DhtError('invalid', 'this server is not among the replicas named', 'bad_request');
     }
-    if (new Set(request.replicas.map((r) => r.id)).size !== request.replicas.length) {
-      throw new DhtError('invalid', 'the replicas named must be distinct', 'bad_request');
+    if (
+      request.replicas.length > REPLICATION_COUNT ||
+      new Set(request.replicas.map((r) => r.id)).size !== request.replicas.length
+    ) {
+      throw new DhtError(
+        'invalid',
+        `the replicas named must be at most ${REPLICATION_COUNT} distinct servers`,
+        'bad_request',
+      );
     }
 
     const slot = index + 1;
@@ -316,7 +324,7 @@ export class Participant {
    * any commit accepted at a lower ballot.
    */
   abort(txid: string, key: string, ballot?: Ballot): void {
-    const decided = this.outcomeOf(txid);
+    const decided = this.knownOutcome(txid, key);
     if (decided?.state === 'committed') {
       throw new DhtError('rejected', 'transaction already committed', 'transaction_unknown');
     }

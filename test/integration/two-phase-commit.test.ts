@@ -4,26 +4,24 @@
 // restarted servers, contention on one key. The coordinator is stopped at a chosen point with
 // the SDK's fault pauses (DHT_FAULT_PAUSE_*), then SIGKILLed there.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DhtClient } from '../../client/sdk';
 import { DhtError } from '../../lib/errors';
 import { call, keepAliveAgent } from '../../lib/http-client';
-import { ServerApi, ViewLeaderApi, type ServerRef, type View } from '../../lib/messages';
+import { ServerApi, type ServerRef } from '../../lib/messages';
 import { allocateReplicas } from '../../lib/ring';
-import { checkRegister, type Operation, type OperationOutcome } from '../support/linearizability';
 import {
-  cleanupProcessesAfterAll,
-  portBlock,
-  ROOT,
-  runClient,
-  startProcess,
-  waitFor,
-  type CliResult,
-  type Proc,
-} from '../support/processes';
+  Cluster,
+  expectCode,
+  localGet,
+  localValues,
+  pendingCounts,
+  status,
+  type ClusterOptions,
+} from '../support/cluster';
+import { checkRegister, type Operation, type OperationOutcome } from '../support/linearizability';
+import { cleanupProcessesAfterAll, portBlock, waitFor, type CliResult } from '../support/processes';
 
 const PORTS = portBlock(5);
 /** Each test has its own ports (a view leader and up to five servers), so no test meets the
@@ -37,169 +35,19 @@ const PAUSE_FOREVER_MS = '60000';
 
 cleanupProcessesAfterAll();
 
-// Coordinators started here (with fault-injection env) are ours to kill after each test.
-const coordinators = new Set<ChildProcess>();
-afterEach(async () => {
-  await Promise.all(
-    [...coordinators].map(async (child) => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const gone = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGKILL');
-        await gone;
-      }
-    }),
-  );
-  coordinators.clear();
-});
 afterAll(() => {
   keepAliveAgent.destroy();
 });
 
-// ---- the cluster --------------------------------------------------------------------------------
-
-interface ClusterOptions {
-  readonly servers: number;
-  /** View leader --failure-timeout (s). */
-  readonly failureTimeoutS?: number;
-  /** Server --prepare-timeout (s); undefined: the default. */
-  readonly prepareTimeoutS?: number;
-}
-
-class Cluster {
-  readonly servers = new Map<string, Proc>();
-  private readonly indexOf = new Map<string, number>();
-
-  private constructor(
-    private readonly slot: number,
-    private readonly options: ClusterOptions,
-    readonly viewLeader: Proc,
-  ) {}
-
-  static async start(slot: number, options: ClusterOptions): Promise<Cluster> {
-    const viewLeader = await startProcess('dht-viewleader', [
-      '--port',
-      String(PORTS.viewleader + slot * PORTS_PER_TEST),
-      '--failure-timeout',
-      String(options.failureTimeoutS ?? 1),
-    ]);
-    const cluster = new Cluster(slot, options, viewLeader);
-    await Promise.all(Array.from({ length: options.servers }, (_, i) => cluster.startServer(i)));
-    await cluster.settled(options.servers);
-    return cluster;
-  }
-
-  get vl(): string {
-    return this.viewLeader.address;
-  }
-
-  /** Start server number `index` (0..4) on its fixed port: the same address after a restart. */
-  async startServer(index: number): Promise<Proc> {
-    const args = ['--port', String(PORTS.server(this.slot * PORTS_PER_TEST + index))];
-    args.push('--viewleader', this.vl, '--heartbeat-interval', '0.2');
-    if (this.options.prepareTimeoutS !== undefined) {
-      args.push('--prepare-timeout', String(this.options.prepareTimeoutS));
-    }
-    const server = await startProcess('dht-server', args);
-    this.servers.set(server.address, server);
-    this.indexOf.set(server.address, index);
-    return server;
-  }
-
-  /** SIGKILL the server at `address` and start a new process (a new ID) on the same port. */
-  async restart(address: string): Promise<Proc> {
-    const index = this.indexOf.get(address);
-    if (index === undefined) throw new Error(`no server of this test at ${address}`);
-    await this.kill(address);
-    return this.startServer(index);
-  }
-
-  async kill(address: string): Promise<void> {
-    const server = this.servers.get(address);
-    if (server === undefined) throw new Error(`no server of this test at ${address}`);
-    server.child.kill('SIGKILL');
-    await server.exited;
-    this.servers.delete(address);
-  }
-
-  cli(...args: string[]): Promise<CliResult> {
-    return runClient(['--viewleader', this.vl, ...args]);
-  }
-
-  /** Run the CLI with fault-injection env; the caller kills it at the pause. */
-  spawnCoordinator(
-    args: string[],
-    env: Record<string, string>,
-  ): { child: ChildProcess; done: Promise<CliResult> } {
-    const child = spawn(
-      process.execPath,
-      [path.join(ROOT, 'bin', 'dht-client'), '--viewleader', this.vl, ...args],
-      {
-        cwd: ROOT,
-        env: { ...process.env, ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    coordinators.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const done = new Promise<CliResult>((resolve) => {
-      child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    });
-    return { child, done };
-  }
-
-  view(): Promise<View> {
-    return call(this.vl, ViewLeaderApi.queryServers, {});
-  }
-
-  /** Wait until the view has `count` servers, is not rebalancing, and every server installed it. */
-  async settled(count: number): Promise<View> {
-    return waitFor(`a settled view of ${count} servers`, async () => {
-      const view = await this.view();
-      if (view.servers.length !== count || view.rebalancing) return undefined;
-      const statuses = await Promise.all(view.servers.map((s) => status(s.address)));
-      return statuses.every((s) => s.epoch === view.epoch && !s.rebalancing) ? view : undefined;
-    });
-  }
-
-  async replicasOf(key: string): Promise<readonly ServerRef[]> {
-    return allocateReplicas(key, await this.view());
-  }
-}
-
-function status(address: string) {
-  return call(address, ServerApi.status, {});
-}
-
-/** A server's own copy of `key` (local get), or null when it has none. */
-async function localGet(address: string, key: string): Promise<string | null> {
-  try {
-    return (await call(address, ServerApi.get, { key })).value;
-  } catch (err) {
-    if (err instanceof DhtError && err.kind === 'not_found') return null;
-    throw err;
-  }
-}
-
-async function localValues(
-  replicas: readonly ServerRef[],
-  key: string,
-): Promise<(string | null)[]> {
-  return Promise.all(replicas.map((r) => localGet(r.address, key)));
-}
-
-async function pendingCounts(replicas: readonly ServerRef[]): Promise<number[]> {
-  return Promise.all(replicas.map(async (r) => (await status(r.address)).pendingTransactions));
-}
-
-function expectCode(result: CliResult, codes: readonly number[], what: string): void {
-  if (!codes.includes(result.code ?? -1)) {
-    throw new Error(
-      `${what}: exit ${result.code}, stdout ${JSON.stringify(result.stdout)}, stderr ${result.stderr}`,
-    );
-  }
+function startCluster(
+  slot: number,
+  options: Omit<ClusterOptions, 'viewLeaderPort' | 'serverPort'>,
+): Promise<Cluster> {
+  return Cluster.start({
+    ...options,
+    viewLeaderPort: PORTS.viewleader + slot * PORTS_PER_TEST,
+    serverPort: (i) => PORTS.server(slot * PORTS_PER_TEST + i),
+  });
 }
 
 async function setrOk(cluster: Cluster, key: string, value: string): Promise<void> {
@@ -230,7 +78,7 @@ test(
   'a coordinator that dies before commit blocks its key for at most 10 s; then a new setr commits everywhere',
   async () => {
     // The default prepare timeout: this is the contract's 10-second bound as users get it.
-    const cluster = await Cluster.start(0, { servers: 3 });
+    const cluster = await startCluster(0, { servers: 3 });
     await setrOk(cluster, KEY, 'v1');
     const replicas = await cluster.replicasOf(KEY);
 
@@ -278,7 +126,7 @@ test(
   'a coordinator that dies right after the primary committed: every replica learns v2 from the primary',
   async () => {
     // A prepare timeout of 3 s leaves time to see the other replicas still prepared.
-    const cluster = await Cluster.start(1, { servers: 3, prepareTimeoutS: 3 });
+    const cluster = await startCluster(1, { servers: 3, prepareTimeoutS: 3 });
     await setrOk(cluster, KEY, 'v1');
     const replicas = await cluster.replicasOf(KEY);
     const [primary, ...others] = replicas;
@@ -333,7 +181,7 @@ test(
   async () => {
     // The dead primary stays in the view for 2 s. A prepare timeout of 6 s keeps the others from
     // asking the primary (and learning v2) before it dies; after, it cannot be asked at all.
-    const cluster = await Cluster.start(2, { servers: 4, failureTimeoutS: 2, prepareTimeoutS: 6 });
+    const cluster = await startCluster(2, { servers: 4, failureTimeoutS: 2, prepareTimeoutS: 6 });
     await setrOk(cluster, KEY, 'v1');
     const replicas = await cluster.replicasOf(KEY);
     const [primary, next] = replicas;
@@ -388,7 +236,7 @@ test(
 test(
   'a commit fails when the epoch or the server ID differs from the coordinator view',
   async () => {
-    const cluster = await Cluster.start(3, { servers: 4, failureTimeoutS: 1 });
+    const cluster = await startCluster(3, { servers: 4, failureTimeoutS: 1 });
     const sdk = new DhtClient({ viewLeader: cluster.vl, cacheView: true });
     await sdk.setr(KEY, 'v1'); // the SDK caches this view
     const stale = await cluster.view();
@@ -481,7 +329,7 @@ function expectLinearizable(history: readonly Operation[], initial: string | nul
 test(
   'concurrent setr on one key: only committed values are seen, replicas agree; other keys never block',
   async () => {
-    const cluster = await Cluster.start(4, { servers: 3, prepareTimeoutS: 1 });
+    const cluster = await startCluster(4, { servers: 3, prepareTimeoutS: 1 });
     await setrOk(cluster, KEY, 'old');
     const values = Array.from({ length: 8 }, (_, i) => `racer-${i}`);
     const racers = await concurrentSetr(
@@ -540,7 +388,7 @@ test(
   async () => {
     // A prepare timeout far longer than the test: a replica left prepared stays so, so only the
     // coordinators' aborts can bring every pending count back to 0.
-    const cluster = await Cluster.start(5, { servers: 3, prepareTimeoutS: 60 });
+    const cluster = await startCluster(5, { servers: 3, prepareTimeoutS: 60 });
     const replicas = await cluster.replicasOf(KEY);
     const ROUNDS = 10;
     const RACERS = 6;
@@ -588,7 +436,7 @@ test(
 test(
   'getr with a dead replica still in the view answers at once from the next replica',
   async () => {
-    const cluster = await Cluster.start(6, { servers: 3, failureTimeoutS: 5 });
+    const cluster = await startCluster(6, { servers: 3, failureTimeoutS: 5 });
     await setrOk(cluster, KEY, 'survives');
     const located = await cluster.cli('--json', 'locate', KEY);
     expectCode(located, [0], 'locate');
@@ -614,7 +462,7 @@ test(
 test(
   'a read carrying a stale epoch is refused with epoch_mismatch',
   async () => {
-    const cluster = await Cluster.start(7, { servers: 3 });
+    const cluster = await startCluster(7, { servers: 3 });
     await setrOk(cluster, KEY, 'v1');
     const stale = await cluster.view();
     await cluster.startServer(3);

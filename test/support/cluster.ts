@@ -1,0 +1,193 @@
+// A test cluster of real processes on loopback: a view leader and storage servers on fixed ports
+// (so a restarted server comes back at the same address, with a new ID), the client CLI, and
+// coordinators started with the SDK's fault-injection variables. Shared by the integration tests;
+// every process is killed by PID when the test ends (test/support/processes.ts).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { call } from '../../lib/http-client';
+import { DhtError } from '../../lib/errors';
+import { ServerApi, ViewLeaderApi, type ServerRef, type View } from '../../lib/messages';
+import { allocateReplicas } from '../../lib/ring';
+import { ROOT, runClient, startProcess, waitFor, type CliResult, type Proc } from './processes';
+
+export interface ServerOptions {
+  /** --heartbeat-interval (s); 0.2 unless given. */
+  readonly heartbeatS?: number;
+  /** --prepare-timeout (s); the default unless given. */
+  readonly prepareTimeoutS?: number;
+}
+
+export interface ClusterOptions extends ServerOptions {
+  readonly servers: number;
+  /** The view leader's port; server i listens on serverPort(i). */
+  readonly viewLeaderPort: number;
+  readonly serverPort: (index: number) => number;
+  /** View leader --failure-timeout (s); 1 unless given. */
+  readonly failureTimeoutS?: number;
+  /** Per-server overrides, by index. */
+  readonly perServer?: Readonly<Record<number, ServerOptions>>;
+}
+
+// Coordinators started with fault-injection variables: killed after each test, like the others.
+const coordinators = new Set<ChildProcess>();
+afterEach(async () => {
+  await Promise.all(
+    [...coordinators].map(async (child) => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const gone = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGKILL');
+        await gone;
+      }
+    }),
+  );
+  coordinators.clear();
+});
+
+export class Cluster {
+  readonly servers = new Map<string, Proc>();
+  private readonly indexOf = new Map<string, number>();
+
+  private constructor(
+    private readonly options: ClusterOptions,
+    readonly viewLeader: Proc,
+  ) {}
+
+  static async start(options: ClusterOptions): Promise<Cluster> {
+    const viewLeader = await startProcess('dht-viewleader', [
+      '--port',
+      String(options.viewLeaderPort),
+      '--failure-timeout',
+      String(options.failureTimeoutS ?? 1),
+    ]);
+    const cluster = new Cluster(options, viewLeader);
+    await Promise.all(Array.from({ length: options.servers }, (_, i) => cluster.startServer(i)));
+    await cluster.settled(options.servers);
+    return cluster;
+  }
+
+  get vl(): string {
+    return this.viewLeader.address;
+  }
+
+  /** Start server number `index` on its fixed port: the same address after a restart. */
+  async startServer(index: number): Promise<Proc> {
+    const own = { ...this.options, ...this.options.perServer?.[index] };
+    const args = ['--port', String(this.options.serverPort(index)), '--viewleader', this.vl];
+    args.push('--heartbeat-interval', String(own.heartbeatS ?? 0.2));
+    if (own.prepareTimeoutS !== undefined) {
+      args.push('--prepare-timeout', String(own.prepareTimeoutS));
+    }
+    const server = await startProcess('dht-server', args);
+    this.servers.set(server.address, server);
+    this.indexOf.set(server.address, index);
+    return server;
+  }
+
+  /** SIGKILL the server at `address` and start a new process (a new ID) on the same port. */
+  async restart(address: string): Promise<Proc> {
+    const index = this.indexOf.get(address);
+    if (index === undefined) throw new Error(`no server of this test at ${address}`);
+    await this.kill(address);
+    return this.startServer(index);
+  }
+
+  async kill(address: string): Promise<void> {
+    const server = this.servers.get(address);
+    if (server === undefined) throw new Error(`no server of this test at ${address}`);
+    server.child.kill('SIGKILL');
+    await server.exited;
+    this.servers.delete(address);
+  }
+
+  /** SIGSTOP (`pause`) or SIGCONT (`resume`) the server at `address`. */
+  signal(address: string, signal: 'SIGSTOP' | 'SIGCONT'): void {
+    const server = this.servers.get(address);
+    if (server === undefined) throw new Error(`no server of this test at ${address}`);
+    server.child.kill(signal);
+  }
+
+  cli(...args: string[]): Promise<CliResult> {
+    return runClient(['--viewleader', this.vl, ...args]);
+  }
+
+  /** Run the CLI with fault-injection env; it is killed when the test ends. */
+  spawnCoordinator(
+    args: string[],
+    env: Record<string, string>,
+  ): { child: ChildProcess; done: Promise<CliResult> } {
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, 'bin', 'dht-client'), '--viewleader', this.vl, ...args],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    coordinators.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const done = new Promise<CliResult>((resolve) => {
+      child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+    return { child, done };
+  }
+
+  view(): Promise<View> {
+    return call(this.vl, ViewLeaderApi.queryServers, {});
+  }
+
+  /** Wait until the view has `count` servers, is not rebalancing, and every server installed it. */
+  async settled(count: number, timeoutMs?: number): Promise<View> {
+    return waitFor(
+      `a settled view of ${count} servers`,
+      async () => {
+        const view = await this.view();
+        if (view.servers.length !== count || view.rebalancing) return undefined;
+        const statuses = await Promise.all(view.servers.map((s) => status(s.address)));
+        return statuses.every((s) => s.epoch === view.epoch && !s.rebalancing) ? view : undefined;
+      },
+      timeoutMs,
+    );
+  }
+
+  async replicasOf(key: string): Promise<readonly ServerRef[]> {
+    return allocateReplicas(key, await this.view());
+  }
+}
+
+export function status(address: string) {
+  return call(address, ServerApi.status, {});
+}
+
+/** A server's own copy of `key` (local get), or null when it has none. */
+export async function localGet(address: string, key: string): Promise<string | null> {
+  try {
+    return (await call(address, ServerApi.get, { key })).value;
+  } catch (err) {
+    if (err instanceof DhtError && err.kind === 'not_found') return null;
+    throw err;
+  }
+}
+
+export async function localValues(
+  replicas: readonly ServerRef[],
+  key: string,
+): Promise<(string | null)[]> {
+  return Promise.all(replicas.map((r) => localGet(r.address, key)));
+}
+
+export async function pendingCounts(replicas: readonly ServerRef[]): Promise<number[]> {
+  return Promise.all(replicas.map(async (r) => (await status(r.address)).pendingTransactions));
+}
+
+export function expectCode(result: CliResult, codes: readonly number[], what: string): void {
+  if (!codes.includes(result.code ?? -1)) {
+    throw new Error(
+      `${what}: exit ${result.code}, stdout ${JSON.stringify(result.stdout)}, stderr ${result.stderr}`,
+    );
+  }
+}
