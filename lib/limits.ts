@@ -46,6 +46,15 @@ export const HOST_DEFAULT = '127.0.0.1';
 
 export const HEARTBEAT_INTERVAL_S_DEFAULT = 10;
 export const FAILURE_TIMEOUT_S_DEFAULT = 30;
+/**
+ * A new server ID heartbeating from a live server's address makes the view leader ask that
+ * address who listens there (viewleader/membership.ts, `takeOver`). A restarted process answers
+ * from loopback or a LAN in milliseconds; the bound stays well under the server's own heartbeat
+ * timeout (2 s, server/storage-server.ts) so the waiting heartbeat still gets its answer.
+ */
+export const ADDRESS_PROBE_TIMEOUT_MS = 500;
+/** A status answer is a few hundred bytes; whatever answers with more is not a dht server. */
+export const ADDRESS_PROBE_RESPONSE_BYTES_MAX = 64 * 1024;
 /** How long a participant holds an undecided prepared transaction before asking for the outcome.
  * The contract bounds a dead coordinator's block at 10 s: PREPARE_TIMEOUT + one decision round. */
 export const PREPARE_TIMEOUT_S_DEFAULT = 5;

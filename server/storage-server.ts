@@ -284,6 +284,9 @@ export class StorageServer {
       } catch (err) {
         if (err instanceof UnreachableError) continue;
         if (err instanceof DhtError) {
+          // Logged and left to the next heartbeat, which asks again: only `server_expired` is
+          // final. `address_in_use` (the view leader found another live server answering at
+          // this address) clears once that server stops answering there.
           this.logger.error(
             { err: err.message, reason: err.reason },
             'heartbeat rejected by the view leader',
