@@ -43,7 +43,8 @@ export type ErrorReason =
   | 'decided_by_peers'
   | 'batch_full'
   | 'newer_copy_held'
-  | 'address_in_use';
+  | 'address_in_use'
+  | 'version_out_of_reach';
 
 export class DhtError extends Error {
   override name = 'DhtError';

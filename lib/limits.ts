@@ -34,6 +34,32 @@ export const BATCH_RESPONSE_CHARS_MAX = 16 * 1024 * 1024;
 /** A /batch yields to the event loop after this many entries, so heartbeats keep flowing. */
 export const BATCH_ENTRIES_PER_YIELD = 16;
 
+/**
+ * Versions. Every write stores 1 + a version held or voted, so honest versions count the writes of
+ * one key: they never come near either bound below. A request without authentication can claim
+ * any version, though, and a forged high one used to brick its key: once a replica held
+ * 2^53 - 1, the coordinator's 1 + max vote left the safe-integer range and every later setr of
+ * the key failed (exit 3, "version: Too big").
+ *
+ * - VERSION_MAX: the wire's range (zod's safe integers); arithmetic stays exact up to it.
+ * - VERSION_CLAIM_MAX: the highest version a request may make a server store on its own word:
+ *   a transfer entry up to it; a commit up to 1 + max(its vote, it), since the coordinator
+ *   commits 1 + the highest vote and another replica may hold a copy at the bound (a commit at
+ *   VERSION_CLAIM_MAX + 1 over a vote of 0 is what an honest coordinator sends then).
+ *   Anything higher than that, and than the copy held, is stored only if a server in this
+ *   server's view vouches for it (server/version-claims.ts): a legitimate version above the
+ *   bound was reached one write at a time from below it, so some server holds it. A forged
+ *   claim at the bound still leaves VERSION_MAX - VERSION_CLAIM_MAX (about 4.5e15) writes before
+ *   the range ends; climbing past it takes one request per version, like honest writes.
+ *
+ * Why vouching rather than a plain bound on every version a request carries: after a forged
+ * transfer at the bound, honest writes take the key above it, and their versions then travel
+ * again in votes, commits, offers and rebalancing transfers. Refusing those would brick the key
+ * after one more setr, or stall every rebalancing that moves it.
+ */
+export const VERSION_MAX = Number.MAX_SAFE_INTEGER;
+export const VERSION_CLAIM_MAX = 2 ** 52;
+
 export const REPLICATION_COUNT = 3;
 /** Ring positions per server; measured in docs/design.md to keep max/mean load <= 1.05. */
 export const VIRTUAL_NODES_PER_SERVER = 2048;

@@ -155,6 +155,10 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
     { txid: 't', key: 'k', version: '1' },
     { txid: 't', key: 'k', version: -1 },
     { txid: 't', key: 'k', version: 0.5 },
+    // Beyond the safe integers (lib/limits.ts, VERSION_MAX); claims below it that are still too
+    // high are refused by the handler: test/integration/hostile-requests.test.ts.
+    { txid: 't', key: 'k', version: 2 ** 53 },
+    { txid: 't', key: 'k', version: 1e300 },
     { txid: 5, key: 'k', version: 1 },
     { txid: 't', key: KEY_TOO_LONG, version: 1 },
   ],
@@ -187,6 +191,7 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad' }] },
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 5, version: 1 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 'v', version: -1 }] },
+    { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 'v', version: 2 ** 53 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: '', value: 'v', version: 1 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: KEY_TOO_LONG, value: 'v', version: 1 }] },
     {
@@ -201,6 +206,7 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
     { epoch: 0 },
     { epoch: 0, entries: [{ key: 'k', version: '1' }] },
     { epoch: 0, entries: [{ key: 'k' }] },
+    { epoch: 0, entries: [{ key: 'k', version: 2 ** 53 }] },
     { epoch: 0, entries: [{ key: KEY_TOO_LONG, version: 1 }] },
   ],
 };
