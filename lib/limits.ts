@@ -43,14 +43,15 @@ export const BATCH_ENTRIES_PER_YIELD = 16;
  *
  * - VERSION_MAX: the wire's range (zod's safe integers); arithmetic stays exact up to it.
  * - VERSION_CLAIM_MAX: the highest version a request may make a server store on its own word:
- *   a transfer entry up to it; a commit up to 1 + max(its vote, it), since the coordinator
- *   commits 1 + the highest vote and another replica may hold a copy at the bound (a commit at
- *   VERSION_CLAIM_MAX + 1 over a vote of 0 is what an honest coordinator sends then).
- *   Anything higher than that, and than the copy held, is stored only if a server in this
- *   server's view vouches for it (server/version-claims.ts): a legitimate version above the
- *   bound was reached one write at a time from below it, so some server holds it. A forged
- *   claim at the bound still leaves VERSION_MAX - VERSION_CLAIM_MAX (about 4.5e15) writes before
- *   the range ends; climbing past it takes one request per version, like honest writes.
+ *   a transfer entry up to max(it, the copy held); a commit up to 1 + max(it, the copy held),
+ *   since the coordinator commits 1 + the highest vote and another replica may hold a copy at
+ *   the bound (a commit at VERSION_CLAIM_MAX + 1 over a vote of 0 is what an honest coordinator
+ *   sends then). Anything higher is stored only if a server in this server's view holds the key
+ *   that high (server/version-claims.ts): a legitimate version above the bound was reached one
+ *   write at a time from below it, so some server holds it. A forged claim at the bound still
+ *   leaves VERSION_MAX - VERSION_CLAIM_MAX (about 4.5e15) writes before the range ends;
+ *   climbing past it takes one request per version, like honest writes. Servers of the view are
+ *   believed: a hostile process that joins the view can vouch for anything (authentication).
  *
  * Why vouching rather than a plain bound on every version a request carries: after a forged
  * transfer at the bound, honest writes take the key above it, and their versions then travel
