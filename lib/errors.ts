@@ -43,7 +43,9 @@ export type ErrorReason =
   | 'ballot_superseded'
   | 'commit_accepted'
   | 'batch_full'
-  | 'newer_copy_held';
+  | 'newer_copy_held'
+  | 'address_in_use'
+  | 'version_out_of_reach';
 
 export class DhtError extends Error {
   override name = 'DhtError';

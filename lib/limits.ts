@@ -34,6 +34,33 @@ export const BATCH_RESPONSE_CHARS_MAX = 16 * 1024 * 1024;
 /** A /batch yields to the event loop after this many entries, so heartbeats keep flowing. */
 export const BATCH_ENTRIES_PER_YIELD = 16;
 
+/**
+ * Versions. Every write stores 1 + a version held or voted, so honest versions count the writes of
+ * one key: they never come near either bound below. A request without authentication can claim
+ * any version, though, and a forged high one used to brick its key: once a replica held
+ * 2^53 - 1, the coordinator's 1 + max vote left the safe-integer range and every later setr of
+ * the key failed (exit 3, "version: Too big").
+ *
+ * - VERSION_MAX: the wire's range (zod's safe integers); arithmetic stays exact up to it.
+ * - VERSION_CLAIM_MAX: the highest version a request may make a server store on its own word:
+ *   a transfer entry up to max(it, the copy held); a commit up to 1 + max(it, the copy held),
+ *   since the coordinator commits 1 + the highest vote and another replica may hold a copy at
+ *   the bound (a commit at VERSION_CLAIM_MAX + 1 over a vote of 0 is what an honest coordinator
+ *   sends then). Anything higher is stored only if a server in this server's view holds the key
+ *   that high (server/version-claims.ts): a legitimate version above the bound was reached one
+ *   write at a time from below it, so some server holds it. A forged claim at the bound still
+ *   leaves VERSION_MAX - VERSION_CLAIM_MAX (about 4.5e15) writes before the range ends;
+ *   climbing past it takes one request per version, like honest writes. Servers of the view are
+ *   believed: a hostile process that joins the view can vouch for anything (authentication).
+ *
+ * Why vouching rather than a plain bound on every version a request carries: after a forged
+ * transfer at the bound, honest writes take the key above it, and their versions then travel
+ * again in votes, commits, offers and rebalancing transfers. Refusing those would brick the key
+ * after one more setr, or stall every rebalancing that moves it.
+ */
+export const VERSION_MAX = Number.MAX_SAFE_INTEGER;
+export const VERSION_CLAIM_MAX = 2 ** 52;
+
 export const REPLICATION_COUNT = 3;
 /** Ring positions per server; measured in docs/design.md to keep max/mean load <= 1.05. */
 export const VIRTUAL_NODES_PER_SERVER = 2048;
@@ -46,6 +73,15 @@ export const HOST_DEFAULT = '127.0.0.1';
 
 export const HEARTBEAT_INTERVAL_S_DEFAULT = 10;
 export const FAILURE_TIMEOUT_S_DEFAULT = 30;
+/**
+ * A new server ID heartbeating from a live server's address makes the view leader ask that
+ * address who listens there (viewleader/membership.ts, `takeOver`). A restarted process answers
+ * from loopback or a LAN in milliseconds; the bound stays well under the server's own heartbeat
+ * timeout (2 s, server/storage-server.ts) so the waiting heartbeat still gets its answer.
+ */
+export const ADDRESS_PROBE_TIMEOUT_MS = 500;
+/** A status answer is a few hundred bytes; whatever answers with more is not a dht server. */
+export const ADDRESS_PROBE_RESPONSE_BYTES_MAX = 64 * 1024;
 /** How long a participant holds an undecided prepared transaction before asking for the outcome.
  * The contract bounds a dead coordinator's block at 10 s: PREPARE_TIMEOUT + one decision round. */
 export const PREPARE_TIMEOUT_S_DEFAULT = 5;

@@ -10,6 +10,7 @@ import {
   KEY_BYTES_MIN,
   REPLICATION_COUNT,
   VALUE_BYTES_MAX,
+  VERSION_MAX,
 } from './limits';
 
 const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
@@ -23,7 +24,8 @@ export const Value = z.string().refine((v) => utf8Bytes(v) <= VALUE_BYTES_MAX, {
   message: `value must be at most ${VALUE_BYTES_MAX} bytes of UTF-8`,
 });
 const Epoch = z.number().int().nonnegative();
-const Version = z.number().int().nonnegative();
+/** The wire's range only; what a request may claim is checked against the key (lib/limits.ts). */
+const Version = z.number().int().nonnegative().max(VERSION_MAX);
 const ServerId = z.string().min(1).max(128);
 const Address = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/, {
   message: 'address must be HOST:PORT',

@@ -10,6 +10,7 @@ import {
   ViewLeaderApi,
   type DecisionResponse,
   type RebalancePhase,
+  type ServerRef,
   type View,
 } from '../lib/messages';
 import { ViewTracker, type ViewEffect } from './view-tracker';
@@ -19,6 +20,8 @@ import {
   DECISION_RETRY_MS,
   DECISIONS_REMEMBERED_MAX,
   RECOVERY_STAGGER_MS,
+  TRANSFER_BATCH_KEYS_MAX,
+  VERSION_MAX,
 } from '../lib/limits';
 import {
   Participant,
@@ -30,6 +33,7 @@ import {
 } from './participant';
 import { Rebalancer } from './rebalancer';
 import type { Store } from './store';
+import { claimOfCommit, claimOfCopy, claimsToVouch, unbacked, type Claim } from './version-claims';
 
 const PARTICIPANT_TICK_MS = 100;
 /** While waiting at the copy barrier, ask the view leader this often (a few asks per epoch). */
@@ -37,6 +41,8 @@ const BARRIER_POLL_MS = 50;
 const VIEWLEADER_TIMEOUT_MS = 2000;
 /** One recovery message to another replica: a dead one costs a ballot at most this. */
 const PEER_TIMEOUT_MS = 1000;
+/** Asking a voucher about versions beyond the claim bound (only ever after a forged claim). */
+const VOUCH_TIMEOUT_MS = 1000;
 /** While no view leader answers, repeat the warning at most this often (heartbeats can be 50 ms apart). */
 const UNREACHABLE_WARNING_INTERVAL_MS = 10_000;
 
@@ -51,6 +57,8 @@ export class StorageServer {
   /** Known once listening: exactly the `listening on` address. */
   private address = '';
   private readonly tracker = new ViewTracker();
+  /** The servers of the last view installed, for their addresses (the tracker keeps IDs only). */
+  private viewServers: readonly ServerRef[] = [];
   private viewLeaderIndex = 0;
   private heartbeatInFlight = false;
   /** Since when no view leader has answered, and when that was last logged. */
@@ -98,7 +106,13 @@ export class StorageServer {
         return {};
       })
       .route(ServerApi.set, ({ key, value }) => {
-        store.put(key, value, store.versionOf(key) + 1);
+        const version = store.versionOf(key) + 1;
+        // Not reached in practice: above VERSION_CLAIM_MAX a key climbs one write at a time
+        // (lib/limits.ts), and 2^52 writes of one key take longer than any cluster lives.
+        if (version > VERSION_MAX) {
+          throw new DhtError('rejected', 'the key has no version left', 'version_out_of_reach');
+        }
+        store.put(key, value, version);
         return {};
       })
       .route(ServerApi.get, ({ key }) => {
@@ -129,13 +143,17 @@ export class StorageServer {
         if (vote.vote === 'no') throw vote.error;
         return vote;
       })
-      .route(ServerApi.accept, ({ txid, key, serverId, ballot, outcome }) => {
+      .route(ServerApi.accept, async ({ txid, key, serverId, ballot, outcome }) => {
         this.checkServerId(serverId);
         this.noticeEpoch(ballot.epoch);
+        if (outcome.state === 'committed') {
+          await this.refuseUnbacked([claimOfCommit(key, outcome.version)]);
+        }
         this.participant.accept(txid, key, ballot, outcome, this.viewContext());
         return {};
       })
-      .route(ServerApi.commit, ({ txid, key, version }) => {
+      .route(ServerApi.commit, async ({ txid, key, version }) => {
+        await this.refuseUnbacked([claimOfCommit(key, version)]);
         const apply = this.participant.commit(txid, key, version);
         if (apply !== undefined && !this.apply(apply, txid)) {
           // Decided, but this copy is newer than the commit (a local set, a stray push): the
@@ -179,8 +197,12 @@ export class StorageServer {
       })
       .route(
         ServerApi.transfer,
-        ({ epoch, entries }) => {
+        async ({ epoch, sourceId, entries }) => {
           this.refuseOlderEpoch(epoch);
+          await this.refuseUnbacked(
+            entries.map((e) => claimOfCopy(e.key, e.version)),
+            this.serversInView().filter((s) => s.id === sourceId),
+          );
           let stored = 0;
           for (const e of entries) if (store.putIfNewer(e.key, e.value, e.version)) stored++;
           return { stored };
@@ -197,6 +219,68 @@ export class StorageServer {
         },
         { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
       );
+  }
+
+  /**
+   * Refuses a request whose versions go beyond what this server takes on a request's word
+   * (server/version-claims.ts) unless a voucher holds each such key at least at the claimed
+   * version: 400 `invalid` / `version_out_of_reach` when no voucher holds it, 503 `retry` with the
+   * same reason when one could not be asked (its sender tries again). Nothing is stored either
+   * way. Honest traffic gets here only after a forged claim near VERSION_CLAIM_MAX; then the key's
+   * replicas, or a transfer's source, vouch.
+   */
+  private async refuseUnbacked(
+    claims: readonly Claim[],
+    vouchers: readonly ServerRef[] = this.serversInView(),
+  ): Promise<void> {
+    const toVouch = claimsToVouch(claims, (key) => this.store.versionOf(key));
+    if (toVouch.length === 0) return;
+    const refuse = (kind: 'invalid' | 'retry', claim: Claim, why: string): DhtError =>
+      new DhtError(
+        kind,
+        `version ${claim.version} of key ${JSON.stringify(claim.key)} is beyond what this server takes on a request's word, and ${why}`,
+        'version_out_of_reach',
+      );
+    // Honest senders cap a batch at this many keys; more would turn one request into a flood of
+    // questions to the vouchers.
+    if (toVouch.length > TRANSFER_BATCH_KEYS_MAX) {
+      throw refuse('invalid', toVouch[0], `${toVouch.length} such keys are too many at once`);
+    }
+    const epoch = this.tracker.epoch;
+    if (vouchers.length === 0 || epoch < 0) {
+      throw refuse('invalid', toVouch[0], 'no server of its view can vouch for it');
+    }
+    let silent = 0;
+    const held = await Promise.all(
+      vouchers.map(async (voucher): Promise<ReadonlySet<string>> => {
+        try {
+          // An offer answers exactly "which of these do you lack or hold older", and stores nothing.
+          const { missing } = await call(
+            voucher.address,
+            ServerApi.offer,
+            { epoch, entries: toVouch },
+            { timeoutMs: VOUCH_TIMEOUT_MS },
+          );
+          const lacking = new Set(missing);
+          return new Set(toVouch.map((c) => c.key).filter((key) => !lacking.has(key)));
+        } catch (err) {
+          if (!(err instanceof DhtError)) throw err;
+          silent++;
+          return new Set();
+        }
+      }),
+    );
+    const rest = unbacked(toVouch, held);
+    if (rest.length === 0) return;
+    throw silent > 0
+      ? refuse('retry', rest[0], `${silent} of its view's servers could not be asked`)
+      : refuse('invalid', rest[0], 'no server of its view holds it');
+  }
+
+  /** The other servers of this server's current view (none while it has no view). */
+  private serversInView(): ServerRef[] {
+    const ids = this.tracker.viewIds;
+    return this.viewServers.filter((s) => ids.has(s.id) && s.id !== this.config.serverId);
   }
 
   private checkServerId(serverId: string): void {
@@ -276,8 +360,15 @@ export class StorageServer {
               { txid, key, serverId: target.id, ballot: send.ballot },
               options,
             );
+            // The replicas named in a prepare are the coordinator's word, so this "peer" may be
+            // anyone: a committed version in its answer is a claim like a commit's.
+            const claimed = committedVersionIn(answer);
+            if (claimed !== undefined) await this.refuseUnbacked([claimOfCommit(key, claimed)]);
           } catch (err) {
             if (!(err instanceof DhtError)) throw err;
+            if (err.reason === 'version_out_of_reach') {
+              this.logger.warn({ txid, key, target, err: err.message }, 'recovery answer ignored');
+            }
             answer = 'unreachable';
           }
           this.carryOut(this.participant.onPromise(txid, target, send.ballot, answer));
@@ -356,6 +447,9 @@ export class StorageServer {
       } catch (err) {
         if (err instanceof UnreachableError) continue;
         if (err instanceof DhtError) {
+          // Logged and left to the next heartbeat, which asks again: only `server_expired` is
+          // final. `address_in_use` (the view leader found another live server answering at
+          // this address) clears once that server stops answering there.
           this.logger.error(
             { err: err.message, reason: err.reason },
             'heartbeat rejected by the view leader',
@@ -399,6 +493,7 @@ export class StorageServer {
   }
 
   private install(view: View, run: number): void {
+    this.viewServers = view.servers;
     this.logger.info({ epoch: view.epoch, servers: view.servers.length }, 'view installed');
     this.participant.epochChanged(performance.now());
     void this.copyPhase(view, run);
@@ -445,4 +540,13 @@ export class StorageServer {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The commit version a recovery answer vouches for, if any. */
+function committedVersionIn(answer: DecisionResponse): number | undefined {
+  if (answer.state === 'committed') return answer.version;
+  if (answer.state === 'promised' && answer.accepted?.outcome.state === 'committed') {
+    return answer.accepted.outcome.version;
+  }
+  return undefined;
 }

@@ -9,6 +9,7 @@ import { portsToTry } from '../lib/cli-options';
 import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../lib/limits';
 import { createLogger } from '../lib/logger';
 import { parseViewLeaderArgs } from './cli';
+import { probeAddress } from './address-probe';
 import { LockTable } from './locks';
 import { Membership } from './membership';
 import { ViewLeader } from './routes';
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
     new LockTable(),
     logger,
     () => performance.now(),
+    (address) => probeAddress(address),
   );
   const rpc = viewLeader.routes(new RpcServer(logger));
   const ports = portsToTry(options.port, VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST);

@@ -6,10 +6,18 @@
 //
 //   (unknown) --first heartbeat--> member --no heartbeat for > failureTimeoutMs--> expired
 //                                    |                                               ^
-//                                    +--a new ID heartbeats from its address--(evicted)+
+//                                    +--a new ID takes over its address----(evicted)-+
 //
 // An expired ID is rejected forever: a restarted process has a new ID and joins anew. Every join
 // or leave installs a new view with a higher epoch; several in one call share one increment.
+//
+// Address takeover. A heartbeat is only a claim: anyone can send one naming any address. A new ID
+// at an address a live ID holds is therefore not admitted on its word (that would let one forged
+// heartbeat evict a healthy server). `heartbeat` answers `address_held`; the shell asks the
+// process listening there who it is, and `takeOver` decides with that answer. Only one process
+// can listen on an address, so the newcomer wins if that process says it is the newcomer, or if
+// nothing listens any more (the old holder is gone). Any other answer, or none in time, leaves
+// the holder in place and refuses the newcomer.
 
 import { assert } from '../lib/assert';
 import type { Placement, RebalancePhase, ServerRef, View } from '../lib/messages';
@@ -43,7 +51,28 @@ export type HeartbeatOutcome =
   /** This ID timed out or was evicted: rejected forever. */
   | { readonly kind: 'expired'; readonly change?: ViewChange }
   /** A live ID heartbeating from another address: an ID's address never changes. */
-  | { readonly kind: 'address_changed'; readonly address: string; readonly change?: ViewChange };
+  | { readonly kind: 'address_changed'; readonly address: string; readonly change?: ViewChange }
+  /** A new ID at an address that live `holder` holds: probe the address, then call `takeOver`. */
+  | { readonly kind: 'address_held'; readonly holder: ServerRef; readonly change?: ViewChange }
+  /** The probe did not show the newcomer at the address: `holder` stays, the newcomer is refused. */
+  | {
+      readonly kind: 'address_in_use';
+      readonly holder: ServerRef;
+      readonly probe: AddressProbe;
+      readonly change?: ViewChange;
+    };
+
+/**
+ * What the process listening on a contested address said when asked who it is (the shell asks
+ * `ServerApi.status` there, with a short timeout and a fresh connection).
+ */
+export type AddressProbe =
+  /** A server answered with its ID. */
+  | { readonly kind: 'answered'; readonly serverId: string }
+  /** The connection was refused: nothing listens there, so the holder's process is gone. */
+  | { readonly kind: 'refused' }
+  /** No answer in time, or not a server's answer: something holds the address, not proven whom. */
+  | { readonly kind: 'no_answer' };
 
 export type RebalanceDoneOutcome =
   /** `finished`: this report was the last one missing for the current epoch. */
@@ -124,6 +153,41 @@ export class Membership {
   }
 
   heartbeat(serverId: string, address: string, nowMs: number): HeartbeatOutcome {
+    return this.step(serverId, address, nowMs, undefined);
+  }
+
+  /**
+   * The second half of a heartbeat that got `address_held`: `probe` is what the address answered
+   * when asked, `holderId` the holder that `address_held` named. The newcomer takes the address
+   * over (the holder is evicted, in the same epoch increment as the join) only if the probe shows
+   * the newcomer there or nothing there. Time passed during the probe: expiry is applied first,
+   * and if the address changed hands meanwhile the answer is `address_held` again (the newcomer
+   * tries again at its next heartbeat; the shell does not probe twice for one request).
+   */
+  takeOver(
+    serverId: string,
+    address: string,
+    holderId: string,
+    probe: AddressProbe,
+    nowMs: number,
+  ): HeartbeatOutcome {
+    const proven =
+      probe.kind === 'refused' || (probe.kind === 'answered' && probe.serverId === serverId);
+    const outcome = this.step(serverId, address, nowMs, proven ? holderId : undefined);
+    if (outcome.kind === 'address_held' && outcome.holder.id === holderId) {
+      assert(!proven, 'a proven takeover of the probed holder is never refused');
+      return { kind: 'address_in_use', holder: outcome.holder, probe, change: outcome.change };
+    }
+    return outcome;
+  }
+
+  /** A heartbeat; `evictable` is the holder of `address` that the newcomer may evict. */
+  private step(
+    serverId: string,
+    address: string,
+    nowMs: number,
+    evictable: string | undefined,
+  ): HeartbeatOutcome {
     this.advanceClock(nowMs);
     const left = this.removeOverdue(nowMs);
     if (this.expiredIds.has(serverId)) {
@@ -141,11 +205,18 @@ export class Membership {
     if (member !== undefined) {
       member.lastHeartbeatMs = nowMs;
     } else {
-      // A new ID at an address a live ID holds: only one process can listen on an address, so
-      // the old one is gone (restarted faster than the failure timeout). Evict it now rather than
-      // wait, so that the view never lists two IDs for one address.
-      const previousId = this.idByAddress.get(address);
-      if (previousId !== undefined) left.push(this.remove(previousId, 'evicted'));
+      const holderId = this.idByAddress.get(address);
+      if (holderId !== undefined && holderId !== evictable) {
+        return {
+          kind: 'address_held',
+          holder: { id: holderId, address },
+          change: this.installView([], left),
+        };
+      }
+      // Proven: only one process can listen on an address, and it is the newcomer (or nobody).
+      // Evict the old ID now rather than wait for its timeout, so that the view never lists two
+      // IDs for one address.
+      if (holderId !== undefined) left.push(this.remove(holderId, 'evicted'));
       this.add(serverId, address, nowMs);
       joined.push({ id: serverId, address });
     }

@@ -1,25 +1,38 @@
 // The thin driver between HTTP and the pure core: each handler reads the clock, lets the core
 // decide, turns refusals into DhtError values, and carries out the effects (logging view
-// changes, releasing the locks of servers that left).
+// changes, releasing the locks of servers that left, probing a contested address).
 
 import { DhtError } from '../lib/errors';
 import type { RpcServer } from '../lib/http-server';
 import type { Logger } from '../lib/logger';
 import { ViewLeaderApi, type RequestOf, type ResponseOf } from '../lib/messages';
 import type { Cycle, LockTable } from './locks';
-import type { Membership, ViewChange } from './membership';
+import type { AddressProbe, Membership, ViewChange } from './membership';
 
 /** Milliseconds from a monotonic clock: expiry must not jump when the wall clock is set. */
 export type MonotonicClock = () => number;
 
+/**
+ * Asks the process listening on `address` who it is (viewleader/address-probe.ts). Never
+ * rejects: every failure is an AddressProbe. Must be bounded in time (ADDRESS_PROBE_TIMEOUT_MS).
+ */
+export type ProbeAddress = (address: string) => Promise<AddressProbe>;
+
 type Api = typeof ViewLeaderApi;
 
 export class ViewLeader {
+  /**
+   * Probes in flight, by address: heartbeats contesting one address share one probe, so a flood
+   * of forged heartbeats costs one status request per live address, never one per heartbeat.
+   */
+  private readonly probes = new Map<string, Promise<AddressProbe>>();
+
   constructor(
     private readonly membership: Membership,
     private readonly locks: LockTable,
     private readonly logger: Logger,
     private readonly nowMs: MonotonicClock,
+    private readonly probeAddress: ProbeAddress,
   ) {}
 
   /** The passage of time; also run at the start of every request so expiry is exact. */
@@ -27,11 +40,28 @@ export class ViewLeader {
     this.carryOut(this.membership.tick(this.nowMs()));
   }
 
-  heartbeat(request: RequestOf<Api['heartbeat']>): ResponseOf<Api['heartbeat']> {
+  /**
+   * A heartbeat is answered at once unless it contests a live server's address; then it waits
+   * for one probe of that address (bounded by the probe's timeout). Other requests are served
+   * meanwhile: the probe is awaited, nothing blocks the event loop.
+   */
+  async heartbeat(request: RequestOf<Api['heartbeat']>): Promise<ResponseOf<Api['heartbeat']>> {
     this.tick();
     const { serverId, address } = request;
-    const outcome = this.membership.heartbeat(serverId, address, this.nowMs());
+    let outcome = this.membership.heartbeat(serverId, address, this.nowMs());
     this.carryOut(outcome.change);
+    if (outcome.kind === 'address_held') {
+      const holder = outcome.holder;
+      const probe = await this.probe(address);
+      outcome = this.membership.takeOver(serverId, address, holder.id, probe, this.nowMs());
+      this.carryOut(outcome.change);
+      if (outcome.kind === 'address_in_use') {
+        this.logger.warn(
+          { serverId, address, holder: holder.id, probe },
+          'heartbeat refused: its address belongs to a live server',
+        );
+      }
+    }
     switch (outcome.kind) {
       case 'accepted':
         return { epoch: outcome.view.epoch, view: outcome.view };
@@ -47,7 +77,31 @@ export class ViewLeader {
           `server ${serverId} is in the view at ${outcome.address}, not ${address}`,
           'bad_request',
         );
+      case 'address_held':
+        // The address changed hands while it was probed: the next heartbeat tries again.
+        throw new DhtError(
+          'retry',
+          `address ${address} changed hands meanwhile (now ${outcome.holder.id}); try again`,
+          'address_in_use',
+        );
+      case 'address_in_use':
+        throw new DhtError(
+          'retry',
+          `address ${address} belongs to live server ${outcome.holder.id}, ${describeProbe(outcome.probe)}`,
+          'address_in_use',
+        );
     }
+  }
+
+  /** One probe per address at a time, shared by every heartbeat that contests it. */
+  private probe(address: string): Promise<AddressProbe> {
+    const inFlight = this.probes.get(address);
+    if (inFlight !== undefined) return inFlight;
+    const probe = this.probeAddress(address)
+      .catch((): AddressProbe => ({ kind: 'no_answer' }))
+      .finally(() => this.probes.delete(address));
+    this.probes.set(address, probe);
+    return probe;
   }
 
   queryServers(): ResponseOf<Api['queryServers']> {
@@ -164,5 +218,18 @@ export class ViewLeader {
   private warnOfDeadlocks(cycles: readonly Cycle[]): void {
     if (cycles.length > 0)
       this.logger.warn({ cycles }, 'deadlock: the waits-for graph has a cycle');
+  }
+}
+
+/** Why a probe did not prove the newcomer, for the refusal's message. */
+function describeProbe(probe: AddressProbe): string {
+  switch (probe.kind) {
+    case 'answered':
+      return `which answers there as ${probe.serverId}`;
+    case 'no_answer':
+      return 'and whatever listens there did not say who it is in time';
+    case 'refused':
+      // takeOver never refuses after a refused connection; kept total for the switch.
+      return 'and nothing listens there';
   }
 }

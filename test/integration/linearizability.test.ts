@@ -1,21 +1,30 @@
 // Linearizability of setr/getr with real processes: a view leader and four servers, several
 // concurrent clients (in-process SDK instances, each with its own view cache) writing unique
-// values and reading three keys, and one server SIGKILLed in the middle. Every operation's
-// interval and outcome is recorded; each key's history must then be linearizable as a register
-// (test/support/linearizability.ts), with `unknown` setr outcomes allowed either way.
+// values and reading three keys, while a nemesis kills, restarts, adds or freezes (SIGSTOP)
+// servers. Every operation's interval and outcome is recorded; each key's history must then be
+// linearizable as a register (test/support/linearizability.ts), with `unknown` setr outcomes
+// allowed either way.
 
-import { uniform } from '../support/random';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { uniform } from '../support/random';
 import { DhtClient } from '../../client/sdk';
 import { DhtError } from '../../lib/errors';
 import { call, keepAliveAgent } from '../../lib/http-client';
-import { ServerApi, ViewLeaderApi, type View } from '../../lib/messages';
+import { ServerApi, ViewLeaderApi, type ServerRef, type View } from '../../lib/messages';
 import { allocateReplicas } from '../../lib/ring';
 import { checkRegister, type Operation, type OperationOutcome } from '../support/linearizability';
 import {
   cleanupProcessesAfterAll,
+  pause,
   portBlock,
+  resume,
   startProcess,
+  startScript,
   waitFor,
   type Proc,
 } from '../support/processes';
@@ -37,15 +46,19 @@ afterAll(() => {
   keepAliveAgent.destroy();
 });
 
-async function settledView(viewLeader: string, count: number): Promise<View> {
-  return waitFor(`a settled view of ${count} servers`, async () => {
-    const view = await call(viewLeader, ViewLeaderApi.queryServers, {});
-    if (view.servers.length !== count || view.rebalancing) return undefined;
-    const statuses = await Promise.all(
-      view.servers.map((s) => call(s.address, ServerApi.status, {})),
-    );
-    return statuses.every((s) => s.epoch === view.epoch && !s.rebalancing) ? view : undefined;
-  });
+async function settledView(viewLeader: string, count: number, timeoutMs?: number): Promise<View> {
+  return waitFor(
+    `a settled view of ${count} servers`,
+    async () => {
+      const view = await call(viewLeader, ViewLeaderApi.queryServers, {});
+      if (view.servers.length !== count || view.rebalancing) return undefined;
+      const statuses = await Promise.all(
+        view.servers.map((s) => call(s.address, ServerApi.status, {})),
+      );
+      return statuses.every((s) => s.epoch === view.epoch && !s.rebalancing) ? view : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 interface Recorded extends Operation {
@@ -62,79 +75,211 @@ async function record(
   written: string,
 ): Promise<Recorded> {
   const start = performance.now();
-  let value: string | null = type === 'write' ? written : null;
-  let outcome: OperationOutcome = 'ok';
-  let error: string | undefined;
+  let answer: Answer;
   try {
-    if (type === 'write') await client.setr(key, written);
-    else value = (await client.getr(key)).value;
+    answer =
+      type === 'write'
+        ? (await client.setr(key, written), { ok: true })
+        : { ok: true, value: (await client.getr(key)).value };
   } catch (err) {
     if (!(err instanceof DhtError)) throw err; // a programmer error: the test must fail
-    if (type === 'read' && err.kind === 'not_found') {
-      value = null; // the key is absent: a successful read of "nothing"
-    } else {
-      // The contract: only exit 3 (`unknown`) may have taken effect; every other error did not.
-      outcome = err.kind === 'unknown' ? 'unknown' : 'fail';
-      error = `${err.kind}${err.reason === undefined ? '' : `/${err.reason}`}`;
-    }
+    answer = { ok: false, kind: err.kind, reason: err.reason };
   }
-  const end = performance.now();
-  return error === undefined
-    ? { key, type, value, start, end, outcome, process: who }
-    : { key, type, value, start, end, outcome, process: who, error };
+  return recorded(who, key, type, written, start, performance.now(), answer);
 }
 
+/** What a setr/getr answered: its value, or the kind of its error. */
+type Answer =
+  | { readonly ok: true; readonly value?: string }
+  | { readonly ok: false; readonly kind: string; readonly reason?: string };
+
+function recorded(
+  who: string,
+  key: string,
+  type: 'write' | 'read',
+  written: string,
+  start: number,
+  end: number,
+  answer: Answer,
+): Recorded {
+  const op = { key, type, start, end, process: who };
+  if (answer.ok) {
+    return { ...op, value: type === 'write' ? written : (answer.value ?? null), outcome: 'ok' };
+  }
+  // The key is absent: a successful read of "nothing".
+  if (type === 'read' && answer.kind === 'not_found') return { ...op, value: null, outcome: 'ok' };
+  // The contract: only exit 3 (`unknown`) may have taken effect; every other error did not.
+  const outcome: OperationOutcome = answer.kind === 'unknown' ? 'unknown' : 'fail';
+  const error = `${answer.kind}${answer.reason === undefined ? '' : `/${answer.reason}`}`;
+  return { ...op, value: type === 'write' ? written : null, outcome, error };
+}
+
+/**
+ * An SDK client in a process of its own, as a separate application would be: its own view cache
+ * and its own connections, which nothing else in the test uses (the in-process clients share one
+ * keep-alive pool). Each request is a JSON line on stdin, each answer a JSON line on stdout.
+ */
+const CLIENT_PROCESS_SOURCE = `
+const readline = require('node:readline');
+const { DhtClient } = require('./dist/client/sdk');
+const { initHashing } = require('./dist/lib/hash');
+const [viewLeader, waitMs] = process.argv.slice(1);
+(async () => {
+  await initHashing();
+  const client = new DhtClient({ viewLeader, waitMs: Number(waitMs) });
+  for await (const line of readline.createInterface({ input: process.stdin })) {
+    const { type, key, value } = JSON.parse(line);
+    let answer;
+    try {
+      if (type === 'write') answer = (await client.setr(key, value), { ok: true });
+      else answer = { ok: true, value: (await client.getr(key)).value };
+    } catch (err) {
+      if (err.kind === undefined) throw err;
+      answer = { ok: false, kind: err.kind, reason: err.reason };
+    }
+    process.stdout.write(JSON.stringify(answer) + '\\n');
+  }
+})();
+`;
+
+class ClientProcess {
+  private readonly child: ChildProcess;
+  private readonly lines: AsyncIterator<string>;
+  private stderr = '';
+
+  constructor(viewLeader: string) {
+    this.child = startScript(CLIENT_PROCESS_SOURCE, [viewLeader, String(CLIENT_WAIT_MS)]);
+    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    this.lines = createInterface({ input: this.child.stdout! })[Symbol.asyncIterator]();
+  }
+
+  /** One operation; its interval is from the request sent to the answer read (a superset). */
+  async record(
+    who: string,
+    key: string,
+    type: 'write' | 'read',
+    written: string,
+  ): Promise<Recorded> {
+    const start = performance.now();
+    this.child.stdin!.write(`${JSON.stringify({ type, key, value: written })}\n`);
+    const line = await this.lines.next();
+    const end = performance.now();
+    if (line.done === true) throw new Error(`the client process ended; stderr:\n${this.stderr}`);
+    return recorded(who, key, type, written, start, end, JSON.parse(line.value) as Answer);
+  }
+}
+
+/** Timings of a cluster's processes, in seconds. */
+interface Timings {
+  readonly failureTimeoutS: number;
+  /** Server i heartbeats every heartbeatIntervalsS[i % length] seconds. */
+  readonly heartbeatIntervalsS: readonly number[];
+  /** Server i waits prepareTimeoutsS[i % length] seconds for an undecided transaction. */
+  readonly prepareTimeoutsS: readonly number[];
+}
+
+const FAST_TIMINGS: Timings = {
+  failureTimeoutS: 1,
+  heartbeatIntervalsS: [0.2],
+  prepareTimeoutsS: [1],
+};
+
 class Cluster {
+  /** The live servers, by address. */
   readonly servers = new Map<string, Proc>();
+  /** Every process started, the view leader and the killed ones included: their logs. */
+  readonly started: { readonly name: string; readonly proc: Proc }[] = [];
 
   private constructor(
     /** Each test has its own ports: ten from PORTS.viewleader + 10 * slot. */
     private readonly slot: number,
+    private readonly timings: Timings,
     readonly viewLeader: Proc,
-  ) {}
+  ) {
+    this.started.push({ name: 'viewleader', proc: viewLeader });
+  }
 
-  static async start(slot: number, serverCount: number): Promise<Cluster> {
+  static async start(
+    slot: number,
+    serverCount: number,
+    timings: Timings = FAST_TIMINGS,
+  ): Promise<Cluster> {
     const viewLeader = await startProcess('dht-viewleader', [
       '--port',
       String(PORTS.viewleader + 10 * slot),
       '--failure-timeout',
-      '1',
+      String(timings.failureTimeoutS),
     ]);
-    const cluster = new Cluster(slot, viewLeader);
+    const cluster = new Cluster(slot, timings, viewLeader);
     await Promise.all(Array.from({ length: serverCount }, (_, i) => cluster.startServer(i)));
     await cluster.settled(serverCount);
     return cluster;
   }
 
+  /** Start server `index` on its port (again, after a kill: a new process with a new ID). */
   async startServer(index: number): Promise<Proc> {
+    const { heartbeatIntervalsS, prepareTimeoutsS } = this.timings;
     const server = await startProcess('dht-server', [
       '--port',
-      String(PORTS.server(10 * this.slot + index)),
+      String(this.serverPort(index)),
       '--viewleader',
       this.viewLeader.address,
       '--heartbeat-interval',
-      '0.2',
+      String(heartbeatIntervalsS[index % heartbeatIntervalsS.length]),
       '--prepare-timeout',
-      '1',
+      String(prepareTimeoutsS[index % prepareTimeoutsS.length]),
     ]);
     this.servers.set(server.address, server);
+    const incarnation = this.started.filter((s) => s.proc.port === server.port).length;
+    this.started.push({ name: `server${index}.${incarnation}`, proc: server });
     return server;
+  }
+
+  private serverPort(index: number): number {
+    return PORTS.server(10 * this.slot + index);
+  }
+
+  view(): Promise<View> {
+    return call(this.viewLeader.address, ViewLeaderApi.queryServers, {});
+  }
+
+  /** The primary of `key` in the current view: its ID and address, and its process. */
+  async primaryOf(key: string): Promise<{ ref: ServerRef; proc: Proc }> {
+    const ref = allocateReplicas(key, await this.view())[0];
+    const proc = this.servers.get(ref.address);
+    if (proc === undefined) throw new Error(`no server of this test at ${ref.address}`);
+    return { ref, proc };
+  }
+
+  async kill(server: Proc): Promise<void> {
+    server.child.kill('SIGKILL');
+    await server.exited;
+    this.servers.delete(server.address);
+  }
+
+  /**
+   * SIGKILL a server and start a new process on its port, with its timings; resolves once the
+   * view leader has the new process's ID in the view (it evicts the old one for it).
+   */
+  async restart(server: Proc): Promise<Proc> {
+    await this.kill(server);
+    const fresh = await this.startServer(server.port - this.serverPort(0));
+    const { serverId } = await call(fresh.address, ServerApi.status, {});
+    await waitFor(`${fresh.address} (a new ID) in the view`, async () =>
+      (await this.view()).servers.some((s) => s.id === serverId) ? true : undefined,
+    );
+    return fresh;
   }
 
   /** SIGKILL the primary of `key` in the current view; returns its address. */
   async killPrimaryOf(key: string): Promise<string> {
-    const view = await call(this.viewLeader.address, ViewLeaderApi.queryServers, {});
-    const { address } = allocateReplicas(key, view)[0];
-    const server = this.servers.get(address);
-    if (server === undefined) throw new Error(`no server of this test at ${address}`);
-    server.child.kill('SIGKILL');
-    await server.exited;
-    this.servers.delete(address);
-    return address;
+    const { proc } = await this.primaryOf(key);
+    await this.kill(proc);
+    return proc.address;
   }
 
-  settled(count: number): Promise<View> {
-    return settledView(this.viewLeader.address, count);
+  settled(count: number, timeoutMs?: number): Promise<View> {
+    return settledView(this.viewLeader.address, count, timeoutMs);
   }
 
   client(): DhtClient {
@@ -142,62 +287,126 @@ class Cluster {
   }
 }
 
-/** Something done to the cluster once a share of the workload's operations has completed. */
-interface Fault {
-  readonly afterShare: number;
-  readonly act: () => Promise<void>;
+/** A moment of the run that a fault noted, for the overlap counts and the evidence. */
+interface Mark {
+  readonly label: string;
+  readonly atMs: number;
 }
+
+/** What a fault may do besides hurting the cluster. */
+interface FaultContext {
+  mark(label: string): void;
+  /** The operations recorded so far (a fault may wait for the workload to get somewhere). */
+  readonly history: readonly Recorded[];
+  /** Put an operation of the fault's own (its own clients) into the history once it is done. */
+  add(operation: Promise<Recorded>): Promise<Recorded>;
+}
+
+/** Something done to the cluster once the workload has done some operations. */
+interface Fault {
+  /** Operations recorded since the previous fault was done (or since the start). */
+  readonly afterOps: number;
+  readonly act: (context: FaultContext) => Promise<void>;
+}
+
+interface WorkloadLimits {
+  readonly opsPerWorkerMax: number;
+  readonly runMsMax: number;
+  /** Once every fault is done, the workers stop after this long (else at opsPerWorkerMax). */
+  readonly afterFaultsMs?: number;
+}
+
+const LIMITS: WorkloadLimits = { opsPerWorkerMax: OPS_PER_WORKER_MAX, runMsMax: RUN_MS_MAX };
 
 interface Run {
   readonly history: Recorded[];
   readonly startedMs: number;
   /** When each fault was done, in order. */
   readonly faultsAtMs: number[];
+  readonly marks: Mark[];
 }
 
 /** The workers' operations, with the faults injected as the work progresses. */
-async function runWorkload(cluster: Cluster, faults: readonly Fault[]): Promise<Run> {
+async function runWorkload(
+  cluster: Cluster,
+  faults: readonly Fault[],
+  limits: WorkloadLimits = LIMITS,
+): Promise<Run> {
   const history: Recorded[] = [];
   const faultsAtMs: number[] = [];
+  const marks: Mark[] = [];
   const startedMs = performance.now();
-  const stopAtMs = startedMs + RUN_MS_MAX;
+  let stopAtMs = startedMs + limits.runMsMax;
   const worker = async (index: number): Promise<void> => {
     const random = uniform(1000 + index);
     const client = cluster.client();
-    for (let i = 0; i < OPS_PER_WORKER_MAX && performance.now() < stopAtMs; i++) {
+    for (let i = 0; i < limits.opsPerWorkerMax && performance.now() < stopAtMs; i++) {
       const key = KEYS[Math.floor(random() * KEYS.length)];
       const type = random() < 0.5 ? 'write' : 'read';
       history.push(await record(client, `worker${index}`, key, type, `w${index}-${i}`));
       await new Promise((resolve) => setTimeout(resolve, random() * THINK_MS_MAX));
     }
   };
+  const context: FaultContext = {
+    mark: (label) => marks.push({ label, atMs: performance.now() }),
+    history,
+    add: async (operation) => {
+      const op = await operation;
+      history.push(op);
+      return op;
+    },
+  };
   const injector = async (): Promise<void> => {
-    for (const fault of faults) {
-      await waitFor(
-        `${fault.afterShare * 100}% of the workload`,
-        () => (history.length >= fault.afterShare * OPS_TOTAL_MAX ? true : undefined),
-        RUN_MS_MAX,
-        10,
-      );
-      await fault.act();
-      faultsAtMs.push(performance.now());
+    try {
+      for (const fault of faults) {
+        const from = history.length;
+        await waitFor(
+          `${fault.afterOps} more operations`,
+          () => (history.length >= from + fault.afterOps ? true : undefined),
+          limits.runMsMax,
+          10,
+        );
+        await fault.act(context);
+        faultsAtMs.push(performance.now());
+      }
+      if (limits.afterFaultsMs !== undefined) {
+        stopAtMs = Math.min(stopAtMs, performance.now() + limits.afterFaultsMs);
+      }
+    } catch (err) {
+      stopAtMs = 0; // the workers finish the operation at hand and stop: the test fails
+      throw err;
     }
   };
-  await Promise.all([...Array.from({ length: WORKERS }, (_, i) => worker(i)), injector()]);
-  return { history, startedMs, faultsAtMs };
+  const settled = await Promise.allSettled([
+    ...Array.from({ length: WORKERS }, (_, i) => worker(i)),
+    injector(),
+  ]);
+  const run = { history, startedMs, faultsAtMs, marks };
+  const failure = settled.find((r) => r.status === 'rejected');
+  if (failure !== undefined) await withEvidence(cluster, run, () => Promise.reject(failure.reason));
+  return run;
 }
 
-/** Check every key; then check that the run proved something (it cannot pass vacuously). */
-async function expectLinearizable(cluster: Cluster, run: Run, serversAtEnd: number): Promise<void> {
-  const { history } = run;
-  // A last read of every key, once everything settled, closes each history.
-  await cluster.settled(serversAtEnd);
-  const last = cluster.client();
-  for (const key of KEYS) history.push(await record(last, 'final', key, 'read', ''));
+/** The workers' keys, and any key a fault used for operations of its own. */
+function keysOf(run: Run): string[] {
+  return [...new Set([...KEYS, ...run.history.map((o) => o.key)])];
+}
 
+/** A last read of every key, once everything settled, closes each history; the settled view. */
+async function closeHistories(cluster: Cluster, run: Run, serversAtEnd: number): Promise<View> {
+  const view = await cluster.settled(serversAtEnd);
+  const last = cluster.client();
+  for (const key of keysOf(run)) run.history.push(await record(last, 'final', key, 'read', ''));
+  return view;
+}
+
+type Summary = ReturnType<typeof summarize>;
+
+function summarize(run: Run) {
+  const { history } = run;
   const okOps = history.filter((o) => o.outcome === 'ok');
   const lastFaultMs = Math.max(...run.faultsAtMs);
-  const summary = {
+  return {
     operations: history.length,
     ok: okOps.length,
     okWrites: okOps.filter((o) => o.type === 'write').length,
@@ -207,14 +416,28 @@ async function expectLinearizable(cluster: Cluster, run: Run, serversAtEnd: numb
     failed: history.filter((o) => o.outcome === 'fail').length,
     runMs: Math.round(performance.now() - run.startedMs),
   };
-  for (const key of KEYS) {
-    const result = checkRegister(history.filter((o) => o.key === key));
+}
+
+function expectEveryKeyLinearizable(run: Run, summary: Summary): void {
+  const keys = keysOf(run);
+  for (const key of keys) {
+    const result = checkRegister(run.history.filter((o) => o.key === key));
     if (!result.ok) {
       throw new Error(
         `key ${key} is not linearizable:\n${result.explanation}\n${JSON.stringify(summary)}`,
       );
     }
   }
+  expect(run.history.filter((o) => o.process === 'final' && o.outcome === 'ok')).toHaveLength(
+    keys.length,
+  );
+}
+
+/** Check every key; then check that the run proved something (it cannot pass vacuously). */
+async function expectLinearizable(cluster: Cluster, run: Run, serversAtEnd: number): Promise<void> {
+  await closeHistories(cluster, run, serversAtEnd);
+  const summary = summarize(run);
+  expectEveryKeyLinearizable(run, summary);
   const shortfalls = [
     summary.ok < 0.6 * OPS_TOTAL_MAX && 'under 60% of the operations succeeded',
     summary.okWrites < 40 && 'under 40 setr succeeded',
@@ -222,26 +445,279 @@ async function expectLinearizable(cluster: Cluster, run: Run, serversAtEnd: numb
     summary.okAfterLastFault < 30 && 'under 30 operations succeeded after the last fault',
   ].filter((s): s is string => s !== false);
   expect({ shortfalls, summary }).toEqual({ shortfalls: [], summary });
-  expect(history.filter((o) => o.process === 'final' && o.outcome === 'ok')).toHaveLength(
-    KEYS.length,
+}
+
+/**
+ * Every replica of every key in `view` holds the same copy (value and version, or none), and it
+ * is the value the key's final getr returned. Returns the disagreements, one line each.
+ */
+async function replicaDisagreements(view: View, run: Run): Promise<string[]> {
+  const problems: string[] = [];
+  for (const key of keysOf(run)) {
+    const copies = await Promise.all(
+      allocateReplicas(key, view).map(async ({ address }) => {
+        try {
+          const { value, version } = await call(address, ServerApi.get, { key });
+          return { address, value, version };
+        } catch (err) {
+          if (err instanceof DhtError && err.kind === 'not_found') {
+            return { address, value: null, version: 0 };
+          }
+          throw err;
+        }
+      }),
+    );
+    const final = run.history.find((o) => o.process === 'final' && o.key === key);
+    const first = copies[0];
+    if (
+      copies.some((c) => c.value !== first.value || c.version !== first.version) ||
+      final?.outcome !== 'ok' ||
+      final.value !== first.value
+    ) {
+      problems.push(
+        `${key}: replicas ${JSON.stringify(copies)}, final getr ${JSON.stringify(final)}`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** The history, the marks and every process's log, in a directory for a post-mortem. */
+function saveEvidence(cluster: Cluster, run: Run): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'dht-linearizability-'));
+  const rel = (ms: number): number => Math.round((ms - run.startedMs) * 10) / 10;
+  const ops = [...run.history]
+    .sort((a, b) => a.start - b.start)
+    .map((o) => ({ ...o, start: rel(o.start), end: rel(o.end) }));
+  const marks = run.marks.map((m) => ({ ...m, atMs: rel(m.atMs) }));
+  writeFileSync(
+    path.join(dir, 'history.json'),
+    `${JSON.stringify({ marks, faultsAtMs: run.faultsAtMs.map(rel), ops }, null, 1)}\n`,
   );
+  for (const { name, proc } of cluster.started) {
+    writeFileSync(path.join(dir, `${name}-${proc.port}-pid${proc.child.pid}.log`), proc.stderr());
+  }
+  return dir;
+}
+
+/** Run the checks; if any fails, keep the evidence and say where it is. */
+async function withEvidence(cluster: Cluster, run: Run, check: () => Promise<void>): Promise<void> {
+  try {
+    await check();
+  } catch (err) {
+    const dir = saveEvidence(cluster, run);
+    process.stderr.write(`linearizability test failed; history and logs in ${dir}\n`);
+    if (err instanceof Error) err.message += `\n(history and logs in ${dir})`;
+    throw err;
+  }
 }
 
 test('setr/getr on three keys stay linearizable while a primary is SIGKILLed mid-run', async () => {
   const cluster = await Cluster.start(0, 4);
   const run = await runWorkload(cluster, [
-    { afterShare: 0.35, act: async () => void (await cluster.killPrimaryOf(KEYS[0])) },
+    {
+      afterOps: 0.35 * OPS_TOTAL_MAX,
+      act: async () => void (await cluster.killPrimaryOf(KEYS[0])),
+    },
   ]);
   expect(run.faultsAtMs).toHaveLength(1);
-  await expectLinearizable(cluster, run, 3);
+  await withEvidence(cluster, run, () => expectLinearizable(cluster, run, 3));
 }, 60_000);
 
 test('setr/getr stay linearizable while a server joins and then a primary dies', async () => {
   const cluster = await Cluster.start(1, 4);
   const run = await runWorkload(cluster, [
-    { afterShare: 0.25, act: async () => void (await cluster.startServer(4)) },
-    { afterShare: 0.55, act: async () => void (await cluster.killPrimaryOf(KEYS[1])) },
+    { afterOps: 0.25 * OPS_TOTAL_MAX, act: async () => void (await cluster.startServer(4)) },
+    { afterOps: 0.3 * OPS_TOTAL_MAX, act: async () => void (await cluster.killPrimaryOf(KEYS[1])) },
   ]);
   expect(run.faultsAtMs).toHaveLength(2);
-  await expectLinearizable(cluster, run, 4);
+  await withEvidence(cluster, run, () => expectLinearizable(cluster, run, 4));
 }, 60_000);
+
+// ---- the nemesis: a frozen primary and restarts on the same ports --------------------------------
+
+/** Every heartbeat interval well below the failure timeout, and all of them different. */
+const NEMESIS_TIMINGS: Timings = {
+  failureTimeoutS: 3,
+  heartbeatIntervalsS: [0.2, 0.5, 1, 1.5],
+  prepareTimeoutsS: [1, 2, 1.5, 1],
+};
+/** The workers run until the nemesis is done and then this long; the hard cap is generous. */
+const NEMESIS_LIMITS: WorkloadLimits = {
+  opsPerWorkerMax: 2_000,
+  runMsMax: 90_000,
+  afterFaultsMs: 3_000,
+};
+/** Every wait of the nemesis: generous, so that a busy machine does not fail the test. */
+const NEMESIS_WAIT_MS = 30_000;
+/** Requests sent to the frozen primary this long before it wakes are queued at its port. */
+const IN_FLIGHT_LEAD_MS = 200;
+
+/** A key of the nemesis's own (no worker writes it) whose primary in `view` is `primary`. */
+function keyWithPrimary(primary: ServerRef, view: View): string {
+  for (let i = 0; i < 10_000; i++) {
+    const key = `lin/frozen-${i}`;
+    if (allocateReplicas(key, view)[0].id === primary.id) return key;
+  }
+  throw new Error(`no key has its primary on ${primary.address}`);
+}
+
+/** setr of fresh values until one commits: the cluster must take writes (a liveness check). */
+async function writeUntilCommitted(
+  cluster: Cluster,
+  context: FaultContext,
+  key: string,
+  values: () => string,
+): Promise<string> {
+  const client = cluster.client();
+  return waitFor(
+    `a setr of ${key} to commit`,
+    async () => {
+      const op = await context.add(record(client, 'nemesis', key, 'write', values()));
+      return op.outcome === 'ok' ? (op.value ?? undefined) : undefined;
+    },
+    NEMESIS_WAIT_MS,
+  );
+}
+
+/**
+ * SIGSTOP the primary of `key` past the failure timeout; once the view leader expelled it and the
+ * survivors committed writes without it, wake it (SIGCONT) with getr in flight to it from clients
+ * whose views predate the failure; once it has learned that it was expelled, SIGKILL it and start
+ * a new process on its port.
+ *
+ * The workers' own requests that timed out against the frozen primary are still queued at its
+ * port when it wakes, and it then processes them: their prepares leave `key` busy there, which
+ * would hide a stale read of `key`. So the nemesis also writes a key of its own with the same
+ * primary, before the freeze and during it, and reads that one in flight too.
+ */
+async function freezePrimary(cluster: Cluster, key: string, context: FaultContext): Promise<void> {
+  const { ref, proc } = await cluster.primaryOf(key);
+  const own = keyWithPrimary(ref, await cluster.view());
+  let written = 0;
+  const nextValue = (): string => `nemesis-${written++}`;
+  await writeUntilCommitted(cluster, context, own, nextValue);
+  // Clients that learn the view now and then sit idle through the failure: their next request
+  // still goes to the frozen primary, with the epoch they knew. The one in a process of its own
+  // keeps its connection to the primary open (a getr goes to the primary first).
+  const idle = new ClientProcess(cluster.viewLeader.address);
+  await context.add(idle.record('idle-process', own, 'read', ''));
+  const stale = Array.from({ length: 3 }, () => cluster.client());
+  await Promise.all(stale.map((client) => client.queryServers()));
+  expect(allocateReplicas(key, await cluster.view())[0]).toEqual(ref); // the views they hold
+
+  await pause(proc);
+  context.mark('sigstop');
+  await waitFor(
+    'the view leader to expel the frozen primary',
+    async () => ((await cluster.view()).servers.some((s) => s.id === ref.id) ? undefined : true),
+    NEMESIS_WAIT_MS,
+  );
+  context.mark('expelled');
+  await cluster.settled(3, NEMESIS_WAIT_MS);
+  context.mark('settled without it');
+  const sinceMs = performance.now();
+  await writeUntilCommitted(cluster, context, own, nextValue);
+  await waitFor(
+    `two setr of ${key} committed without the frozen primary`,
+    () =>
+      context.history.filter(
+        (o) => o.key === key && o.type === 'write' && o.outcome === 'ok' && o.start > sinceMs,
+      ).length >= 2
+        ? true
+        : undefined,
+    NEMESIS_WAIT_MS,
+  );
+  context.mark('written without it');
+
+  // Reads only: an in-flight prepare processed first would make the key busy and hide them.
+  const inFlight = [
+    context.add(idle.record('idle-process', own, 'read', '')),
+    context.add(record(stale[0], 'stale0', key, 'read', '')),
+  ];
+  await new Promise((resolve) => setTimeout(resolve, IN_FLIGHT_LEAD_MS));
+  await resume(proc);
+  context.mark('sigcont');
+  await Promise.all(inFlight);
+  await Promise.all([
+    context.add(record(stale[1], 'stale1', key, 'write', 'stale1-0')),
+    context.add(record(stale[2], 'stale2', key, 'read', '')),
+  ]);
+  await waitFor(
+    'the woken primary to learn that it was expelled',
+    () => (proc.stderr().includes('heartbeat rejected by the view leader') ? true : undefined),
+    NEMESIS_WAIT_MS,
+  );
+  context.mark('rejected');
+  await cluster.restart(proc);
+  context.mark('restarted the frozen one');
+  await cluster.settled(4, NEMESIS_WAIT_MS);
+  context.mark('settled with 4');
+}
+
+/** SIGKILL the primary of `key` and start a new process on its port at once. */
+async function restartPrimary(cluster: Cluster, key: string, context: FaultContext): Promise<void> {
+  const { proc } = await cluster.primaryOf(key);
+  context.mark('sigkill');
+  await cluster.restart(proc);
+  context.mark('restarted');
+  await cluster.settled(4, NEMESIS_WAIT_MS);
+  context.mark('settled after the restart');
+}
+
+/** How many operations succeeded before, during and after each step of the nemesis. */
+function overlapCounts(run: Run): Summary & Record<string, number> {
+  const at = (label: string): number => {
+    const mark = run.marks.find((m) => m.label === label);
+    if (mark === undefined) throw new Error(`the nemesis did not get to "${label}"`);
+    return mark.atMs;
+  };
+  const ok = run.history.filter((o) => o.outcome === 'ok' && o.process !== 'final');
+  const within = (from: number, to: number): Recorded[] =>
+    ok.filter((o) => o.start >= from && o.end <= to);
+  const overlapping = (from: number, to: number): Recorded[] =>
+    ok.filter((o) => o.start <= to && o.end >= from);
+  const whileFrozen = within(at('sigstop'), at('sigcont'));
+  return {
+    ...summarize(run),
+    okBefore: ok.filter((o) => o.end < at('sigstop')).length,
+    okWhileFrozen: whileFrozen.length,
+    okWritesWhileFrozen: whileFrozen.filter((o) => o.type === 'write').length,
+    okWhileWokenStale: overlapping(at('sigcont'), at('restarted the frozen one')).length,
+    okAroundRestart: overlapping(at('sigkill'), at('settled after the restart')).length,
+    okAfter: ok.filter((o) => o.start > at('settled after the restart')).length,
+  };
+}
+
+test('setr/getr stay linearizable while a primary is frozen past the failure timeout and servers restart on their ports', async () => {
+  const cluster = await Cluster.start(2, 4, NEMESIS_TIMINGS);
+  const run = await runWorkload(
+    cluster,
+    [
+      { afterOps: 40, act: (context) => freezePrimary(cluster, KEYS[0], context) },
+      { afterOps: 40, act: (context) => restartPrimary(cluster, KEYS[1], context) },
+    ],
+    NEMESIS_LIMITS,
+  );
+  expect(run.faultsAtMs).toHaveLength(2);
+
+  await withEvidence(cluster, run, async () => {
+    const view = await closeHistories(cluster, run, 4);
+    const counts = overlapCounts(run);
+    expectEveryKeyLinearizable(run, counts);
+    expect(await replicaDisagreements(view, run)).toEqual([]);
+    expect((await cluster.view()).epoch).toBe(view.epoch); // the replicas checked were the view's
+
+    // The workload overlapped every fault: operations succeeded before, during and after.
+    const shortfalls = [
+      counts.okBefore < 20 && 'under 20 operations succeeded before the nemesis',
+      counts.okWhileFrozen < 5 && 'under 5 operations succeeded while the primary was frozen',
+      counts.okWritesWhileFrozen < 2 && 'under 2 setr succeeded while the primary was frozen',
+      counts.okAroundRestart < 2 && 'under 2 operations succeeded around the restart',
+      counts.okAfter < 30 && 'under 30 operations succeeded after the nemesis',
+      counts.okWrites < 40 && 'under 40 setr succeeded',
+      counts.okReadsOfValues < 40 && 'under 40 getr returned a value',
+    ].filter((s): s is string => s !== false);
+    expect({ shortfalls, counts }).toEqual({ shortfalls: [], counts });
+  });
+}, 150_000);

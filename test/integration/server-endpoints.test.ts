@@ -14,6 +14,8 @@ import { killAll, portBlock, startProcess, waitFor, type Proc } from '../support
 const PORTS = portBlock(4);
 
 const KEY_TOO_LONG = 'k'.repeat(KEY_BYTES_MAX + 1);
+/** A recovery ballot (round 1 of replica 0) of epoch 1. */
+const BALLOT = { epoch: 1, round: 1, slot: 1 };
 /** 513 characters, 1025 bytes: the bound is in bytes. */
 const KEY_TOO_LONG_WIDE = `${'é'.repeat(KEY_BYTES_MAX / 2)}k`;
 const VALUE_TOO_LARGE = 'v'.repeat(VALUE_BYTES_MAX + 1);
@@ -155,12 +157,17 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
     { txid: 't', key: 'k', version: '1' },
     { txid: 't', key: 'k', version: -1 },
     { txid: 't', key: 'k', version: 0.5 },
+    // Beyond the safe integers (lib/limits.ts, VERSION_MAX); claims below it that are still too
+    // high are refused by the handler: test/integration/hostile-requests.test.ts.
+    { txid: 't', key: 'k', version: 2 ** 53 },
+    { txid: 't', key: 'k', version: 1e300 },
     { txid: 5, key: 'k', version: 1 },
     { txid: 't', key: KEY_TOO_LONG, version: 1 },
   ],
   [ServerApi.abort.path]: [
     {},
     { txid: 't' },
+    { txid: 't', key: 'k', ballot: { epoch: 1 } },
     { key: 'k' },
     { txid: 5, key: 'k' },
     { txid: 't', key: KEY_TOO_LONG },
@@ -168,8 +175,27 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
   [ServerApi.decision.path]: [
     {},
     { txid: 't', key: 'k' },
-    { txid: 't', key: 'k', serverId: 5 },
-    { txid: 't', key: KEY_TOO_LONG, serverId: 's' },
+    { txid: 't', key: 'k', serverId: 's' },
+    { txid: 't', key: 'k', serverId: 5, ballot: BALLOT },
+    { txid: 't', key: KEY_TOO_LONG, serverId: 's', ballot: BALLOT },
+    { txid: 't', key: 'k', serverId: 's', ballot: { ...BALLOT, slot: 4 } },
+    { txid: 't', key: 'k', serverId: 's', ballot: { ...BALLOT, round: -1 } },
+    { txid: 't', key: 'k', serverId: 's', ballot: { ...BALLOT, epoch: 'x' } },
+  ],
+  [ServerApi.accept.path]: [
+    {},
+    { txid: 't', key: 'k', serverId: 's', ballot: BALLOT },
+    { txid: 't', key: 'k', serverId: 's', outcome: { state: 'aborted' } },
+    { txid: 't', key: 'k', serverId: 's', ballot: BALLOT, outcome: { state: 'maybe' } },
+    { txid: 't', key: 'k', serverId: 's', ballot: BALLOT, outcome: { state: 'committed' } },
+    {
+      txid: 't',
+      key: 'k',
+      serverId: 's',
+      ballot: BALLOT,
+      outcome: { state: 'committed', version: 2 ** 53 },
+    },
+    { txid: 't', key: 'k', serverId: 's', ballot: 1, outcome: { state: 'aborted' } },
   ],
   [ServerApi.read.path]: [
     {},
@@ -187,6 +213,7 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad' }] },
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 5, version: 1 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 'v', version: -1 }] },
+    { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 'v', version: 2 ** 53 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: '', value: 'v', version: 1 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: KEY_TOO_LONG, value: 'v', version: 1 }] },
     {
@@ -201,6 +228,7 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
     { epoch: 0 },
     { epoch: 0, entries: [{ key: 'k', version: '1' }] },
     { epoch: 0, entries: [{ key: 'k' }] },
+    { epoch: 0, entries: [{ key: 'k', version: 2 ** 53 }] },
     { epoch: 0, entries: [{ key: KEY_TOO_LONG, version: 1 }] },
   ],
 };
@@ -575,7 +603,7 @@ describe('two-phase commit answers', () => {
       value: 'v',
       version: 1,
     });
-    expect(await ok(server.address, '/decision', { txid, key, serverId })).toEqual({
+    expect(await ok(server.address, '/decision', { txid, key, serverId, ballot: BALLOT })).toEqual({
       state: 'committed',
       version: 1,
     });
@@ -591,7 +619,7 @@ describe('two-phase commit answers', () => {
     const read = await post(server.address, '/read', { key, epoch, serverId });
     expect(read.status).toBe(404);
     expect(read.body).toMatchObject({ kind: 'not_found' });
-    expect(await ok(server.address, '/decision', { txid, key, serverId })).toEqual({
+    expect(await ok(server.address, '/decision', { txid, key, serverId, ballot: BALLOT })).toEqual({
       state: 'aborted',
     });
     // A commit of the aborted transaction is refused.

@@ -2,6 +2,7 @@
 // its `listening on` line, and killed by PID when the test ends (also when it fails).
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -26,6 +27,10 @@ export function cleanupProcessesAfterAll(): void {
   });
 }
 
+/**
+ * SIGKILL every child still running and wait until each has exited. SIGKILL also ends a child
+ * that is stopped (SIGSTOP, see `pause`): the kernel delivers it without the child running again.
+ */
 export async function killAll(): Promise<void> {
   const children = [...running];
   for (const child of children) {
@@ -41,6 +46,42 @@ export async function killAll(): Promise<void> {
     ),
   );
   running.clear();
+}
+
+/**
+ * Freeze a process (SIGSTOP), as a long GC pause or a suspended VM would: it keeps its port and
+ * its connections, but answers nothing and sends nothing until `resume`. Resolves once the
+ * kernel reports it stopped (on Linux; elsewhere once the signal is sent).
+ */
+export async function pause(proc: Proc): Promise<void> {
+  signal(proc, 'SIGSTOP');
+  await waitFor(`${proc.address} to stop`, () => (isStopped(proc) !== false ? true : undefined));
+}
+
+/** Let a paused process run again (SIGCONT); resolves once the kernel reports it running. */
+export async function resume(proc: Proc): Promise<void> {
+  signal(proc, 'SIGCONT');
+  await waitFor(`${proc.address} to run`, () => (isStopped(proc) !== true ? true : undefined));
+}
+
+function signal(proc: Proc, name: NodeJS.Signals): void {
+  const { child } = proc;
+  if (child.exitCode !== null || child.signalCode !== null || !child.kill(name)) {
+    throw new Error(`cannot send ${name} to ${proc.address}: it has exited`);
+  }
+}
+
+/** From /proc/PID/stat (Linux): stopped by a signal or not; undefined where there is no /proc. */
+function isStopped(proc: Proc): boolean | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${proc.child.pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // "PID (COMM) STATE ...": COMM may itself hold spaces and parentheses.
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'T';
 }
 
 /** Start `bin/NAME args...` and wait for its `listening on HOST:PORT` line. */
@@ -80,6 +121,20 @@ export async function startProcess(name: string, args: string[]): Promise<Proc> 
   });
   const port = Number(address.slice(address.lastIndexOf(':') + 1));
   return { child, address, port, stderr: () => stderr, exited };
+}
+
+/**
+ * Run `node -e SOURCE ARGS...` from the repository root with piped stdio: a client process of
+ * the test's own (its own connections, its own view cache). Killed by `killAll` like the others.
+ */
+export function startScript(source: string, args: string[] = []): ChildProcess {
+  const child = spawn(process.execPath, ['-e', source, '--', ...args], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
 }
 
 export interface CliResult {

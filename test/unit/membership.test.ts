@@ -1,7 +1,12 @@
 // Membership as scenarios: time is an argument, so each test moves it by hand.
 
 import { AssertionError } from '../../lib/assert';
-import { Membership, type HeartbeatOutcome, type ViewChange } from '../../viewleader/membership';
+import {
+  Membership,
+  type AddressProbe,
+  type HeartbeatOutcome,
+  type ViewChange,
+} from '../../viewleader/membership';
 
 const TIMEOUT_MS = 1000;
 const A = { id: 'a', address: '127.0.0.1:38000' };
@@ -21,6 +26,16 @@ function withServers(...servers: { id: string; address: string }[]): Membership 
 }
 
 const ids = (m: Membership): string[] => m.view().servers.map((s) => s.id);
+
+/**
+ * A restarted process at `address` (new ID `id`): its heartbeat finds the address held, and the
+ * probe of the address answers with the new ID, as the shell would see it.
+ */
+function restartAt(m: Membership, id: string, address: string, nowMs: number): HeartbeatOutcome {
+  const first = m.heartbeat(id, address, nowMs);
+  if (first.kind !== 'address_held') return first;
+  return m.takeOver(id, address, first.holder.id, { kind: 'answered', serverId: id }, nowMs);
+}
 
 describe('joining', () => {
   test('the epoch starts at 0 with an empty view that is not rebalancing', () => {
@@ -146,7 +161,7 @@ describe('an expired ID is rejected forever', () => {
     const membership = new Membership(TIMEOUT_MS, rememberedMax);
     const count = rememberedMax + 2;
     for (let i = 0; i < count; i++) {
-      accepted(membership.heartbeat(`s${i}`, A.address, 0)); // each evicts the previous one
+      accepted(restartAt(membership, `s${i}`, A.address, 0)); // each evicts the previous one
     }
     expect(membership.isExpired('s0')).toBe(false);
     expect(membership.isExpired('s1')).toBe(true);
@@ -156,9 +171,23 @@ describe('an expired ID is rejected forever', () => {
 });
 
 describe('address takeover', () => {
-  test('a new ID at a live address evicts the old ID in the same epoch increment', () => {
+  test('a new ID at a live address is not admitted on its word: probe the address', () => {
     const membership = withServers(A, B);
-    const outcome = accepted(membership.heartbeat('a2', A.address, 10));
+    expect(membership.heartbeat('a2', A.address, 10)).toEqual({
+      kind: 'address_held',
+      holder: A,
+      change: undefined,
+    });
+    expect(membership.view()).toMatchObject({ epoch: 2, servers: [A, B] });
+  });
+
+  test.each<{ probe: AddressProbe; why: string }>([
+    { probe: { kind: 'answered', serverId: 'a2' }, why: 'the newcomer listens there' },
+    { probe: { kind: 'refused' }, why: 'nothing listens there: the holder is gone' },
+  ])('proven ($why): the old ID is evicted in the join epoch increment', ({ probe }) => {
+    const membership = withServers(A, B);
+    expect(membership.heartbeat('a2', A.address, 10).kind).toBe('address_held');
+    const outcome = accepted(membership.takeOver('a2', A.address, A.id, probe, 20));
     expect(outcome.change).toEqual({
       epoch: 3,
       joined: [{ id: 'a2', address: A.address }],
@@ -167,9 +196,88 @@ describe('address takeover', () => {
     expect(outcome.view.servers).toEqual([{ id: 'a2', address: A.address }, B]);
   });
 
+  test.each<{ probe: AddressProbe; why: string }>([
+    { probe: { kind: 'answered', serverId: A.id }, why: 'the holder answers there' },
+    { probe: { kind: 'answered', serverId: 'someone else' }, why: 'a third ID answers there' },
+    { probe: { kind: 'no_answer' }, why: 'no answer in time (a paused holder still holds it)' },
+  ])('not proven ($why): the newcomer is refused, the holder untouched', ({ probe }) => {
+    const membership = withServers(A, B);
+    const before = membership.view();
+    expect(membership.heartbeat('a2', A.address, 10).kind).toBe('address_held');
+    expect(membership.takeOver('a2', A.address, A.id, probe, 20)).toEqual({
+      kind: 'address_in_use',
+      holder: A,
+      probe,
+      change: undefined,
+    });
+    expect(membership.view()).toEqual(before);
+    expect(membership.isExpired('a2')).toBe(false); // refused for now, not forever
+    // The holder heartbeats as before; its timeout counts from its own heartbeats (b, silent
+    // since 0, leaves at the same tick that a is still in).
+    expect(accepted(membership.heartbeat(A.id, A.address, 30)).change).toBeUndefined();
+    membership.tick(30 + TIMEOUT_MS);
+    expect(ids(membership)).toEqual(['a']);
+  });
+
+  test('a refused newcomer takes over once the holder stops answering', () => {
+    const membership = withServers(A);
+    membership.heartbeat('a2', A.address, 10);
+    const inUse = { kind: 'answered', serverId: A.id } as const;
+    expect(membership.takeOver('a2', A.address, A.id, inUse, 20).kind).toBe('address_in_use');
+    expect(membership.heartbeat('a2', A.address, 220).kind).toBe('address_held');
+    const outcome = accepted(membership.takeOver('a2', A.address, A.id, { kind: 'refused' }, 230));
+    expect(outcome.change).toEqual({
+      epoch: 2,
+      joined: [{ id: 'a2', address: A.address }],
+      left: [{ ...A, cause: 'evicted' }],
+    });
+  });
+
+  test('the holder timing out while the probe runs: the newcomer joins whatever the probe said', () => {
+    const membership = withServers(A);
+    expect(membership.heartbeat('a2', A.address, TIMEOUT_MS).kind).toBe('address_held');
+    const probe = { kind: 'answered', serverId: A.id } as const; // its last words
+    const outcome = accepted(membership.takeOver('a2', A.address, A.id, probe, TIMEOUT_MS + 1));
+    expect(outcome.change).toEqual({
+      epoch: 2,
+      joined: [{ id: 'a2', address: A.address }],
+      left: [{ ...A, cause: 'expired' }],
+    });
+  });
+
+  test('the address changing hands while the probe runs: held again, nobody evicted', () => {
+    const membership = withServers(A);
+    expect(membership.heartbeat('x', A.address, 10).kind).toBe('address_held');
+    expect(membership.heartbeat('y', A.address, 10).kind).toBe('address_held');
+    accepted(membership.takeOver('y', A.address, A.id, { kind: 'refused' }, 20));
+    // x's probe also found nothing listening, but it was about A, and y holds the address now.
+    expect(membership.takeOver('x', A.address, A.id, { kind: 'refused' }, 30)).toEqual({
+      kind: 'address_held',
+      holder: { id: 'y', address: A.address },
+      change: undefined,
+    });
+    expect(membership.view().servers).toEqual([{ id: 'y', address: A.address }]);
+  });
+
+  test('two heartbeats of one newcomer sharing a probe: the second finds itself admitted', () => {
+    const membership = withServers(A);
+    const probe = { kind: 'answered', serverId: 'a2' } as const;
+    accepted(membership.takeOver('a2', A.address, A.id, probe, 20));
+    const again = accepted(membership.takeOver('a2', A.address, A.id, probe, 21));
+    expect(again.change).toBeUndefined();
+    expect(again.view).toMatchObject({ epoch: 2, servers: [{ id: 'a2', address: A.address }] });
+  });
+
+  test('an expired newcomer stays rejected whatever the probe says', () => {
+    const membership = withServers(A, B);
+    accepted(restartAt(membership, 'a2', A.address, 10));
+    const answered = { kind: 'answered', serverId: A.id } as const;
+    expect(membership.takeOver(A.id, A.address, 'a2', answered, 20).kind).toBe('expired');
+  });
+
   test('the evicted ID is rejected forever, even after the newcomer leaves', () => {
     const membership = withServers(A);
-    accepted(membership.heartbeat('a2', A.address, 10));
+    accepted(restartAt(membership, 'a2', A.address, 10));
     expect(membership.heartbeat(A.id, A.address, 20).kind).toBe('expired');
     membership.tick(10 + TIMEOUT_MS + 1);
     expect(membership.heartbeat(A.id, A.address, 10 + TIMEOUT_MS + 2).kind).toBe('expired');
