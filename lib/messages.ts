@@ -3,7 +3,13 @@
 // docs/protocol.md documents each endpoint of this table.
 
 import { z } from 'zod';
-import { BATCH_REQUESTS_MAX, KEY_BYTES_MAX, KEY_BYTES_MIN, VALUE_BYTES_MAX } from './limits';
+import {
+  BATCH_REQUESTS_MAX,
+  EPOCH_REPORTED_MAX,
+  KEY_BYTES_MAX,
+  KEY_BYTES_MIN,
+  VALUE_BYTES_MAX,
+} from './limits';
 
 const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 
@@ -48,7 +54,12 @@ const Ok = z.object({});
 
 // ---- view leader ------------------------------------------------------------------------------
 
-export const HeartbeatRequest = z.object({ serverId: ServerId, address: Address });
+export const HeartbeatRequest = z.object({
+  serverId: ServerId,
+  address: Address,
+  /** The highest epoch the server has installed; absent before its first view. */
+  epoch: Epoch.max(EPOCH_REPORTED_MAX).optional(),
+});
 export const HeartbeatResponse = z.object({ epoch: Epoch, view: View });
 /** `copied`: this server's pushes for the epoch are acknowledged; `done`: its cleanup too. */
 export const RebalancePhase = z.enum(['copied', 'done']);

@@ -270,7 +270,11 @@ export class StorageServer {
         const ack = await call(
           address,
           ViewLeaderApi.heartbeat,
-          { serverId: this.config.serverId, address: this.address },
+          {
+            serverId: this.config.serverId,
+            address: this.address,
+            epoch: this.tracker.reportedEpoch,
+          },
           { timeoutMs: VIEWLEADER_TIMEOUT_MS },
         );
         this.viewLeaderIndex = (this.viewLeaderIndex + attempt) % leaders.length;

@@ -29,8 +29,8 @@ export class ViewLeader {
 
   heartbeat(request: RequestOf<Api['heartbeat']>): ResponseOf<Api['heartbeat']> {
     this.tick();
-    const { serverId, address } = request;
-    const outcome = this.membership.heartbeat(serverId, address, this.nowMs());
+    const { serverId, address, epoch } = request;
+    const outcome = this.membership.heartbeat(serverId, address, this.nowMs(), epoch);
     this.carryOut(outcome.change);
     switch (outcome.kind) {
       case 'accepted':
