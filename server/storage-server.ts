@@ -164,7 +164,11 @@ export class StorageServer {
         ({ epoch, entries }) => {
           this.refuseOlderEpoch(epoch);
           let stored = 0;
-          for (const e of entries) if (store.putIfNewer(e.key, e.value, e.version)) stored++;
+          for (const e of entries) {
+            if (!store.putIfNewer(e.key, e.value, e.version)) continue;
+            this.rebalancer.noteReceived(e.key, epoch);
+            stored++;
+          }
           return { stored };
         },
         { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
