@@ -72,6 +72,12 @@ export const SERVER_PORT_LAST = 38010;
 export const HOST_DEFAULT = '127.0.0.1';
 
 export const HEARTBEAT_INTERVAL_S_DEFAULT = 10;
+/**
+ * The highest epoch a heartbeat may report. The view leader counts on from the highest reported
+ * epoch (docs/design.md, "Epoch continuity"), so a bound far below 2^53 keeps every later epoch an
+ * exact integer: 2^52 more view changes, at one per millisecond, would take 140,000 years.
+ */
+export const EPOCH_REPORTED_MAX = 2 ** 52;
 export const FAILURE_TIMEOUT_S_DEFAULT = 30;
 /**
  * A new server ID heartbeating from a live server's address makes the view leader ask that

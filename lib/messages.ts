@@ -6,6 +6,7 @@ import { z } from 'zod';
 import {
   BALLOT_ROUND_MAX,
   BATCH_REQUESTS_MAX,
+  EPOCH_REPORTED_MAX,
   KEY_BYTES_MAX,
   KEY_BYTES_MIN,
   REPLICATION_COUNT,
@@ -57,7 +58,12 @@ const Ok = z.object({});
 
 // ---- view leader ------------------------------------------------------------------------------
 
-export const HeartbeatRequest = z.object({ serverId: ServerId, address: Address });
+export const HeartbeatRequest = z.object({
+  serverId: ServerId,
+  address: Address,
+  /** The highest epoch the server has installed; absent before its first view. */
+  epoch: Epoch.max(EPOCH_REPORTED_MAX).optional(),
+});
 export const HeartbeatResponse = z.object({ epoch: Epoch, view: View });
 /** `copied`: this server's pushes for the epoch are acknowledged; `done`: its cleanup too. */
 export const RebalancePhase = z.enum(['copied', 'done']);

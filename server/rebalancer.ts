@@ -4,12 +4,14 @@
 // The cleanup phase, run only after the view leader's barrier (every server copied), deletes
 // what this server no longer replicates. A newer view supersedes a copy phase in progress; the
 // next one re-plans against the view leader's placement, which an interrupted phase left as is.
+// It remembers the epoch of the transfer that stored each copy here, until a placement vouches
+// for it: the planner offers copies the placement does not vouch for to all their replicas.
 
 import { call } from '../lib/http-client';
 import type { Logger } from '../lib/logger';
 import { ServerApi, type Entry, type ServerRef, type View } from '../lib/messages';
 import { TRANSFER_BATCH_BYTES_MAX, TRANSFER_BATCH_KEYS_MAX } from '../lib/limits';
-import { planRebalance } from './rebalance-planner';
+import { arrivalsFor, planRebalance } from './rebalance-planner';
 import type { Store } from './store';
 
 const DRAIN_POLL_MS = 20;
@@ -35,7 +37,19 @@ export interface CopyReport {
 }
 
 export class Rebalancer {
+  /**
+   * Key -> the epoch of the transfer that last stored it here. Pruned at every plan (to what the
+   * placement does not vouch for, and to keys still held), so it never outgrows the store by more
+   * than what one copy phase receives.
+   */
+  private readonly received = new Map<string, number>();
+
   constructor(private readonly host: RebalanceHost) {}
+
+  /** A transfer of `epoch` stored `key` here. */
+  noteReceived(key: string, epoch: number): void {
+    this.received.set(key, epoch);
+  }
 
   /**
    * The copy phase for `view`; undefined when a newer view superseded it mid-way
@@ -48,11 +62,16 @@ export class Rebalancer {
       if (!stillCurrent()) return undefined;
       await sleep(DRAIN_POLL_MS);
     }
+    const arrivals = arrivalsFor(this.received, view.placement.epoch, view.epoch);
+    for (const key of this.received.keys()) {
+      if (!arrivals.has(key) || host.store.get(key) === undefined) this.received.delete(key);
+    }
     const plan = planRebalance({
       selfId: host.selfId,
       previous: view.placement.servers,
       next: view.servers,
       keys: [...host.store.keys()],
+      arrivals,
     });
 
     let keysPushed = 0;

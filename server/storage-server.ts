@@ -204,7 +204,11 @@ export class StorageServer {
             this.serversInView().filter((s) => s.id === sourceId),
           );
           let stored = 0;
-          for (const e of entries) if (store.putIfNewer(e.key, e.value, e.version)) stored++;
+          for (const e of entries) {
+            if (!store.putIfNewer(e.key, e.value, e.version)) continue;
+            this.rebalancer.noteReceived(e.key, epoch);
+            stored++;
+          }
           return { stored };
         },
         { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
@@ -433,7 +437,11 @@ export class StorageServer {
         const ack = await call(
           address,
           ViewLeaderApi.heartbeat,
-          { serverId: this.config.serverId, address: this.address },
+          {
+            serverId: this.config.serverId,
+            address: this.address,
+            epoch: this.tracker.reportedEpoch,
+          },
           { timeoutMs: VIEWLEADER_TIMEOUT_MS },
         );
         this.viewLeaderIndex = (this.viewLeaderIndex + attempt) % leaders.length;

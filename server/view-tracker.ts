@@ -6,10 +6,12 @@
 //     ^                            |  (report `copied`)        (cleanup, report `done`)
 //     +------ ack of a newer epoch supersedes either phase: install it, copy again ------+
 //
-// Every copy phase is one *run*, numbered by this tracker: an epoch number can come back (a
-// restarted view leader counts from 0 again), a run number cannot, so a superseded run can never
-// be mistaken for the current one. A report the view leader has not acknowledged is sent again
-// with every heartbeat acknowledgment.
+// The epoch only goes up here: heartbeats report the highest epoch installed, and the view leader
+// hands out epochs above every reported one, also after it restarts (viewleader/membership.ts).
+// So a view with an older epoch than the one held is a stale answer and is ignored, and an epoch
+// names one view. Every copy phase is one *run*, numbered by this tracker, which also ends when
+// the server is expelled. A report the view leader has not acknowledged is sent again with every
+// heartbeat acknowledgment.
 
 import { assert } from '../lib/assert';
 import type { RebalancePhase, View } from '../lib/messages';
@@ -37,6 +39,8 @@ export const NO_EPOCH = -1;
 
 export class ViewTracker {
   private currentEpoch = NO_EPOCH;
+  /** The highest epoch ever installed; unlike `currentEpoch`, kept when expelled. */
+  private highestEpoch = NO_EPOCH;
   private currentIds: ReadonlySet<string> = new Set();
   private phase: RebalanceProgress = { state: 'idle' };
   private unreported: { readonly epoch: number; readonly phase: RebalancePhase } | undefined;
@@ -45,6 +49,15 @@ export class ViewTracker {
 
   get epoch(): number {
     return this.currentEpoch;
+  }
+
+  /**
+   * What a heartbeat reports: the highest epoch installed, also after an expulsion (a restarted
+   * view leader may accept this server again, and must not hand it an older epoch). Undefined
+   * before the first view.
+   */
+  get reportedEpoch(): number | undefined {
+    return this.highestEpoch === NO_EPOCH ? undefined : this.highestEpoch;
   }
 
   /** The IDs of the servers in the view (for the participant's termination protocol). */
@@ -76,16 +89,17 @@ export class ViewTracker {
 
   /** A heartbeat acknowledgment carrying the view leader's current view. */
   onAck(view: View): ViewEffect[] {
-    // A new view: a new epoch, or (after a view leader restart, which counts epochs from 0 again)
-    // the same epoch number with other servers.
-    if (view.epoch !== this.currentEpoch || !sameServers(view, this.currentIds)) {
+    if (view.epoch > this.highestEpoch) {
       this.currentEpoch = view.epoch;
+      this.highestEpoch = view.epoch;
       this.currentIds = new Set(view.servers.map((s) => s.id));
       this.runs += 1;
       this.phase = { state: 'copying', epoch: view.epoch, run: this.runs };
       this.unreported = undefined;
       return [{ type: 'install', view, run: this.runs }];
     }
+    // Older than the view held (a slow answer), or not newer than the one held when expelled.
+    if (view.epoch !== this.currentEpoch) return [];
     const effects: ViewEffect[] = [];
     const phase = this.phase;
     if (phase.state === 'copied' && view.placement.epoch === view.epoch) {
@@ -94,13 +108,7 @@ export class ViewTracker {
       this.unreported = { epoch: view.epoch, phase: 'done' };
       effects.push({ type: 'cleanup', epoch: view.epoch, drop: phase.drop });
     }
-    if (this.unreported !== undefined) {
-      effects.push({ type: 'report', ...this.unreported });
-    } else if (this.phase.state === 'idle' && view.rebalancing) {
-      // Done here, yet the view leader still waits: it may have restarted and forgotten the
-      // report. Reporting again is idempotent there.
-      effects.push({ type: 'report', epoch: view.epoch, phase: 'done' });
-    }
+    if (this.unreported !== undefined) effects.push({ type: 'report', ...this.unreported });
     return effects;
   }
 
@@ -132,8 +140,4 @@ export class ViewTracker {
     this.unreported = undefined;
     this.runs += 1; // no run in progress is current any more
   }
-}
-
-function sameServers(view: View, ids: ReadonlySet<string>): boolean {
-  return view.servers.length === ids.size && view.servers.every((s) => ids.has(s.id));
 }

@@ -18,6 +18,12 @@
 // can listen on an address, so the newcomer wins if that process says it is the newcomer, or if
 // nothing listens any more (the old holder is gone). Any other answer, or none in time, leaves
 // the holder in place and refuses the newcomer.
+//
+// Epoch continuity: a heartbeat reports the highest epoch its server has installed, and the next
+// view's epoch exceeds every epoch reported. This state is in memory, so a restarted view leader
+// starts again at 0 and forgets the epochs it handed out; the servers remember them, and their
+// first heartbeats lift it above them. So the epoch a heartbeating server sees never goes back,
+// also across view leader restarts (the 2PC termination protocol orders ballots by epoch).
 
 import { assert } from '../lib/assert';
 import type { Placement, RebalancePhase, ServerRef, View } from '../lib/messages';
@@ -103,6 +109,8 @@ export class Membership {
   private latestNowMs = Number.NEGATIVE_INFINITY;
   /** Rebalancing is two phases with a barrier between (docs/design.md): see `Placement`. */
   private currentPlacement: Placement = { epoch: 0, servers: [] };
+  /** The highest epoch a heartbeat reported: the next view's epoch exceeds it. */
+  private reportedEpochMax = 0;
 
   constructor(
     readonly failureTimeoutMs: number,
@@ -152,8 +160,14 @@ export class Membership {
     return this.installView([], this.removeOverdue(nowMs));
   }
 
-  heartbeat(serverId: string, address: string, nowMs: number): HeartbeatOutcome {
-    return this.step(serverId, address, nowMs, undefined);
+  /** `reportedEpoch`: the highest epoch the server has installed (undefined: none yet). */
+  heartbeat(
+    serverId: string,
+    address: string,
+    nowMs: number,
+    reportedEpoch?: number,
+  ): HeartbeatOutcome {
+    return this.step(serverId, address, nowMs, undefined, reportedEpoch);
   }
 
   /**
@@ -170,10 +184,17 @@ export class Membership {
     holderId: string,
     probe: AddressProbe,
     nowMs: number,
+    reportedEpoch?: number,
   ): HeartbeatOutcome {
     const proven =
       probe.kind === 'refused' || (probe.kind === 'answered' && probe.serverId === serverId);
-    const outcome = this.step(serverId, address, nowMs, proven ? holderId : undefined);
+    const outcome = this.step(
+      serverId,
+      address,
+      nowMs,
+      proven ? holderId : undefined,
+      reportedEpoch,
+    );
     if (outcome.kind === 'address_held' && outcome.holder.id === holderId) {
       assert(!proven, 'a proven takeover of the probed holder is never refused');
       return { kind: 'address_in_use', holder: outcome.holder, probe, change: outcome.change };
@@ -187,8 +208,10 @@ export class Membership {
     address: string,
     nowMs: number,
     evictable: string | undefined,
+    reportedEpoch: number | undefined,
   ): HeartbeatOutcome {
     this.advanceClock(nowMs);
+    this.noteReportedEpoch(reportedEpoch);
     const left = this.removeOverdue(nowMs);
     if (this.expiredIds.has(serverId)) {
       return { kind: 'expired', change: this.installView([], left) };
@@ -242,15 +265,21 @@ export class Membership {
     return { kind: 'recorded', finished: wasRebalancing && !this.rebalancing };
   }
 
-  /** The one door through which the epoch changes. */
+  /**
+   * The one door through which the epoch changes. A reported epoch beyond the current one (a
+   * server that learned it elsewhere) installs a new view too, with no join or leave: the server
+   * would ignore an older one, and everyone must see an epoch above it.
+   */
   private installView(
     joined: readonly ServerRef[],
     left: readonly DepartedServer[],
   ): ViewChange | undefined {
-    if (joined.length === 0 && left.length === 0) return undefined;
+    const behind = this.reportedEpochMax > this.currentEpoch;
+    if (joined.length === 0 && left.length === 0 && !behind) return undefined;
     const previousEpoch = this.currentEpoch;
-    this.currentEpoch += 1;
+    this.currentEpoch = Math.max(this.currentEpoch, this.reportedEpochMax) + 1;
     assert(this.currentEpoch > previousEpoch, 'the epoch never decreases nor repeats');
+    assert(this.currentEpoch > this.reportedEpochMax, 'the epoch exceeds every reported epoch');
     assert(
       joined.every((s) => this.members.has(s.id)) && left.every((s) => !this.members.has(s.id)),
       'joined servers are in the view and departed ones are not',
@@ -267,6 +296,12 @@ export class Membership {
     }
     assert(this.currentPlacement.epoch < this.currentEpoch, 'the placement never goes back');
     this.currentPlacement = { epoch: this.currentEpoch, servers: this.view().servers };
+  }
+
+  private noteReportedEpoch(reported: number | undefined): void {
+    if (reported === undefined) return;
+    assert(Number.isSafeInteger(reported) && reported >= 0, 'a reported epoch is validated');
+    this.reportedEpochMax = Math.max(this.reportedEpochMax, reported);
   }
 
   private removeOverdue(nowMs: number): DepartedServer[] {

@@ -47,13 +47,13 @@ export class ViewLeader {
    */
   async heartbeat(request: RequestOf<Api['heartbeat']>): Promise<ResponseOf<Api['heartbeat']>> {
     this.tick();
-    const { serverId, address } = request;
-    let outcome = this.membership.heartbeat(serverId, address, this.nowMs());
+    const { serverId, address, epoch } = request;
+    let outcome = this.membership.heartbeat(serverId, address, this.nowMs(), epoch);
     this.carryOut(outcome.change);
     if (outcome.kind === 'address_held') {
       const holder = outcome.holder;
       const probe = await this.probe(address);
-      outcome = this.membership.takeOver(serverId, address, holder.id, probe, this.nowMs());
+      outcome = this.membership.takeOver(serverId, address, holder.id, probe, this.nowMs(), epoch);
       this.carryOut(outcome.change);
       if (outcome.kind === 'address_in_use') {
         this.logger.warn(

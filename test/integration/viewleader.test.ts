@@ -193,6 +193,17 @@ describe('membership', () => {
     expect(leader.stderr()).toMatch(/"epoch":3,"joined":\[\],"left":\["srv-a"\].*view changed/);
   });
 
+  test('the next epoch exceeds every epoch a heartbeat reports (a restarted view leader)', async () => {
+    const leader = await startViewLeader();
+    const report = (serverId: string, i: number, epoch?: number) =>
+      call(leader.address, ViewLeaderApi.heartbeat, { serverId, address: serverAddress(i), epoch });
+    expect((await report('srv-a', 0, 41)).epoch).toBe(42);
+    expect((await report('srv-b', 1, 7)).epoch).toBe(43);
+    expect((await report('srv-a', 0, 42)).epoch).toBe(43); // a member at the current epoch
+    expect((await report('srv-c', 2)).epoch).toBe(44); // no epoch yet
+    expect(await queryServers(leader)).toMatchObject({ epoch: 44 });
+  });
+
   test('a new ID heartbeating from a live address where nothing listens takes it over at once', async () => {
     // The pretend servers' addresses have no process: the view leader's probe of the address is
     // refused, so the old ID is gone (test/integration/hostile-requests.test.ts has the other case).
@@ -308,6 +319,18 @@ describe('bad input gets a 4xx JSON answer and changes nothing', () => {
       case: 'a bad address',
       path: '/heartbeat',
       body: '{"serverId":"a","address":"x"}',
+      status: 400,
+    },
+    {
+      case: 'a negative heartbeat epoch',
+      path: '/heartbeat',
+      body: '{"serverId":"a","address":"127.0.0.1:1","epoch":-1}',
+      status: 400,
+    },
+    {
+      case: 'a heartbeat epoch beyond EPOCH_REPORTED_MAX',
+      path: '/heartbeat',
+      body: `{"serverId":"a","address":"127.0.0.1:1","epoch":${2 ** 52 + 1}}`,
       status: 400,
     },
     {

@@ -415,3 +415,55 @@ describe('the copy barrier (placement)', () => {
     expect(membership.placement).toEqual({ epoch: membership.epoch, servers: [] });
   });
 });
+
+describe('epoch continuity: the next epoch exceeds every epoch a heartbeat reports', () => {
+  test('a restarted view leader counts on from the epochs its servers report', () => {
+    const restarted = new Membership(TIMEOUT_MS); // knows nothing: epoch 0
+    expect(accepted(restarted.heartbeat(A.id, A.address, 0, 41)).view.epoch).toBe(42);
+    expect(accepted(restarted.heartbeat(B.id, B.address, 0, 40)).view.epoch).toBe(43);
+    // A server with no epoch yet (a fresh process) raises nothing: one more view change.
+    expect(accepted(restarted.heartbeat(C.id, C.address, 0)).view.epoch).toBe(44);
+  });
+
+  test('a member reporting the current or an older epoch changes nothing', () => {
+    const membership = withServers(A, B); // epoch 2
+    for (const reported of [2, 1, 0, undefined]) {
+      expect(accepted(membership.heartbeat(A.id, A.address, 1, reported)).change).toBeUndefined();
+    }
+    expect(membership.epoch).toBe(2);
+  });
+
+  test('a member reporting a newer epoch gets a new view above it, with no join or leave', () => {
+    // It learned that epoch elsewhere (another view leader of the list): it ignores older views,
+    // so the view leader moves past it, and every server rebalances for the new epoch.
+    const membership = withServers(A, B); // epoch 2
+    membership.rebalanceDone(A.id, 2);
+    membership.rebalanceDone(B.id, 2);
+    const outcome = accepted(membership.heartbeat(B.id, B.address, 1, 9));
+    expect(outcome.change).toEqual({ epoch: 10, joined: [], left: [] });
+    expect(outcome.view).toMatchObject({ epoch: 10, servers: [A, B], rebalancing: true });
+    expect(outcome.view.placement.epoch).toBe(2);
+  });
+
+  test('a join and a timeout noticed together share one increment, above the report', () => {
+    const membership = withServers(A); // epoch 1
+    const outcome = accepted(membership.heartbeat(B.id, B.address, TIMEOUT_MS + 1, 20));
+    expect(outcome.change).toEqual({ epoch: 21, joined: [B], left: [{ ...A, cause: 'expired' }] });
+  });
+
+  test('the highest report counts, also from a heartbeat that is refused', () => {
+    const membership = withServers(A); // epoch 1
+    membership.tick(TIMEOUT_MS + 1); // A expires: epoch 2
+    expect(membership.heartbeat(A.id, A.address, TIMEOUT_MS + 2, 30).kind).toBe('expired');
+    expect(membership.epoch).toBe(31);
+    expect(accepted(membership.heartbeat(B.id, B.address, TIMEOUT_MS + 3, 5)).view.epoch).toBe(32);
+  });
+
+  test('a report that is not a non-negative integer is a programmer error (validated at the edge)', () => {
+    for (const reported of [-1, 1.5, Number.NaN, 2 ** 53]) {
+      expect(() => new Membership(TIMEOUT_MS).heartbeat(A.id, A.address, 0, reported)).toThrow(
+        AssertionError,
+      );
+    }
+  });
+});

@@ -124,35 +124,52 @@ test('a copy phase ends once', () => {
   expect(() => tracker.onCopied(1, [])).toThrow(AssertionError);
 });
 
-test('after a view leader restart an epoch number comes back; a stale copy run still cannot pass', () => {
+test('an older epoch is a stale answer: ignored, whatever its servers and placement', () => {
   const tracker = new ViewTracker();
-  const old7 = view(7, [A, B], 6);
-  expect(tracker.onAck(old7)).toEqual([{ type: 'install', view: old7, run: 1 }]);
-  // The view leader restarts and counts again from 1; later it reaches epoch 7 once more.
-  const restarted = view(1, [A], 0);
-  expect(tracker.onAck(restarted)).toEqual([{ type: 'install', view: restarted, run: 2 }]);
-  const new7 = view(7, [A, C], 6);
-  expect(tracker.onAck(new7)).toEqual([{ type: 'install', view: new7, run: 3 }]);
-  // The first run (old epoch 7) finishes late: ignored, although the epoch number matches.
+  const v7 = view(7, [A, B], 6);
+  expect(tracker.onAck(v7)).toEqual([{ type: 'install', view: v7, run: 1 }]);
+  expect(tracker.onAck(view(6, [A, B], 6))).toEqual([]);
+  expect(tracker.onAck(view(1, [A], 0))).toEqual([]);
+  expect(tracker.onAck(view(3, [A, C], 3))).toEqual([]); // not even its "barrier" counts
+  expect(tracker.epoch).toBe(7);
+  expect(tracker.viewIds).toEqual(new Set(['a', 'b']));
+  expect(tracker.progress).toEqual({ state: 'copying', epoch: 7, run: 1 });
+});
+
+test('a restarted view leader hands out a higher epoch: a new view; the old run cannot pass', () => {
+  const tracker = new ViewTracker();
+  tracker.onAck(view(7, [A, B], 6));
+  expect(tracker.reportedEpoch).toBe(7); // what the heartbeat to the restarted one says
+  // It counts on from 7 and the servers rejoin one at a time: epochs 8, 9, ...
+  const rejoined = view(9, [A, C], 8);
+  expect(tracker.onAck(rejoined)).toEqual([{ type: 'install', view: rejoined, run: 2 }]);
   expect(tracker.isCurrentRun(1)).toBe(false);
   expect(tracker.onCopied(1, ['stale'])).toEqual([]);
-  expect(tracker.progress).toEqual({ state: 'copying', epoch: 7, run: 3 });
+  expect(tracker.progress).toEqual({ state: 'copying', epoch: 9, run: 2 });
 });
 
-test('after a view leader restart, the same epoch with other servers is a new view', () => {
+test('the reported epoch: none before the first view, then the highest installed, kept when expelled', () => {
   const tracker = new ViewTracker();
-  tracker.onAck(view(1, [A, B], 0));
-  const other = view(1, [A, C], 0);
-  expect(tracker.onAck(other)).toEqual([{ type: 'install', view: other, run: 2 }]);
-  expect(tracker.viewIds).toEqual(new Set(['a', 'c']));
+  expect(tracker.reportedEpoch).toBeUndefined();
+  tracker.onAck(view(3, [A, B], 0));
+  expect(tracker.reportedEpoch).toBe(3);
+  tracker.onExpelled();
+  expect(tracker.epoch).toBe(NO_EPOCH);
+  expect(tracker.reportedEpoch).toBe(3);
+  // Expelled, an ack of the epoch it held installs nothing; only a newer one does (a restarted
+  // view leader that accepts this server again).
+  expect(tracker.onAck(view(3, [A, B], 3))).toEqual([]);
+  expect(tracker.epoch).toBe(NO_EPOCH);
+  const v4 = view(4, [A], 3);
+  expect(tracker.onAck(v4)).toEqual([{ type: 'install', view: v4, run: 3 }]);
+  expect(tracker.epoch).toBe(4);
+  expect(tracker.rebalancing).toBe(true);
 });
 
-test('done here but the view leader still waits (it restarted): report done again', () => {
+test('done and acknowledged: acks of a view still rebalancing (others at work) send nothing', () => {
   const tracker = atBarrier();
   tracker.onAck(view(1, [A, B], 1)); // cleanup, done reported...
-  tracker.onReported(1, 'done'); // ...and acknowledged, by the view leader that then restarted
-  // The restarted view leader has the same epoch and servers, waiting for reports.
-  expect(tracker.onAck(view(1, [A, B], 0))).toEqual([{ type: 'report', epoch: 1, phase: 'done' }]);
-  // Once it has them all, nothing more is sent.
-  expect(tracker.onAck(view(1, [A, B], 1))).toEqual([]);
+  tracker.onReported(1, 'done'); // ...and acknowledged
+  // The view leader waits for the other servers' reports; this one has nothing more to say.
+  expect(tracker.onAck({ ...view(1, [A, B], 1), rebalancing: true })).toEqual([]);
 });
