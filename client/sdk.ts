@@ -290,7 +290,9 @@ export class DhtClient {
             this.rpc(),
           );
         } catch (err) {
-          if (err instanceof UnreachableError) break; // the next replica
+          // The next replica: this one is gone, or not sure it is still in the view (paused).
+          if (err instanceof UnreachableError) break;
+          if (err instanceof DhtError && err.reason === 'lease_expired') break;
           if (err instanceof DhtError && err.reason === 'key_busy' && Date.now() < busyDeadline) {
             await sleep(READ_PENDING_RETRY_MS);
             continue;

@@ -41,6 +41,7 @@ export type ErrorReason =
   | 'lock_not_held'
   | 'server_expired'
   | 'ballot_superseded'
+  | 'lease_expired'
   | 'commit_accepted'
   | 'batch_full'
   | 'newer_copy_held'

@@ -62,6 +62,13 @@ export const VERSION_MAX = Number.MAX_SAFE_INTEGER;
 export const VERSION_CLAIM_MAX = 2 ** 52;
 
 export const REPLICATION_COUNT = 3;
+/**
+ * A server serves reads and takes prepares only for this share of the failure timeout after it
+ * sent its last acknowledged heartbeat (its lease; server/view-tracker.ts). The rest is margin
+ * for the two processes' clocks running at different rates: the view leader expels nobody sooner
+ * than a full failure timeout after that heartbeat arrived.
+ */
+export const LEASE_SHARE_OF_FAILURE_TIMEOUT = 0.8;
 /** Ring positions per server; measured in docs/design.md to keep max/mean load <= 1.05. */
 export const VIRTUAL_NODES_PER_SERVER = 2048;
 

@@ -64,7 +64,15 @@ export const HeartbeatRequest = z.object({
   /** The highest epoch the server has installed; absent before its first view. */
   epoch: Epoch.max(EPOCH_REPORTED_MAX).optional(),
 });
-export const HeartbeatResponse = z.object({ epoch: Epoch, view: View });
+export const HeartbeatResponse = z.object({
+  epoch: Epoch,
+  view: View,
+  /**
+   * The view leader's failure timeout: it expels no server sooner than this after receiving the
+   * server's heartbeat, so a server may serve its view until then (its read lease).
+   */
+  leaseMs: z.number().int().positive(),
+});
 /** `copied`: this server's pushes for the epoch are acknowledged; `done`: its cleanup too. */
 export const RebalancePhase = z.enum(['copied', 'done']);
 export type RebalancePhase = z.infer<typeof RebalancePhase>;

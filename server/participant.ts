@@ -61,6 +61,8 @@ export interface ViewContext {
 export interface PrepareContext {
   readonly epoch: number;
   readonly rebalancing: boolean;
+  /** The server is sure it is still in its view (server/view-tracker.ts, `holdsLease`). */
+  readonly leased: boolean;
   readonly currentVersion: number;
 }
 
@@ -209,6 +211,13 @@ export class Participant {
       );
     }
     if (context.rebalancing) return no('retry', 'rebalancing under way', 'rebalancing');
+    if (!context.leased) {
+      return no(
+        'retry',
+        'no heartbeat acknowledged lately: maybe out of the view',
+        'lease_expired',
+      );
+    }
     if (this.pendingByKey.has(request.key)) {
       return no('aborted', 'another transaction on this key is pending', 'key_busy');
     }

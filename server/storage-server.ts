@@ -31,6 +31,7 @@ import {
   type Step,
   type ViewContext,
 } from './participant';
+import { refuseRead } from './admission';
 import { Rebalancer } from './rebalancer';
 import type { Store } from './store';
 import { claimOfCommit, claimOfCopy, claimsToVouch, unbacked, type Claim } from './version-claims';
@@ -136,6 +137,7 @@ export class StorageServer {
           {
             epoch: this.tracker.epoch,
             rebalancing: this.tracker.rebalancing,
+            leased: this.leased(),
             currentVersion: store.versionOf(request.key),
           },
           performance.now(),
@@ -178,19 +180,13 @@ export class StorageServer {
       .route(ServerApi.read, ({ key, epoch, serverId }) => {
         this.checkServerId(serverId);
         this.noticeEpoch(epoch);
-        if (epoch !== this.tracker.epoch) {
-          throw new DhtError(
-            'retry',
-            `epoch ${this.tracker.epoch} here, ${epoch} in request`,
-            'epoch_mismatch',
-          );
-        }
-        if (this.tracker.rebalancing)
-          throw new DhtError('retry', 'rebalancing under way', 'rebalancing');
-        // Linearizable reads: a replica that may be about to commit answers only once decided.
-        if (this.participant.isPending(key)) {
-          throw new DhtError('retry', 'a transaction on this key is undecided', 'key_busy');
-        }
+        const refusal = refuseRead(epoch, {
+          epoch: this.tracker.epoch,
+          rebalancing: this.tracker.rebalancing,
+          leased: this.leased(),
+          keyPending: this.participant.isPending(key),
+        });
+        if (refusal !== undefined) throw refusal;
         const held = store.get(key);
         if (held === undefined) throw new DhtError('not_found', 'key not found');
         return { value: held.value, version: held.version };
@@ -285,6 +281,13 @@ export class StorageServer {
   private serversInView(): ServerRef[] {
     const ids = this.tracker.viewIds;
     return this.viewServers.filter((s) => ids.has(s.id) && s.id !== this.config.serverId);
+  }
+
+  /** See ViewTracker.holdsLease; without it, ask the view leader now rather than at the next beat. */
+  private leased(): boolean {
+    const leased = this.tracker.holdsLease(performance.now());
+    if (!leased) void this.heartbeat();
+    return leased;
   }
 
   private checkServerId(serverId: string): void {
@@ -433,6 +436,7 @@ export class StorageServer {
     const leaders = this.config.viewLeaders;
     for (let attempt = 0; attempt < leaders.length; attempt++) {
       const address = leaders[(this.viewLeaderIndex + attempt) % leaders.length];
+      const sentAtMs = performance.now();
       try {
         const ack = await call(
           address,
@@ -450,6 +454,7 @@ export class StorageServer {
           this.logger.info({ address, downMs }, 'view leader reachable again');
           this.viewLeaderLost = undefined;
         }
+        this.tracker.renewLease(sentAtMs, ack.leaseMs);
         await this.execute(this.tracker.onAck(ack.view));
         return;
       } catch (err) {

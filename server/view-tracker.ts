@@ -14,6 +14,7 @@
 // heartbeat acknowledgment.
 
 import { assert } from '../lib/assert';
+import { LEASE_SHARE_OF_FAILURE_TIMEOUT } from '../lib/limits';
 import type { RebalancePhase, View } from '../lib/messages';
 
 export type RebalanceProgress =
@@ -46,6 +47,8 @@ export class ViewTracker {
   private unreported: { readonly epoch: number; readonly phase: RebalancePhase } | undefined;
   /** Copy runs started so far; the current one is `runs`. */
   private runs = 0;
+  /** Until when (this server's monotonic clock) it is sure the view leader has not expelled it. */
+  private leaseUntilMs = Number.NEGATIVE_INFINITY;
 
   get epoch(): number {
     return this.currentEpoch;
@@ -75,6 +78,24 @@ export class ViewTracker {
    */
   get rebalancing(): boolean {
     return this.currentEpoch === NO_EPOCH || this.phase.state !== 'idle';
+  }
+
+  /**
+   * The view leader accepted a heartbeat sent at `sentAtMs`: it expels this server no sooner than
+   * `leaseMs` after receiving it, which was after `sentAtMs`. A server paused past that (SIGSTOP,
+   * a long GC, a VM migration) may have been expelled and its keys rewritten elsewhere, and its
+   * monotonic clock ran on meanwhile: it must not serve its view from memory until a new
+   * heartbeat is acknowledged.
+   */
+  renewLease(sentAtMs: number, leaseMs: number): void {
+    assert(leaseMs > 0, 'a lease has a positive length');
+    const until = sentAtMs + leaseMs * LEASE_SHARE_OF_FAILURE_TIMEOUT;
+    if (until > this.leaseUntilMs) this.leaseUntilMs = until;
+  }
+
+  /** In a view, and sure it is still in it: reads and prepares may be served. */
+  holdsLease(nowMs: number): boolean {
+    return this.currentEpoch !== NO_EPOCH && nowMs < this.leaseUntilMs;
   }
 
   /** `run` is the copy run of the view this server holds now (not superseded, not expelled). */
@@ -135,6 +156,7 @@ export class ViewTracker {
    */
   onExpelled(): void {
     this.currentEpoch = NO_EPOCH;
+    this.leaseUntilMs = Number.NEGATIVE_INFINITY;
     this.currentIds = new Set();
     this.phase = { state: 'idle' };
     this.unreported = undefined;

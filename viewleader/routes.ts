@@ -64,7 +64,11 @@ export class ViewLeader {
     }
     switch (outcome.kind) {
       case 'accepted':
-        return { epoch: outcome.view.epoch, view: outcome.view };
+        return {
+          epoch: outcome.view.epoch,
+          view: outcome.view,
+          leaseMs: this.membership.failureTimeoutMs,
+        };
       case 'expired':
         throw new DhtError(
           'rejected',

@@ -332,6 +332,7 @@ export class SimCluster {
             {
               epoch: node.view.epoch,
               rebalancing: node.view.epoch === NO_EPOCH,
+              leased: node.view.epoch !== NO_EPOCH,
               currentVersion: node.store.get(request.request.key)?.version ?? 0,
             },
             node.nowMs,

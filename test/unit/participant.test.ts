@@ -86,7 +86,7 @@ function request(self: ServerRef, overrides: Partial<PrepareRequest> = {}): Prep
 }
 
 function context(overrides: Partial<PrepareContext> = {}): PrepareContext {
-  return { epoch: EPOCH, rebalancing: false, currentVersion: 3, ...overrides };
+  return { epoch: EPOCH, rebalancing: false, leased: true, currentVersion: 3, ...overrides };
 }
 
 /**
@@ -280,6 +280,7 @@ describe('prepare', () => {
       'server_id_mismatch',
     ],
     ['a rebalancing is under way', {}, { rebalancing: true }, 'rebalancing'],
+    ['no lease (maybe expelled while paused)', {}, { leased: false }, 'lease_expired'],
   ])('refused with kind retry when %s', (_name, req, ctx, reason) => {
     const p = participant();
     expect(refusal(p.prepare(request(S1, req), context(ctx), T0))).toEqual({

@@ -1,5 +1,6 @@
 // The server's view and rebalance progress (server/view-tracker.ts), as short scenarios.
 
+import { LEASE_SHARE_OF_FAILURE_TIMEOUT } from '../../lib/limits';
 import { AssertionError } from '../../lib/assert';
 import type { ServerRef, View } from '../../lib/messages';
 import { NO_EPOCH, ViewTracker } from '../../server/view-tracker';
@@ -172,4 +173,41 @@ test('done and acknowledged: acks of a view still rebalancing (others at work) s
   tracker.onReported(1, 'done'); // ...and acknowledged
   // The view leader waits for the other servers' reports; this one has nothing more to say.
   expect(tracker.onAck({ ...view(1, [A, B], 1), rebalancing: true })).toEqual([]);
+});
+
+describe('the lease: serving only while sure to be in the view', () => {
+  const LEASE_MS = 1000;
+
+  test('none before the first view, nor without an acknowledged heartbeat', () => {
+    const tracker = new ViewTracker();
+    expect(tracker.holdsLease(0)).toBe(false);
+    tracker.onAck(view(1, [A], 0));
+    expect(tracker.holdsLease(0)).toBe(false);
+  });
+
+  test('held for the configured share of the failure timeout after the heartbeat was sent', () => {
+    const tracker = new ViewTracker();
+    tracker.onAck(view(1, [A], 0));
+    tracker.renewLease(100, LEASE_MS);
+    const until = 100 + LEASE_MS * LEASE_SHARE_OF_FAILURE_TIMEOUT;
+    expect(tracker.holdsLease(until - 1)).toBe(true);
+    // A process paused past it (SIGSTOP) finds its monotonic clock moved on: no lease.
+    expect(tracker.holdsLease(until)).toBe(false);
+  });
+
+  test('a late acknowledgment of an older heartbeat never shortens the lease', () => {
+    const tracker = new ViewTracker();
+    tracker.onAck(view(1, [A], 0));
+    tracker.renewLease(500, LEASE_MS);
+    tracker.renewLease(100, LEASE_MS);
+    expect(tracker.holdsLease(500 + LEASE_MS * LEASE_SHARE_OF_FAILURE_TIMEOUT - 1)).toBe(true);
+  });
+
+  test('an expelled server holds none, whatever its last heartbeat', () => {
+    const tracker = new ViewTracker();
+    tracker.onAck(view(1, [A], 0));
+    tracker.renewLease(100, LEASE_MS);
+    tracker.onExpelled();
+    expect(tracker.holdsLease(101)).toBe(false);
+  });
 });
