@@ -42,7 +42,8 @@ export type ErrorReason =
   | 'server_expired'
   | 'decided_by_peers'
   | 'batch_full'
-  | 'newer_copy_held';
+  | 'newer_copy_held'
+  | 'storage_busy';
 
 export class DhtError extends Error {
   override name = 'DhtError';
