@@ -21,7 +21,7 @@
 //   (0) the disk: fdatasync of a 100-byte append to a plain file, sequential;
 //   (a) one synced write per op, sequential (concurrency 1);
 //   (b) group commit: 64 writers through lib/group-commit.ts, one synced batch per commit;
-//       (b+) the same with 12 ms added to every commit, as on the slowest disks we run on;
+//       (b+) the same with 12 ms added to every sync, as on the slowest disks we run on;
 //       (b-own) 64 writers each awaiting its own synced write, the engine batching on its own;
 //   (c) unsynced writes, 64 writers (classic-level without sync, lmdb with noSync);
 //   (d) point reads of random keys among RECOVERY keys, synchronous (classic-level getSync);
@@ -58,7 +58,7 @@ export interface StorageBenchOptions {
   readonly valueBytes: number;
   /** Keys in the database of the recovery and read cases. */
   readonly recoveryKeys: number;
-  /** The (b+) case: added to every commit's duration. */
+  /** The (b+) case: added to every sync's duration. */
   readonly slowSyncMs: number;
   /** Samples of the raw fdatasync case, per round. */
   readonly diskSyncs: number;
@@ -88,7 +88,7 @@ export const STORAGE_QUICK: StorageBenchOptions = {
 /** Group commit bounds of the bench (the durable store has its own in server/durable-store.ts). */
 const BENCH_BATCH_OPS_MAX = 1_024;
 const BENCH_BATCH_BYTES_MAX = 4 * 1024 * 1024;
-/** Keys per commit while filling the recovery database. */
+/** Keys per batch while filling the recovery database. */
 const FILL_BATCH_KEYS = 2_000;
 /** Distinct random values, so LevelDB's compression sees realistic (incompressible) bytes. */
 const VALUE_POOL_SIZE = 1_024;
@@ -98,7 +98,7 @@ type Entry = readonly [key: string, value: string];
 /** One open database under test. `synced` says whether writes resolve only once on disk. */
 interface Db {
   put(key: string, value: string): Promise<void>;
-  /** All of `entries` in one commit (one sync when synced). */
+  /** All of `entries` in one engine transaction (one sync when synced). */
   batch(entries: readonly Entry[]): Promise<void>;
   getSync(key: string): string | undefined;
   /** Read every entry (key and value); returns how many. */
@@ -219,8 +219,8 @@ interface WriteFigures {
   readonly load: LoadResult;
   /** Process CPU time (user + system, every thread: the engine's own too) per op, µs. */
   readonly cpuUsPerOp: number;
-  /** Commits (syncs) the group commit made, when it was used. */
-  readonly commits?: number;
+  /** Syncs the group commit made, when it was used. */
+  readonly syncs?: number;
 }
 
 interface EngineResult {
@@ -301,7 +301,7 @@ async function groupCommitLoad(
   addedSyncMs: number,
 ): Promise<WriteFigures> {
   const group = new GroupCommit<Entry>({
-    commit: async (entries) => {
+    sync: async (entries) => {
       await db.batch(entries);
       if (addedSyncMs > 0) await sleep(addedSyncMs);
     },
@@ -318,7 +318,7 @@ async function groupCommitLoad(
     op: (i) => group.write([keyOf(i), values[i % values.length]]),
   });
   await group.close();
-  return { ...figures, commits: group.stats.commits };
+  return { ...figures, syncs: group.stats.syncs };
 }
 
 async function measureEngine(
@@ -559,7 +559,7 @@ export function storageTables(result: StorageBenchResult, options: StorageBenchO
           fmt(figures.load.opsPerSec),
           fmt(figures.load.latency.p50Ms, 3),
           fmt(figures.load.latency.p99Ms, 3),
-          figures.commits === undefined ? '-' : fmt(figures.load.ops / figures.commits, 1),
+          figures.syncs === undefined ? '-' : fmt(figures.load.ops / figures.syncs, 1),
           fmt(figures.cpuUsPerOp, 1),
           fmt(figures.load.errors),
           ratio(figures, base),

@@ -1,5 +1,5 @@
 // Group commit: many writers, one sync per batch. A write joins the batch that is forming; the
-// batch is committed (written and synced by `commit`) as soon as no other commit is in flight, and
+// batch is synced (written and made durable by `sync`) as soon as no other sync is in flight, and
 // every writer of that batch learns the outcome together. Writes that arrive while a sync runs
 // form the next batch, so under load one sync covers many writes, and with no load a lone write
 // waits for one sync only (the classic database technique: PostgreSQL's commit_delay/WAL flush,
@@ -7,13 +7,14 @@
 //
 // Rules:
 // - A writer's promise resolves only after the sync of the batch holding its write succeeded.
-// - Batches commit strictly in order, one at a time, so "my batch is durable" implies every
+// - Batches are synced strictly in order, one at a time, so "my batch is durable" implies every
 //   earlier batch is durable too: `flush()` waits for the newest batch only.
-// - A failed commit rejects every writer of that batch and of every batch queued behind it, and
+// - A failed sync rejects every writer of that batch and of every batch queued behind it, and
 //   the group commit stays failed (fail-stop): after a failed fsync the kernel may have dropped
 //   the dirty pages and a retry can report success for data that never reached the disk
 //   (PostgreSQL's "fsyncgate", 2018). Nothing is ever acknowledged after a failure; the process
 //   must restart and recover from what is on disk.
+// - "Commit" in dht means the 2PC commit only, so the storage side of this file says "sync".
 // - Everything is bounded: ops and bytes per batch, ops and bytes queued. A write that would pass
 //   the queue's bounds throws at once (`retry`/`storage_busy`) and nothing is queued, so the
 //   caller can refuse the request before it changes any state.
@@ -23,29 +24,29 @@ import { DhtError } from './errors';
 
 export interface GroupCommitConfig<Op> {
   /** Write `ops` and make them durable; resolve only once they are on disk, reject otherwise. */
-  readonly commit: (ops: readonly Op[]) => Promise<void>;
+  readonly sync: (ops: readonly Op[]) => Promise<void>;
   /** An op's size estimate in bytes (its key and value), for the byte bounds. */
   readonly bytesOf: (op: Op) => number;
   readonly batchOpsMax: number;
   readonly batchBytesMax: number;
-  /** Ops waiting for a sync (not counting the batch being committed). */
+  /** Ops waiting for a sync (not counting the batch being synced). */
   readonly queueOpsMax: number;
   readonly queueBytesMax: number;
 }
 
 export interface GroupCommitStats {
-  /** Commits that succeeded (one sync each). */
-  readonly commits: number;
-  /** Ops those commits made durable. */
+  /** Syncs that succeeded. */
+  readonly syncs: number;
+  /** Ops those syncs made durable. */
   readonly ops: number;
   readonly batchOpsLargest: number;
   readonly queuedOps: number;
   readonly queuedBytes: number;
-  /** Ops in the commit in flight (0 when none). */
-  readonly committingOps: number;
+  /** Ops in the sync in flight (0 when none). */
+  readonly syncingOps: number;
 }
 
-/** The commit (sync) of a batch failed; every later write is refused too. */
+/** The sync of a batch failed; every later write is refused too. */
 export class SyncFailedError extends Error {
   override name = 'SyncFailedError';
   constructor(message: string, options?: { cause?: unknown }) {
@@ -64,17 +65,17 @@ interface Batch<Op> {
 type Phase = 'open' | 'closing' | 'closed' | 'failed';
 
 export class GroupCommit<Op> {
-  /** Batches not yet handed to `commit`, oldest first; only the last one takes new writes. */
+  /** Batches not yet handed to `sync`, oldest first; only the last one takes new writes. */
   private readonly queue: Batch<Op>[] = [];
   private queuedOps = 0;
   private queuedBytes = 0;
-  /** The batch whose commit is in flight. */
-  private committing: Batch<Op> | undefined;
+  /** The batch whose sync is in flight. */
+  private syncing: Batch<Op> | undefined;
   private scheduled = false;
   private phase: Phase = 'open';
   private failure: SyncFailedError | undefined;
-  private commits = 0;
-  private committedOps = 0;
+  private syncs = 0;
+  private syncedOps = 0;
   private batchOpsLargest = 0;
 
   constructor(private readonly config: GroupCommitConfig<Op>) {
@@ -126,7 +127,7 @@ export class GroupCommit<Op> {
   /** Resolves once every write queued so far is durable; rejects if any of them failed. */
   flush(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    const newest = this.queue.at(-1) ?? this.committing;
+    const newest = this.queue.at(-1) ?? this.syncing;
     return newest === undefined ? Promise.resolve() : newest.durable;
   }
 
@@ -140,9 +141,9 @@ export class GroupCommit<Op> {
     }
   }
 
-  /** Writes not yet known to be durable: queued, or in the commit in flight. */
+  /** Writes not yet known to be durable: queued, or in the sync in flight. */
   get unsyncedOps(): number {
-    return this.queuedOps + (this.committing?.ops.length ?? 0);
+    return this.queuedOps + (this.syncing?.ops.length ?? 0);
   }
 
   /** Why writes are refused for good, if a sync failed. */
@@ -152,12 +153,12 @@ export class GroupCommit<Op> {
 
   get stats(): GroupCommitStats {
     return {
-      commits: this.commits,
-      ops: this.committedOps,
+      syncs: this.syncs,
+      ops: this.syncedOps,
       batchOpsLargest: this.batchOpsLargest,
       queuedOps: this.queuedOps,
       queuedBytes: this.queuedBytes,
-      committingOps: this.committing?.ops.length ?? 0,
+      syncingOps: this.syncing?.ops.length ?? 0,
     };
   }
 
@@ -168,11 +169,11 @@ export class GroupCommit<Op> {
   }
 
   /**
-   * Start the next commit after the current event-loop phase, so that writes issued by the same
+   * Start the next sync after the current event-loop phase, so that writes issued by the same
    * burst of I/O callbacks (requests parsed from one poll) share the first sync as well.
    */
   private schedule(): void {
-    if (this.scheduled || this.committing !== undefined) return;
+    if (this.scheduled || this.syncing !== undefined) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -181,7 +182,7 @@ export class GroupCommit<Op> {
   }
 
   private startNext(): void {
-    assert(this.committing === undefined, 'one commit at a time');
+    assert(this.syncing === undefined, 'one sync at a time');
     if (this.failure !== undefined) return;
     const batch = this.queue.shift();
     if (batch === undefined) return;
@@ -189,24 +190,24 @@ export class GroupCommit<Op> {
     this.queuedOps -= batch.ops.length;
     this.queuedBytes -= batch.bytes;
     assert(this.queuedOps >= 0 && this.queuedBytes >= 0, 'queue counters never go negative');
-    this.committing = batch;
+    this.syncing = batch;
     let outcome: Promise<void>;
     try {
-      outcome = this.config.commit(batch.ops);
+      outcome = this.config.sync(batch.ops);
     } catch (err) {
       outcome = Promise.reject(err);
     }
     outcome.then(
-      () => this.committed(batch),
+      () => this.synced(batch),
       (err: unknown) => this.fail(batch, err),
     );
   }
 
-  private committed(batch: Batch<Op>): void {
-    assert(this.committing === batch, 'the batch that finished is the one in flight');
-    this.committing = undefined;
-    this.commits++;
-    this.committedOps += batch.ops.length;
+  private synced(batch: Batch<Op>): void {
+    assert(this.syncing === batch, 'the batch that finished is the one in flight');
+    this.syncing = undefined;
+    this.syncs++;
+    this.syncedOps += batch.ops.length;
     this.batchOpsLargest = Math.max(this.batchOpsLargest, batch.ops.length);
     batch.resolve();
     // Writes that arrived during this sync are waiting already: no reason to wait any longer.
@@ -214,8 +215,8 @@ export class GroupCommit<Op> {
   }
 
   private fail(batch: Batch<Op>, err: unknown): void {
-    assert(this.committing === batch, 'the batch that failed is the one in flight');
-    this.committing = undefined;
+    assert(this.syncing === batch, 'the batch that failed is the one in flight');
+    this.syncing = undefined;
     const message = err instanceof Error ? err.message : String(err);
     this.failure = new SyncFailedError(`storage sync failed, no write acknowledged: ${message}`, {
       cause: err,

@@ -6,7 +6,7 @@
 //   callers stay as they are, so the whole bucket (and every record table) is kept in memory, as
 //   MemoryStore already does, and loaded by one scan at open (100,000 keys: well under a second).
 // - Writes change memory at once and queue their LevelDB op; they return without waiting. One
-//   LevelDB batch with `sync: true` (log append + fdatasync) commits everything queued while the
+//   LevelDB batch with `sync: true` (log append + fdatasync) stores everything queued while the
 //   previous sync ran (lib/group-commit.ts), so concurrent requests share one sync.
 // - Durability is awaited separately: `flush()` resolves once every write made before the call
 //   is on disk. The shell's rule: a request that changed state answers only after
@@ -109,7 +109,7 @@ export class DurableStore implements Store {
   ) {
     const { beforeSync } = options;
     this.group = new GroupCommit<Op>({
-      commit: async (ops) => {
+      sync: async (ops) => {
         beforeSync?.(ops.length);
         await db.batch(ops as Op[], { sync: true });
       },
@@ -257,7 +257,7 @@ export class DurableStore implements Store {
 
   /** Syncs so far (each made one group of writes durable), for tests and metrics. */
   get syncs(): number {
-    return this.group.stats.commits;
+    return this.group.stats.syncs;
   }
 
   /** Set once a sync failed: the store is unusable and the process should exit. */

@@ -4,12 +4,12 @@
 import { DhtError } from '../../lib/errors';
 import { GroupCommit, SyncFailedError, type GroupCommitConfig } from '../../lib/group-commit';
 
-/** A commit the test ends: `syncs` lists every batch handed to it, in order. */
+/** A sync the test ends: `syncs` lists every batch handed to it, in order. */
 class FakeDisk {
   readonly syncs: string[][] = [];
   private pending: { resolve: () => void; reject: (err: Error) => void }[] = [];
 
-  readonly commit = (ops: readonly string[]): Promise<void> => {
+  readonly sync = (ops: readonly string[]): Promise<void> => {
     this.syncs.push([...ops]);
     return new Promise((resolve, reject) => this.pending.push({ resolve, reject }));
   };
@@ -35,7 +35,7 @@ function groupCommit(
   limits: Partial<GroupCommitConfig<string>> = {},
 ): GroupCommit<string> {
   return new GroupCommit<string>({
-    commit: disk.commit,
+    sync: disk.sync,
     bytesOf: (op) => op.length,
     batchOpsMax: 100,
     batchBytesMax: 10_000,
@@ -70,7 +70,7 @@ describe('sharing syncs', () => {
     expect(disk.syncs[0]).toHaveLength(50);
     disk.finish();
     await Promise.all(writes);
-    expect(group.stats).toMatchObject({ commits: 1, ops: 50, batchOpsLargest: 50 });
+    expect(group.stats).toMatchObject({ syncs: 1, ops: 50, batchOpsLargest: 50 });
   });
 
   test('writes arriving during a sync share the next one, and wait for it', async () => {
@@ -96,7 +96,7 @@ describe('sharing syncs', () => {
 
     disk.finish();
     await Promise.all(later);
-    expect(group.stats.commits).toBe(2); // 65 writes, 2 syncs
+    expect(group.stats.syncs).toBe(2); // 65 writes, 2 syncs
   });
 
   test('flush waits for the newest batch and resolves at once when idle', async () => {
@@ -131,7 +131,7 @@ describe('a failed sync', () => {
     expect(state.failed).toEqual([true, true, true, true, true]);
     await expect(first[0]).rejects.toThrow(SyncFailedError);
     await expect(queued[2]).rejects.toThrow(/storage sync failed, no write acknowledged: EIO/);
-    expect(disk.syncs).toHaveLength(1); // the queued batches were never committed
+    expect(disk.syncs).toHaveLength(1); // the queued batches were never synced
   });
 
   test('is final: later writes throw at once, flush and close reject', async () => {
@@ -148,9 +148,9 @@ describe('a failed sync', () => {
     expect(disk.syncs).toHaveLength(1);
   });
 
-  test('a commit that throws synchronously fails like one that rejects', async () => {
+  test('a sync function that throws synchronously fails like one that rejects', async () => {
     const group = new GroupCommit<string>({
-      commit: () => {
+      sync: () => {
         throw new Error('boom');
       },
       bytesOf: (op) => op.length,
