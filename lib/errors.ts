@@ -46,7 +46,8 @@ export type ErrorReason =
   | 'batch_full'
   | 'newer_copy_held'
   | 'address_in_use'
-  | 'version_out_of_reach';
+  | 'version_out_of_reach'
+  | 'storage_busy';
 
 export class DhtError extends Error {
   override name = 'DhtError';

@@ -119,3 +119,18 @@ export const LOCK_RETRY_INTERVAL_S_DEFAULT = 5;
 export const RPC_TIMEOUT_MS_DEFAULT = 1000;
 /** A read of a key whose transaction is undecided is retried this often until the deadline. */
 export const READ_PENDING_RETRY_MS = 5;
+
+/**
+ * The durable store (server/durable-store.ts) commits writes in groups (lib/group-commit.ts): one
+ * LevelDB batch and one fdatasync per group. A group is whatever arrived during the previous sync,
+ * up to these bounds; a transfer batch (TRANSFER_BATCH_KEYS_MAX keys, TRANSFER_BATCH_BYTES_MAX
+ * bytes) fits in one group.
+ */
+export const STORE_BATCH_OPS_MAX = 4096;
+export const STORE_BATCH_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * Writes waiting for a sync; beyond this a write is refused (`retry`/`storage_busy`) before it
+ * changes anything. Only a stalled disk fills it: 64 requests of a 1 MiB value take 64 MiB.
+ */
+export const STORE_QUEUE_OPS_MAX = 4 * STORE_BATCH_OPS_MAX;
+export const STORE_QUEUE_BYTES_MAX = 8 * STORE_BATCH_BYTES_MAX;

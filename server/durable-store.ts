@@ -1,0 +1,450 @@
+// A durable Store on LevelDB (classic-level), with group commit. Prototype: not wired in yet.
+// docs/libraries.md ("Storage engine: measured") has the measurements and why LevelDB.
+//
+// Design
+// - Memory is the read path, LevelDB the record. The Store interface is synchronous and its
+//   callers stay as they are, so the whole bucket (and every record table) is kept in memory, as
+//   MemoryStore already does, and loaded by one scan at open (100,000 keys: well under a second).
+// - Writes change memory at once and queue their LevelDB op; they return without waiting. One
+//   LevelDB batch with `sync: true` (log append + fdatasync) stores everything queued while the
+//   previous sync ran (lib/group-commit.ts), so concurrent requests share one sync.
+// - Durability is awaited separately: `flush()` resolves once every write made before the call
+//   is on disk. The shell's rule: a request that changed state answers only after
+//   `await store.flush()` (a yes vote, a commit, a local set, a delete, a received transfer). A
+//   request that only reads may see a write that is not durable yet; if `unsyncedWrites > 0` it
+//   awaits `flush()` too before answering, or a crash could take back a value a client has seen.
+// - A failed sync is fatal (lib/group-commit.ts: after a failed fsync, retrying is unsafe): every
+//   unsynced write's flush rejects, and every later call, reads included, throws SyncFailedError,
+//   because memory now holds writes the disk may not. The process must exit and reopen.
+// - One process per directory: LevelDB takes an fcntl lock on DIR/LOCK (the kernel drops it when
+//   the process dies, so a crash never leaves a stale lock); a second open, from another process
+//   or this one, fails with StoreOpenError 'locked'. (LMDB does not exclude a second writer
+//   process; see docs/libraries.md.)
+// - Corruption: LevelDB skips log records that fail their checksum on recovery and only notes it
+//   in DIR/LOG (classic-level does not expose paranoid_checks), then rewrites the log, so the
+//   evidence is gone after that open. This store reads DIR/LOG after opening; if LevelDB dropped
+//   anything it writes DIR/CORRUPTION (what LevelDB reported) and refuses to open, now and on every
+//   later attempt, until an operator removes that file (or opens with acceptDroppedRecords). A
+//   truncated last record (a write cut short by a crash, never acknowledged) is not reported.
+//
+// On-disk format (LevelDB keys and values are UTF-8 strings):
+//   m:format             FORMAT
+//   b:<key>              <version>:<value>         bucket entries
+//   r:<table>:<key>      <string>                  record tables (2PC participant, view leader)
+// A key or value with a lone surrogate (valid in a JS string, not UTF-8) is stored JSON-escaped
+// instead, as `B:<json key>` and `<version>j<json value>`, so it reads back exactly.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { assert } from '../lib/assert';
+import { GroupCommit, SyncFailedError } from '../lib/group-commit';
+import {
+  STORE_BATCH_BYTES_MAX,
+  STORE_BATCH_OPS_MAX,
+  STORE_QUEUE_BYTES_MAX,
+  STORE_QUEUE_OPS_MAX,
+} from '../lib/limits';
+import type { Store, Versioned } from './store';
+
+declare global {
+  interface String {
+    /** ES2024, in Node.js 20 (V8 11.3): true when the string has no lone surrogate. */
+    isWellFormed(): boolean;
+  }
+}
+
+const FORMAT_KEY = 'm:format';
+const FORMAT = 'dht-store 1';
+const CORRUPTION_FILE = 'CORRUPTION';
+/** Entries read per step of the recovery scan. */
+const SCAN_CHUNK = 1_000;
+/** At most this many of LevelDB's corruption lines go into the error and DIR/CORRUPTION. */
+const CORRUPTION_LINES_MAX = 20;
+const TABLE_NAME = /^[a-z][a-z0-9-]*$/;
+
+export type StoreOpenErrorCode = 'locked' | 'corrupt' | 'unreadable' | 'not_a_store';
+
+/** The data directory cannot be used; the message says which directory and why. */
+export class StoreOpenError extends Error {
+  override name = 'StoreOpenError';
+  constructor(
+    readonly code: StoreOpenErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface DurableStoreOptions {
+  /** Open even though LevelDB dropped corrupt log records (and remove DIR/CORRUPTION). */
+  readonly acceptDroppedRecords?: boolean;
+  /** Fault injection for tests: runs before each sync; a throw fails that sync. */
+  readonly beforeSync?: (ops: number) => void;
+}
+
+export interface Recovery {
+  readonly bucketKeys: number;
+  readonly records: number;
+  readonly openMs: number;
+  /** LevelDB's lines about dropped records, when opened with acceptDroppedRecords. */
+  readonly droppedRecords: readonly string[];
+}
+
+type Op =
+  | { readonly type: 'put'; readonly key: string; readonly value: string }
+  | { readonly type: 'del'; readonly key: string };
+
+export class DurableStore implements Store {
+  private readonly bucket = new Map<string, Versioned>();
+  private readonly tables = new Map<string, Map<string, string>>();
+  private readonly group: GroupCommit<Op>;
+  private closed = false;
+
+  private constructor(
+    private readonly db: ClassicLevel<string, string>,
+    readonly dir: string,
+    options: DurableStoreOptions,
+  ) {
+    const { beforeSync } = options;
+    this.group = new GroupCommit<Op>({
+      sync: async (ops) => {
+        beforeSync?.(ops.length);
+        await db.batch(ops as Op[], { sync: true });
+      },
+      // UTF-16 units: an estimate of bytes, enough for a bound.
+      bytesOf: (op) => op.key.length + (op.type === 'put' ? op.value.length : 0),
+      batchOpsMax: STORE_BATCH_OPS_MAX,
+      batchBytesMax: STORE_BATCH_BYTES_MAX,
+      queueOpsMax: STORE_QUEUE_OPS_MAX,
+      queueBytesMax: STORE_QUEUE_BYTES_MAX,
+    });
+  }
+
+  /** How the last open went: what it loaded and how long it took. */
+  recovery: Recovery = { bucketKeys: 0, records: 0, openMs: 0, droppedRecords: [] };
+
+  /**
+   * Open (or create) the store in `dir`, take its lock and load it into memory. Throws
+   * StoreOpenError when the directory is locked, unreadable, corrupt, or holds something else.
+   */
+  static async open(dir: string, options: DurableStoreOptions = {}): Promise<DurableStore> {
+    const t0 = performance.now();
+    prepareDirectory(dir, options);
+    const db = new ClassicLevel<string, string>(dir, { valueEncoding: 'utf8' });
+    try {
+      await db.open();
+    } catch (err) {
+      throw openError(dir, err);
+    }
+    const store = new DurableStore(db, dir, options);
+    try {
+      const droppedRecords = checkRecoveryLog(dir, options);
+      const format = await db.get(FORMAT_KEY);
+      if (format === undefined) {
+        if ((await db.keys({ limit: 1 }).all()).length > 0) {
+          throw new StoreOpenError(
+            'not_a_store',
+            `${dir} is a LevelDB database without a dht format marker; refusing to use it`,
+          );
+        }
+        await db.put(FORMAT_KEY, FORMAT, { sync: true });
+      } else if (format !== FORMAT) {
+        throw new StoreOpenError('not_a_store', `${dir} has format "${format}", not "${FORMAT}"`);
+      }
+      const entries = await store.load();
+      store.recovery = {
+        bucketKeys: store.bucket.size,
+        records: entries - store.bucket.size,
+        openMs: performance.now() - t0,
+        droppedRecords,
+      };
+      return store;
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+  }
+
+  // ---- Store: memory reads -------------------------------------------------------------------
+
+  get(key: string): Versioned | undefined {
+    this.checkUsable();
+    return this.bucket.get(key);
+  }
+
+  versionOf(key: string): number {
+    this.checkUsable();
+    return this.bucket.get(key)?.version ?? 0;
+  }
+
+  keys(): IterableIterator<string> {
+    this.checkUsable();
+    return this.bucket.keys();
+  }
+
+  entries(): IterableIterator<[string, Versioned]> {
+    this.checkUsable();
+    return this.bucket.entries();
+  }
+
+  get size(): number {
+    this.checkUsable();
+    return this.bucket.size;
+  }
+
+  // ---- Store: writes (visible at once, durable after flush) -----------------------------------
+
+  put(key: string, value: string, version: number): void {
+    assert(Number.isSafeInteger(version) && version >= 1, 'a stored version is a positive integer');
+    this.enqueue({ type: 'put', key: bucketKey(key), value: bucketValue(value, version) });
+    this.bucket.set(key, { value, version });
+  }
+
+  putIfNewer(key: string, value: string, version: number): boolean {
+    if (version <= this.versionOf(key)) return false;
+    this.put(key, value, version);
+    return true;
+  }
+
+  delete(key: string): void {
+    this.checkUsable();
+    if (!this.bucket.has(key)) return; // absent in memory means absent on disk, once flushed
+    this.enqueue({ type: 'del', key: bucketKey(key) });
+    this.bucket.delete(key);
+  }
+
+  // ---- record tables (2PC participant state, view leader state) --------------------------------
+
+  getRecord(table: string, key: string): string | undefined {
+    this.checkUsable();
+    return this.tables.get(table)?.get(key);
+  }
+
+  putRecord(table: string, key: string, value: string): void {
+    assert(value.isWellFormed(), 'a record is well-formed text (JSON.stringify output is)');
+    this.enqueue({ type: 'put', key: recordKey(table, key), value });
+    let rows = this.tables.get(table);
+    if (rows === undefined) this.tables.set(table, (rows = new Map()));
+    rows.set(key, value);
+  }
+
+  deleteRecord(table: string, key: string): void {
+    this.checkUsable();
+    const rows = this.tables.get(table);
+    if (rows === undefined || !rows.has(key)) return;
+    this.enqueue({ type: 'del', key: recordKey(table, key) });
+    rows.delete(key);
+  }
+
+  records(table: string): IterableIterator<[string, string]> {
+    this.checkUsable();
+    return (this.tables.get(table) ?? new Map<string, string>()).entries();
+  }
+
+  // ---- durability ------------------------------------------------------------------------------
+
+  /** Resolves once every write made before this call is on disk; rejects if a sync failed. */
+  flush(): Promise<void> {
+    return this.group.flush();
+  }
+
+  /** Writes visible in memory but not yet known to be on disk. */
+  get unsyncedWrites(): number {
+    return this.group.unsyncedOps;
+  }
+
+  /** Syncs so far (each made one group of writes durable), for tests and metrics. */
+  get syncs(): number {
+    return this.group.stats.syncs;
+  }
+
+  /** Set once a sync failed: the store is unusable and the process should exit. */
+  get failed(): SyncFailedError | undefined {
+    return this.group.failed;
+  }
+
+  /** Wait for queued writes (throws if one failed), then release the directory and its lock. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.group.close();
+    } finally {
+      await this.db.close();
+    }
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  private checkUsable(): void {
+    const failure = this.group.failed;
+    if (failure !== undefined) throw failure;
+    assert(!this.closed, 'the store is open');
+  }
+
+  /** Queue `op`; throws (and nothing changes) when the queue is full or a sync failed. */
+  private enqueue(op: Op): void {
+    this.checkUsable();
+    void this.group.write(op); // awaited through flush(); never an unhandled rejection
+  }
+
+  /** Read every entry but the format marker into memory; returns how many. */
+  private async load(): Promise<number> {
+    let entries = 0;
+    const iterator = this.db.iterator();
+    try {
+      for (;;) {
+        const chunk = await iterator.nextv(SCAN_CHUNK);
+        if (chunk.length === 0) break;
+        for (const [key, value] of chunk) {
+          if (key === FORMAT_KEY) continue;
+          entries++;
+          this.loadEntry(key, value);
+        }
+      }
+    } finally {
+      await iterator.close();
+    }
+    return entries;
+  }
+
+  private loadEntry(stored: string, value: string): void {
+    const corrupt = (why: string): StoreOpenError =>
+      new StoreOpenError('corrupt', `${this.dir}: ${why} (key ${JSON.stringify(stored)})`);
+    if (stored.startsWith('b:') || stored.startsWith('B:')) {
+      const key = stored[0] === 'b' ? stored.slice(2) : parseJsonString(stored.slice(2));
+      const versioned = parseBucketValue(value);
+      if (key === undefined || versioned === undefined) throw corrupt('unreadable bucket entry');
+      this.bucket.set(key, versioned);
+    } else if (stored.startsWith('r:')) {
+      const colon = stored.indexOf(':', 2);
+      const table = stored.slice(2, colon);
+      if (colon < 0 || !TABLE_NAME.test(table)) throw corrupt('unreadable record key');
+      let rows = this.tables.get(table);
+      if (rows === undefined) this.tables.set(table, (rows = new Map()));
+      rows.set(stored.slice(colon + 1), value);
+    } else {
+      throw corrupt('unknown key prefix');
+    }
+  }
+}
+
+// ---- encoding ------------------------------------------------------------------------------------
+
+function bucketKey(key: string): string {
+  return key.isWellFormed() ? `b:${key}` : `B:${JSON.stringify(key)}`;
+}
+
+function bucketValue(value: string, version: number): string {
+  return value.isWellFormed() ? `${version}:${value}` : `${version}j${JSON.stringify(value)}`;
+}
+
+function recordKey(table: string, key: string): string {
+  assert(TABLE_NAME.test(table), `a table name is lowercase letters, digits and dashes: ${table}`);
+  assert(key.isWellFormed(), 'a record key is well-formed text');
+  return `r:${table}:${key}`;
+}
+
+function parseBucketValue(stored: string): Versioned | undefined {
+  let i = 0;
+  while (i < stored.length && stored.charCodeAt(i) >= 48 && stored.charCodeAt(i) <= 57) i++;
+  const version = Number(stored.slice(0, i));
+  if (i === 0 || !Number.isSafeInteger(version) || version < 1) return undefined;
+  if (stored[i] === ':') return { value: stored.slice(i + 1), version };
+  if (stored[i] !== 'j') return undefined;
+  const value = parseJsonString(stored.slice(i + 1));
+  return value === undefined ? undefined : { value, version };
+}
+
+function parseJsonString(text: string): string | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === 'string' ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- opening ---------------------------------------------------------------------------------------
+
+/** Create `dir` if missing; refuse a file, a directory of other things, or a marked corruption. */
+function prepareDirectory(dir: string, options: DurableStoreOptions): void {
+  let names: string[];
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    throw new StoreOpenError(
+      'unreadable',
+      `cannot use ${dir} as a data directory: ${message(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (names.includes(CORRUPTION_FILE)) {
+    const marker = path.join(dir, CORRUPTION_FILE);
+    if (options.acceptDroppedRecords === true) {
+      fs.rmSync(marker);
+    } else {
+      throw new StoreOpenError(
+        'corrupt',
+        `${dir}: LevelDB dropped corrupt records at an earlier open (${marker} says what); ` +
+          `remove that file to accept the loss and start`,
+      );
+    }
+  }
+  if (names.length > 0 && !names.includes('CURRENT')) {
+    throw new StoreOpenError(
+      'not_a_store',
+      `${dir} holds files but no LevelDB database (no CURRENT file); refusing to create one there`,
+    );
+  }
+}
+
+function openError(dir: string, err: unknown): StoreOpenError {
+  const cause = (err as { cause?: unknown }).cause ?? err;
+  const code = (cause as { code?: unknown }).code;
+  if (code === 'LEVEL_LOCKED') {
+    return new StoreOpenError(
+      'locked',
+      `${dir} is in use by another process or another open store (LevelDB's LOCK is held)`,
+      { cause: err },
+    );
+  }
+  const kind = code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR' ? 'corrupt' : 'unreadable';
+  return new StoreOpenError(kind, `cannot open the LevelDB database in ${dir}: ${message(cause)}`, {
+    cause: err,
+  });
+}
+
+/**
+ * LevelDB logs the recovery of this open to DIR/LOG; a "Corruption" line there means it skipped
+ * records. Returns those lines when accepted; otherwise records them in DIR/CORRUPTION and throws.
+ */
+function checkRecoveryLog(dir: string, options: DurableStoreOptions): string[] {
+  let log: string;
+  try {
+    log = fs.readFileSync(path.join(dir, 'LOG'), 'utf8');
+  } catch {
+    return []; // no info log: nothing was reported
+  }
+  const dropped = log
+    .split('\n')
+    .filter((line) => /corruption/i.test(line))
+    .slice(0, CORRUPTION_LINES_MAX);
+  if (dropped.length === 0 || options.acceptDroppedRecords === true) return dropped;
+  fs.writeFileSync(path.join(dir, CORRUPTION_FILE), `${dropped.join('\n')}\n`);
+  throw new StoreOpenError(
+    'corrupt',
+    `${dir}: LevelDB dropped corrupt log records while recovering ` +
+      `(${dropped.length} report(s), first: ${dropped[0].trim()}); ` +
+      `refusing to start until ${path.join(dir, CORRUPTION_FILE)} is removed`,
+  );
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
