@@ -64,8 +64,8 @@ export const SDK_QUICK: SdkOptions = {
 /** The cluster's timings: short, so that a join settles in a second or two. */
 const SDK_TIMINGS = { failureTimeoutS: 2, heartbeatIntervalS: 0.2 };
 const SETTLE_POLL_MS = 50;
-/** setr with R replicas: R prepares and R commits, in 3 sequential rounds. */
-const SETR_MESSAGES = 2 * REPLICATION_COUNT;
+/** setr with R replicas: R prepares, R accepts and R commits, in 3 sequential rounds. */
+const SETR_MESSAGES = 3 * REPLICATION_COUNT;
 const SETR_ROUNDS = 3;
 
 export type SdkOp = 'getr' | 'setr';

@@ -11,6 +11,8 @@ const READY_TIMEOUT_MS = 15_000;
 export interface ClusterTimings {
   readonly failureTimeoutS: number;
   readonly heartbeatIntervalS: number;
+  /** Servers keep their data in DIR/server-N; without it they run `--in-memory`. */
+  readonly dataRoot?: string;
 }
 
 export interface ProcessHandle {
@@ -45,13 +47,19 @@ export class LocalCluster {
 
   async startServer(): Promise<ProcessHandle> {
     if (this.viewLeader === undefined) throw new Error('start the view leader first');
-    const handle = await this.spawn(`server-${++this.serial}`, 'dht-server', [
+    const name = `server-${++this.serial}`;
+    const storage =
+      this.timings.dataRoot === undefined
+        ? ['--in-memory']
+        : ['--data-dir', path.join(this.timings.dataRoot, name)];
+    const handle = await this.spawn(name, 'dht-server', [
       '--port',
       '0',
       '--viewleader',
       this.viewLeader.address,
       '--heartbeat-interval',
       String(this.timings.heartbeatIntervalS),
+      ...storage,
     ]);
     this.servers.push(handle);
     return handle;

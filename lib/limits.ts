@@ -107,7 +107,7 @@ export const DECISION_RETRY_MS = 500;
 export const RECOVERY_STAGGER_MS = 100;
 /** Rounds of recovery ballots within one epoch (one per DECISION_RETRY_MS: days of retries). */
 export const BALLOT_ROUND_MAX = 2 ** 31;
-/** Decisions remembered at the decision point (primary) for late askers; bounded by count. */
+/** Decisions (and, apart, fences) a replica remembers for late askers; bounded by count. */
 export const DECISIONS_REMEMBERED_MAX = 100_000;
 
 /** Per-request timeout of the client (`--timeout`). */

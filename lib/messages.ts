@@ -111,7 +111,7 @@ export const PrepareRequest = z.object({
   epoch: Epoch,
   /** The ID the coordinator's view has for this address: a restarted process must vote no. */
   serverId: ServerId,
-  /** The key's replicas in order; the first is the decision point (see docs/design.md). */
+  /** The key's replicas in order, primary first: the acceptors of the transaction's outcome. */
   replicas: z.array(ServerRef).min(1),
 });
 export type PrepareRequest = z.infer<typeof PrepareRequest>;

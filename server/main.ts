@@ -1,12 +1,11 @@
 // bin/dht-server: parse flags, start the RPC shell, heartbeat, serve until SIGINT/SIGTERM.
 
-import { randomUUID } from 'node:crypto';
 import yargs from 'yargs';
 import { candidateAddresses } from '../lib/address';
 import { portsToTry, positiveSeconds, withProcessOptions } from '../lib/cli-options';
 import { DhtError } from '../lib/errors';
 import { initHashing } from '../lib/hash';
-import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
+import { announceAndRunUntilSignal } from '../lib/http-server';
 import {
   HEARTBEAT_INTERVAL_S_DEFAULT,
   PREPARE_TIMEOUT_S_DEFAULT,
@@ -16,8 +15,8 @@ import {
   VIEWLEADER_PORT_LAST,
 } from '../lib/limits';
 import { createLogger } from '../lib/logger';
+import { openAndListen } from './startup';
 import { StorageServer } from './storage-server';
-import { MemoryStore } from './store';
 
 async function main(): Promise<void> {
   const args = withProcessOptions(
@@ -43,7 +42,18 @@ async function main(): Promise<void> {
       default: PREPARE_TIMEOUT_S_DEFAULT,
       describe: 'seconds an undecided prepared transaction waits before asking for its outcome',
     })
-    .requiresArg(['viewleader', 'heartbeat-interval', 'prepare-timeout'])
+    .option('data-dir', {
+      type: 'string',
+      describe:
+        "directory of this server's data (default: dht-data/server-PORT under the working directory)",
+    })
+    .option('in-memory', {
+      type: 'boolean',
+      default: false,
+      describe: 'keep nothing on disk: data and identity end with the process',
+    })
+    .conflicts('data-dir', 'in-memory')
+    .requiresArg(['viewleader', 'heartbeat-interval', 'prepare-timeout', 'data-dir'])
     .strict()
     .help()
     .alias('help', 'h')
@@ -61,24 +71,23 @@ async function main(): Promise<void> {
     VIEWLEADER_PORT_FIRST,
     VIEWLEADER_PORT_LAST,
   );
-  const rpc = new RpcServer(logger);
-  const storage = new StorageServer(
-    {
-      serverId: randomUUID(),
-      viewLeaders,
-      heartbeatIntervalMs: args.heartbeatInterval * 1000,
-      prepareTimeoutMs: args.prepareTimeout * 1000,
-    },
-    new MemoryStore(),
-    logger,
-  );
-  storage.routes(rpc);
-  const listening = await rpc.listen(
+  const config = {
+    viewLeaders,
+    heartbeatIntervalMs: args.heartbeatInterval * 1000,
+    prepareTimeoutMs: args.prepareTimeout * 1000,
+  };
+  const { storage, store, listening } = await openAndListen(
     args.host,
     portsToTry(args.port, SERVER_PORT_FIRST, SERVER_PORT_LAST),
+    args.inMemory ? undefined : { dir: args.dataDir },
+    (store, serverId) =>
+      new StorageServer({ ...config, serverId, durable: !args.inMemory }, store, logger),
+    logger,
   );
-  logger.info({ address: listening.address }, 'server listening');
-  announceAndRunUntilSignal(listening, logger, () => storage.stop());
+  announceAndRunUntilSignal(listening, logger, async () => {
+    storage.stop();
+    await store.close();
+  });
   storage.start(listening.address);
 }
 

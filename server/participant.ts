@@ -153,6 +153,45 @@ interface PreparedTx {
   proposal: Proposal | undefined;
 }
 
+/**
+ * What a participant must remember across a restart, as records (server/participant-records.ts
+ * encodes them; the shell writes and syncs them before it answers): the acceptor state of each
+ * prepared transaction, the decisions and fences it remembers, and the last commit of each key.
+ * Proposer state (a ballot under way) is not durable: a restarted replica starts a new ballot.
+ */
+export interface PreparedRecord {
+  readonly key: string;
+  readonly value: string;
+  readonly replicas: readonly ServerRef[];
+  readonly votedVersion: number;
+  readonly promised: Ballot;
+  readonly accepted?: Accepted;
+}
+
+export interface DecisionRecord {
+  readonly outcome: TxOutcome;
+  /** A fence: aborted here without ever being prepared here. */
+  readonly fenced: boolean;
+  /** Order of remembering, so the oldest is forgotten first after a restart too. */
+  readonly seq: number;
+}
+
+export interface LastCommitRecord {
+  readonly txid: string;
+  readonly version: number;
+}
+
+export type ParticipantChange =
+  | { readonly table: 'prepared'; readonly key: string; readonly record?: PreparedRecord }
+  | { readonly table: 'decided'; readonly key: string; readonly record?: DecisionRecord }
+  | { readonly table: 'last-commit'; readonly key: string; readonly record?: LastCommitRecord };
+
+export interface ParticipantState {
+  readonly prepared: Iterable<[string, PreparedRecord]>;
+  readonly decided: Iterable<[string, DecisionRecord]>;
+  readonly lastCommits: Iterable<[string, LastCommitRecord]>;
+}
+
 export class Participant {
   private readonly pendingByKey = new Map<string, PreparedTx>();
   private readonly pendingByTxid = new Map<string, PreparedTx>();
@@ -170,6 +209,11 @@ export class Participant {
    * "committed" after its decision log has forgotten the transaction.
    */
   private readonly lastCommitByKey = new Map<string, { txid: string; version: number }>();
+  /** Sequence numbers of remembered decisions and fences (their order of forgetting). */
+  private readonly rememberedSeq = new Map<string, number>();
+  private nextSeq = 1;
+  /** Durable state changed since the last takeChanges, as "table\0key". */
+  private readonly changed = new Set<string>();
 
   constructor(private readonly config: ParticipantConfig) {
     assert(config.prepareTimeoutMs > 0, 'prepare timeout is positive');
@@ -253,6 +297,7 @@ export class Participant {
     };
     this.pendingByKey.set(tx.key, tx);
     this.pendingByTxid.set(tx.txid, tx);
+    this.markChanged('prepared', tx.txid);
     return { vote: 'yes', version: context.currentVersion };
   }
 
@@ -306,6 +351,7 @@ export class Participant {
     this.checkVersion(tx, outcome);
     this.promiseTo(tx, ballot);
     tx.accepted = { ballot, outcome };
+    this.markChanged('prepared', tx.txid);
   }
 
   // ---- learning a decision ----------------------------------------------------------------------
@@ -474,6 +520,7 @@ export class Participant {
     proposal.value = value;
     if (compareBallots(tx.promised, proposal.ballot) !== 0) return; // promised higher meanwhile
     tx.accepted = { ballot: proposal.ballot, outcome: value };
+    this.markChanged('prepared', tx.txid);
     proposal.accepts.add(this.config.selfId);
     for (const target of proposal.acceptors) {
       if (target.id === this.config.selfId) continue;
@@ -521,6 +568,7 @@ export class Participant {
 
   private promiseTo(tx: PreparedTx, ballot: Ballot): void {
     tx.promised = ballot;
+    this.markChanged('prepared', tx.txid);
     if (compareBallots(ballot, tx.highestSeen) > 0) tx.highestSeen = ballot;
   }
 
@@ -570,27 +618,135 @@ export class Participant {
     );
     this.pendingByKey.delete(tx.key);
     this.pendingByTxid.delete(tx.txid);
+    this.markChanged('prepared', tx.txid);
     this.remember(tx.txid, outcome);
     if (outcome.state === 'committed') {
       this.lastCommitByKey.set(tx.key, { txid: tx.txid, version: outcome.version });
+      this.markChanged('last-commit', tx.key);
     }
     return outcome.state === 'committed'
       ? { key: tx.key, value: tx.value, version: outcome.version }
       : undefined;
   }
 
-  private remember(txid: string, outcome: TxOutcome): void {
+  private remember(txid: string, outcome: TxOutcome, seq = this.nextSeq++): void {
     assert(!this.decisions.has(txid) && !this.fenced.has(txid), 'a transaction is decided once');
     this.decisions.set(txid, outcome);
+    this.noteRemembered(txid, seq);
     if (this.decisions.size > this.config.decisionsRememberedMax) {
-      this.decisions.delete(this.decisions.keys().next().value as string);
+      this.forget(this.decisions.keys().next().value as string);
     }
   }
 
-  private fence(txid: string): void {
+  private fence(txid: string, seq = this.nextSeq++): void {
     this.fenced.add(txid);
+    this.noteRemembered(txid, seq);
     if (this.fenced.size > this.config.decisionsRememberedMax) {
-      this.fenced.delete(this.fenced.values().next().value as string);
+      this.forget(this.fenced.values().next().value as string);
+    }
+  }
+
+  private noteRemembered(txid: string, seq: number): void {
+    this.rememberedSeq.set(txid, seq);
+    if (seq >= this.nextSeq) this.nextSeq = seq + 1;
+    this.markChanged('decided', txid);
+  }
+
+  private forget(txid: string): void {
+    this.decisions.delete(txid);
+    this.fenced.delete(txid);
+    this.rememberedSeq.delete(txid);
+    this.markChanged('decided', txid);
+  }
+
+  private markChanged(table: ParticipantChange['table'], key: string): void {
+    this.changed.add(`${table}\0${key}`);
+  }
+
+  // ---- durability -------------------------------------------------------------------------------
+
+  /**
+   * The durable state changed since the last call: a record to write, or none to delete. The
+   * shell writes them and syncs before it answers anything the change made possible (a vote, a
+   * promise, an accept, a decision).
+   */
+  takeChanges(): ParticipantChange[] {
+    const out: ParticipantChange[] = [];
+    for (const entry of this.changed) {
+      const split = entry.indexOf('\0');
+      const table = entry.slice(0, split) as ParticipantChange['table'];
+      const key = entry.slice(split + 1);
+      out.push(this.recordOf(table, key));
+    }
+    this.changed.clear();
+    return out;
+  }
+
+  /**
+   * A restarted participant takes back what it had synced: its prepared transactions (recovered
+   * at once, staggered: their coordinator may be gone), its decisions and fences (in the order
+   * they were remembered), and the last commit of each key.
+   */
+  restore(state: ParticipantState, nowMs: number): void {
+    assert(
+      this.pendingByTxid.size === 0 && this.decisions.size === 0 && this.fenced.size === 0,
+      'only a new participant is restored',
+    );
+    for (const [txid, r] of state.prepared) {
+      const index = r.replicas.findIndex((s) => s.id === this.config.selfId);
+      assert(index >= 0, 'a prepared transaction names this server among its replicas');
+      assert(!this.pendingByKey.has(r.key), 'a prepared key has one pending transaction');
+      const slot = index + 1;
+      const tx: PreparedTx = {
+        txid,
+        key: r.key,
+        value: r.value,
+        replicas: r.replicas,
+        slot,
+        votedVersion: r.votedVersion,
+        promised: r.promised,
+        accepted: r.accepted,
+        highestSeen: r.promised,
+        nextRecoveryAtMs: nowMs + this.stagger(slot),
+        proposal: undefined,
+      };
+      this.pendingByKey.set(tx.key, tx);
+      this.pendingByTxid.set(txid, tx);
+    }
+    const decided = [...state.decided].sort(([, a], [, b]) => a.seq - b.seq);
+    for (const [txid, r] of decided) {
+      if (r.fenced) this.fence(txid, r.seq);
+      else this.remember(txid, r.outcome, r.seq);
+    }
+    for (const [key, r] of state.lastCommits) this.lastCommitByKey.set(key, r);
+    this.changed.clear();
+  }
+
+  private recordOf(table: ParticipantChange['table'], key: string): ParticipantChange {
+    switch (table) {
+      case 'prepared': {
+        const tx = this.pendingByTxid.get(key);
+        if (tx === undefined) return { table, key };
+        const record: PreparedRecord = {
+          key: tx.key,
+          value: tx.value,
+          replicas: tx.replicas,
+          votedVersion: tx.votedVersion,
+          promised: tx.promised,
+          ...(tx.accepted === undefined ? {} : { accepted: tx.accepted }),
+        };
+        return { table, key, record };
+      }
+      case 'decided': {
+        const seq = this.rememberedSeq.get(key);
+        const outcome = this.outcomeOf(key);
+        if (seq === undefined || outcome === undefined) return { table, key };
+        return { table, key, record: { outcome, fenced: this.fenced.has(key), seq } };
+      }
+      case 'last-commit': {
+        const record = this.lastCommitByKey.get(key);
+        return record === undefined ? { table, key } : { table, key, record };
+      }
     }
   }
 }

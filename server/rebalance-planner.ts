@@ -124,7 +124,8 @@ export function arrivalsFor(
   placementEpoch: number,
   epoch: number,
 ): Map<string, Arrival> {
-  assert(placementEpoch < epoch, 'a plan is for an epoch after its placement');
+  // Equal for a server that restarted and resumed its ID in a settled view: nothing moves.
+  assert(placementEpoch <= epoch, 'a plan is for an epoch at or after its placement');
   const arrivals = new Map<string, Arrival>();
   for (const [key, receivedEpoch] of received) {
     if (receivedEpoch <= placementEpoch) continue;

@@ -15,6 +15,8 @@ import { arrivalsFor, planRebalance } from './rebalance-planner';
 import type { Store } from './store';
 
 const DRAIN_POLL_MS = 20;
+/** The store's record table of `received` (key -> epoch of the transfer that stored it). */
+const RECEIVED_TABLE = 'received';
 const TRANSFER_RETRY_MS = 200;
 /** A target that stays unreachable this long is dead: the next view will say so. */
 const TRANSFER_ATTEMPTS_MAX = 3000;
@@ -29,8 +31,11 @@ export interface RebalanceHost {
 }
 
 export interface CopyReport {
+  /** Keys the plan sends to their new replicas, and stray or unvouched keys it offers. */
   readonly keysPushed: number;
   readonly keysOffered: number;
+  /** Values that actually crossed the network: what the targets lacked. */
+  readonly valuesSent: number;
   /** Keys to delete in the cleanup phase. */
   readonly drop: readonly string[];
   readonly elapsedMs: number;
@@ -43,12 +48,22 @@ export class Rebalancer {
    * than what one copy phase receives.
    */
   private readonly received = new Map<string, number>();
+  /** Values transferred so far (every copy phase). */
+  private valuesSent = 0;
 
-  constructor(private readonly host: RebalanceHost) {}
+  constructor(private readonly host: RebalanceHost) {
+    // Durable with the bucket: a restarted server must not take a copy it received (and the
+    // placement does not vouch for yet) as vouched.
+    for (const [key, epoch] of host.store.records(RECEIVED_TABLE)) {
+      const parsed = Number(epoch);
+      if (Number.isSafeInteger(parsed)) this.received.set(key, parsed);
+    }
+  }
 
   /** A transfer of `epoch` stored `key` here. */
   noteReceived(key: string, epoch: number): void {
     this.received.set(key, epoch);
+    this.host.store.putRecord(RECEIVED_TABLE, key, String(epoch));
   }
 
   /**
@@ -64,7 +79,10 @@ export class Rebalancer {
     }
     const arrivals = arrivalsFor(this.received, view.placement.epoch, view.epoch);
     for (const key of this.received.keys()) {
-      if (!arrivals.has(key) || host.store.get(key) === undefined) this.received.delete(key);
+      if (!arrivals.has(key) || host.store.get(key) === undefined) {
+        this.received.delete(key);
+        host.store.deleteRecord(RECEIVED_TABLE, key);
+      }
     }
     const plan = planRebalance({
       selfId: host.selfId,
@@ -76,6 +94,7 @@ export class Rebalancer {
 
     let keysPushed = 0;
     let keysOffered = 0;
+    const valuesSentBefore = this.valuesSent;
     const work: Promise<boolean>[] = [];
     for (const [targetId, target] of plan.targets) {
       const push = plan.push.get(targetId) ?? [];
@@ -86,7 +105,13 @@ export class Rebalancer {
     }
     const delivered = await Promise.all(work);
     if (delivered.includes(false) || !stillCurrent()) return undefined;
-    return { keysPushed, keysOffered, drop: plan.drop, elapsedMs: Date.now() - startedMs };
+    return {
+      keysPushed,
+      keysOffered,
+      valuesSent: this.valuesSent - valuesSentBefore,
+      drop: plan.drop,
+      elapsedMs: Date.now() - startedMs,
+    };
   }
 
   /** The cleanup phase: every key in `drop` is now held by all its replicas. */
@@ -94,7 +119,7 @@ export class Rebalancer {
     for (const key of drop) this.host.store.delete(key);
   }
 
-  /** Push values, then offer digests and push what the target lacks. False if superseded. */
+  /** Offer digests and push the values the target lacks. False if superseded. */
   private async sendTo(
     epoch: number,
     stillCurrent: () => boolean,
@@ -102,15 +127,13 @@ export class Rebalancer {
     push: readonly string[],
     offer: readonly string[],
   ): Promise<boolean> {
-    for (const batch of this.batches(push)) {
-      if (
-        !(await this.withRetry(stillCurrent, target, () => this.transfer(epoch, target, batch)))
-      ) {
-        return false;
-      }
-    }
-    for (let i = 0; i < offer.length; i += TRANSFER_BATCH_KEYS_MAX) {
-      const digests = offer.slice(i, i + TRANSFER_BATCH_KEYS_MAX).flatMap((key) => {
+    // What the plan pushes goes as digests first too: a joining server may already hold most of
+    // it (a durable server back with a new ID after a long absence), and values cross the
+    // network only where the target lacks them. For an empty joiner this costs one round trip per
+    // batch of digests.
+    const keys = [...push, ...offer];
+    for (let i = 0; i < keys.length; i += TRANSFER_BATCH_KEYS_MAX) {
+      const digests = keys.slice(i, i + TRANSFER_BATCH_KEYS_MAX).flatMap((key) => {
         const held = this.host.store.get(key);
         return held === undefined ? [] : [{ key, version: held.version }];
       });
@@ -146,6 +169,7 @@ export class Rebalancer {
       { epoch, sourceId: this.host.selfId, entries },
       { timeoutMs: TRANSFER_TIMEOUT_MS },
     );
+    this.valuesSent += entries.length; // counted once acknowledged (retries send again)
   }
 
   /** Cut keys into batches bounded by count and bytes. */

@@ -2,6 +2,7 @@
 // the shell that wires the pure parts (Participant, ViewTracker, planRebalance) to the network
 // and timers: it executes what they decide and feeds them what the network says.
 
+import { randomUUID } from 'node:crypto';
 import { DhtError } from '../lib/errors';
 import { call, UnreachableError } from '../lib/http-client';
 import type { Logger } from '../lib/logger';
@@ -32,11 +33,19 @@ import {
   type ViewContext,
 } from './participant';
 import { refuseRead } from './admission';
+import {
+  clearParticipantState,
+  readParticipantState,
+  writeParticipantChanges,
+} from './participant-records';
 import { Rebalancer } from './rebalancer';
 import type { Store } from './store';
 import { claimOfCommit, claimOfCopy, claimsToVouch, unbacked, type Claim } from './version-claims';
 
 const PARTICIPANT_TICK_MS = 100;
+/** Where a durable server keeps its ID (server/main.ts reads it at start). */
+export const META_TABLE = 'meta';
+export const SERVER_ID_RECORD = 'server-id';
 /** While waiting at the copy barrier, ask the view leader this often (a few asks per epoch). */
 const BARRIER_POLL_MS = 50;
 const VIEWLEADER_TIMEOUT_MS = 2000;
@@ -48,7 +57,13 @@ const VOUCH_TIMEOUT_MS = 1000;
 const UNREACHABLE_WARNING_INTERVAL_MS = 10_000;
 
 export interface StorageServerConfig {
+  /** The ID to start with: a durable server's stored one (resumed), or a new one. */
   readonly serverId: string;
+  /**
+   * Keeps its data across restarts (a data directory): when the view leader has expelled its ID,
+   * it joins again with a new one and offers what it holds, instead of staying out.
+   */
+  readonly durable: boolean;
   readonly viewLeaders: readonly string[];
   readonly heartbeatIntervalMs: number;
   readonly prepareTimeoutMs: number;
@@ -65,27 +80,60 @@ export class StorageServer {
   /** Since when no view leader has answered, and when that was last logged. */
   private viewLeaderLost: { sinceMs: number; warnedMs: number } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly participant: Participant;
-  private readonly rebalancer: Rebalancer;
+  private serverId: string;
+  private participant: Participant;
+  private rebalancer: Rebalancer;
 
   constructor(
     private readonly config: StorageServerConfig,
     private readonly store: Store,
     private readonly logger: Logger,
   ) {
-    this.participant = new Participant({
-      selfId: config.serverId,
-      prepareTimeoutMs: config.prepareTimeoutMs,
+    this.serverId = config.serverId;
+    this.participant = this.newParticipant();
+    // What this server had promised, accepted and decided before a restart (empty when new).
+    this.participant.restore(readParticipantState(store), performance.now());
+    this.rebalancer = this.newRebalancer();
+  }
+
+  private newParticipant(): Participant {
+    return new Participant({
+      selfId: this.serverId,
+      prepareTimeoutMs: this.config.prepareTimeoutMs,
       decisionRetryMs: DECISION_RETRY_MS,
       recoveryStaggerMs: RECOVERY_STAGGER_MS,
       decisionsRememberedMax: DECISIONS_REMEMBERED_MAX,
     });
-    this.rebalancer = new Rebalancer({
-      selfId: config.serverId,
-      store,
-      logger,
+  }
+
+  private newRebalancer(): Rebalancer {
+    return new Rebalancer({
+      selfId: this.serverId,
+      store: this.store,
+      logger: this.logger,
       pendingTransactions: () => this.participant.pendingCount,
     });
+  }
+
+  /**
+   * The view leader expelled this durable server's ID (it was away longer than the failure
+   * timeout): join again as a new server. The old ID's protocol state goes: its transactions are
+   * decided by the replicas still in the view, which never count the old ID again. The data stay,
+   * and the next plan offers every key to its replicas (none is vouched for a new ID), so the
+   * rebalance copies only what they lack.
+   */
+  private async rejoinWithNewId(): Promise<void> {
+    const previous = this.serverId;
+    this.serverId = randomUUID();
+    clearParticipantState(this.store);
+    this.store.putRecord(META_TABLE, SERVER_ID_RECORD, this.serverId);
+    await this.store.flush();
+    this.participant = this.newParticipant();
+    this.rebalancer = this.newRebalancer();
+    this.logger.warn(
+      { previous, serverId: this.serverId },
+      'expelled: joining again with a new ID',
+    );
   }
 
   start(address: string): void {
@@ -106,7 +154,7 @@ export class StorageServer {
         process.stderr.write(`${text}\n`);
         return {};
       })
-      .route(ServerApi.set, ({ key, value }) => {
+      .route(ServerApi.set, async ({ key, value }) => {
         const version = store.versionOf(key) + 1;
         // Not reached in practice: above VERSION_CLAIM_MAX a key climbs one write at a time
         // (lib/limits.ts), and 2^52 writes of one key take longer than any cluster lives.
@@ -114,6 +162,7 @@ export class StorageServer {
           throw new DhtError('rejected', 'the key has no version left', 'version_out_of_reach');
         }
         store.put(key, value, version);
+        await store.flush();
         return {};
       })
       .route(ServerApi.get, ({ key }) => {
@@ -123,14 +172,14 @@ export class StorageServer {
       })
       .route(ServerApi.queryAllKeys, () => ({ keys: [...store.keys()].sort() }))
       .route(ServerApi.status, () => ({
-        serverId: this.config.serverId,
+        serverId: this.serverId,
         address: this.address,
         epoch: this.tracker.epoch,
         rebalancing: this.tracker.rebalancing,
         keyCount: store.size,
         pendingTransactions: this.participant.pendingCount,
       }))
-      .route(ServerApi.prepare, (request) => {
+      .route(ServerApi.prepare, async (request) => {
         this.noticeEpoch(request.epoch);
         const vote = this.participant.prepare(
           request,
@@ -142,6 +191,7 @@ export class StorageServer {
           },
           performance.now(),
         );
+        await this.persist();
         if (vote.vote === 'no') throw vote.error;
         return vote;
       })
@@ -152,12 +202,15 @@ export class StorageServer {
           await this.refuseUnbacked([claimOfCommit(key, outcome.version)]);
         }
         this.participant.accept(txid, key, ballot, outcome, this.viewContext());
+        await this.persist();
         return {};
       })
       .route(ServerApi.commit, async ({ txid, key, version }) => {
         await this.refuseUnbacked([claimOfCommit(key, version)]);
         const apply = this.participant.commit(txid, key, version);
-        if (apply !== undefined && !this.apply(apply, txid)) {
+        const applied = apply === undefined || this.apply(apply, txid);
+        await this.persist();
+        if (!applied) {
           // Decided, but this copy is newer than the commit (a local set, a stray push): the
           // coordinator must not report "applied on all replicas".
           throw new DhtError(
@@ -168,14 +221,17 @@ export class StorageServer {
         }
         return {};
       })
-      .route(ServerApi.abort, ({ txid, key, ballot }) => {
+      .route(ServerApi.abort, async ({ txid, key, ballot }) => {
         this.participant.abort(txid, key, ballot);
+        await this.persist();
         return {};
       })
-      .route(ServerApi.decision, ({ txid, key, serverId, ballot }) => {
+      .route(ServerApi.decision, async ({ txid, key, serverId, ballot }) => {
         this.checkServerId(serverId);
         this.noticeEpoch(ballot.epoch);
-        return this.participant.promise(txid, key, ballot, this.viewContext());
+        const answer = this.participant.promise(txid, key, ballot, this.viewContext());
+        await this.persist();
+        return answer;
       })
       .route(ServerApi.read, ({ key, epoch, serverId }) => {
         this.checkServerId(serverId);
@@ -205,6 +261,7 @@ export class StorageServer {
             this.rebalancer.noteReceived(e.key, epoch);
             stored++;
           }
+          await store.flush(); // the sender may delete its copy once this is acknowledged
           return { stored };
         },
         { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
@@ -280,7 +337,7 @@ export class StorageServer {
   /** The other servers of this server's current view (none while it has no view). */
   private serversInView(): ServerRef[] {
     const ids = this.tracker.viewIds;
-    return this.viewServers.filter((s) => ids.has(s.id) && s.id !== this.config.serverId);
+    return this.viewServers.filter((s) => ids.has(s.id) && s.id !== this.serverId);
   }
 
   /** See ViewTracker.holdsLease; without it, ask the view leader now rather than at the next beat. */
@@ -291,7 +348,7 @@ export class StorageServer {
   }
 
   private checkServerId(serverId: string): void {
-    if (serverId !== this.config.serverId) {
+    if (serverId !== this.serverId) {
       throw new DhtError('retry', 'server ID differs from the caller view', 'server_id_mismatch');
     }
   }
@@ -340,14 +397,29 @@ export class StorageServer {
   }
 
   private tickParticipant(): void {
-    this.carryOut(this.participant.tick(performance.now(), this.viewContext()));
+    void this.carryOut(this.participant.tick(performance.now(), this.viewContext()));
   }
 
-  /** Apply and log what the participant decided, and send what it asks to send. */
-  private carryOut(step: Step): void {
+  /**
+   * Write what the participant changed (and anything else written since), and wait until it is
+   * durable: nothing it promised, accepted or decided may be told to anyone before that.
+   */
+  private async persist(): Promise<void> {
+    writeParticipantChanges(this.store, this.participant.takeChanges());
+    await this.store.flush();
+  }
+
+  /** Apply and log what the participant decided; once durable, send what it asks to send. */
+  private async carryOut(step: Step): Promise<void> {
     for (const r of step.resolutions) {
       if (r.apply !== undefined) this.apply(r.apply, r.txid);
       this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
+    }
+    try {
+      await this.persist();
+    } catch (err) {
+      this.logger.error({ err: String(err) }, 'could not make the transaction state durable');
+      return;
     }
     for (const send of step.sends) void this.sendToPeer(send);
   }
@@ -378,7 +450,7 @@ export class StorageServer {
             }
             answer = 'unreachable';
           }
-          this.carryOut(this.participant.onPromise(txid, target, send.ballot, answer));
+          await this.carryOut(this.participant.onPromise(txid, target, send.ballot, answer));
           return;
         }
         case 'accept': {
@@ -394,7 +466,7 @@ export class StorageServer {
             if (!(err instanceof DhtError)) throw err;
             answer = err instanceof UnreachableError ? 'unreachable' : 'refused';
           }
-          this.carryOut(this.participant.onAccepted(txid, target, send.ballot, answer));
+          await this.carryOut(this.participant.onAccepted(txid, target, send.ballot, answer));
           return;
         }
         case 'learn':
@@ -442,7 +514,7 @@ export class StorageServer {
           address,
           ViewLeaderApi.heartbeat,
           {
-            serverId: this.config.serverId,
+            serverId: this.serverId,
             address: this.address,
             epoch: this.tracker.reportedEpoch,
           },
@@ -467,7 +539,10 @@ export class StorageServer {
             { err: err.message, reason: err.reason },
             'heartbeat rejected by the view leader',
           );
-          if (err.reason === 'server_expired') this.tracker.onExpelled();
+          if (err.reason === 'server_expired') {
+            this.tracker.onExpelled();
+            if (this.config.durable) await this.rejoinWithNewId();
+          }
           return;
         }
         throw err;
@@ -523,6 +598,7 @@ export class StorageServer {
         epoch: view.epoch,
         keysPushed: report.keysPushed,
         keysOffered: report.keysOffered,
+        valuesSent: report.valuesSent,
         elapsedMs: report.elapsedMs,
       },
       'copy phase done',
@@ -540,7 +616,7 @@ export class StorageServer {
       await call(
         address,
         ViewLeaderApi.rebalanceDone,
-        { serverId: this.config.serverId, epoch, phase },
+        { serverId: this.serverId, epoch, phase },
         { timeoutMs: VIEWLEADER_TIMEOUT_MS },
       );
       this.tracker.onReported(epoch, phase);

@@ -67,7 +67,7 @@ export class ViewLeader {
         return {
           epoch: outcome.view.epoch,
           view: outcome.view,
-          leaseMs: this.membership.failureTimeoutMs,
+          leaseMs: Math.floor(this.membership.failureTimeoutMs), // shorter is the safe side
         };
       case 'expired':
         throw new DhtError(

@@ -735,7 +735,7 @@ describe('process life cycle', () => {
       let viewLeader: Proc | undefined;
       if (name === 'dht-server') {
         viewLeader = await startViewLeader(PORTS.server(20));
-        args = ['--port', String(port), '--viewleader', viewLeader.address];
+        args = ['--port', String(port), '--viewleader', viewLeader.address, '--in-memory'];
         args.push('--heartbeat-interval', '0.2');
       }
       const run = spawnBin(name, args);

@@ -27,6 +27,8 @@ export interface ClusterOptions extends ServerOptions {
   readonly failureTimeoutS?: number;
   /** Per-server overrides, by index. */
   readonly perServer?: Readonly<Record<number, ServerOptions>>;
+  /** Durable servers: server i keeps its data in DIR/server-i (kept across restarts). */
+  readonly dataRoot?: string;
 }
 
 // Coordinators started with fault-injection variables: killed after each test, like the others.
@@ -78,13 +80,32 @@ export class Cluster {
     if (own.prepareTimeoutS !== undefined) {
       args.push('--prepare-timeout', String(own.prepareTimeoutS));
     }
+    if (this.options.dataRoot !== undefined) {
+      args.push('--data-dir', this.dataDir(index));
+    }
     const server = await startProcess('dht-server', args);
     this.servers.set(server.address, server);
     this.indexOf.set(server.address, index);
     return server;
   }
 
-  /** SIGKILL the server at `address` and start a new process (a new ID) on the same port. */
+  /** Server `index`'s data directory (with `dataRoot`). */
+  dataDir(index: number): string {
+    if (this.options.dataRoot === undefined) throw new Error('this cluster keeps no data on disk');
+    return path.join(this.options.dataRoot, `server-${index}`);
+  }
+
+  /** The index of the server at `address`. */
+  indexAt(address: string): number {
+    const index = this.indexOf.get(address);
+    if (index === undefined) throw new Error(`no server of this test at ${address}`);
+    return index;
+  }
+
+  /**
+   * SIGKILL the server at `address` and start a new process on the same port: a new ID, or with
+   * `dataRoot` the same data directory (it resumes its ID if the view leader still has it).
+   */
   async restart(address: string): Promise<Proc> {
     const index = this.indexOf.get(address);
     if (index === undefined) throw new Error(`no server of this test at ${address}`);

@@ -86,10 +86,14 @@ function isStopped(proc: Proc): boolean | undefined {
 
 /** Start `bin/NAME args...` and wait for its `listening on HOST:PORT` line. */
 export async function startProcess(name: string, args: string[]): Promise<Proc> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', name), ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [path.join(ROOT, 'bin', name), ...withStorage(name, args)],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   running.add(child);
   let stdout = '';
   let stderr = '';
@@ -135,6 +139,18 @@ export function startScript(source: string, args: string[] = []): ChildProcess {
   running.add(child);
   child.once('exit', () => running.delete(child));
   return child;
+}
+
+/**
+ * Servers in tests run `--in-memory` unless the test gives a `--data-dir`: the default data
+ * directory (dht-data/server-PORT under the repository) would outlive the test and be resumed by
+ * the next test that starts a server on that port.
+ */
+function withStorage(name: string, args: string[]): string[] {
+  if (name !== 'dht-server') return args;
+  return args.includes('--data-dir') || args.includes('--in-memory')
+    ? args
+    : [...args, '--in-memory'];
 }
 
 export interface CliResult {

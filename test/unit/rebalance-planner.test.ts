@@ -536,8 +536,14 @@ describe('arrivalsFor', () => {
     );
   });
 
-  test('a plan for an epoch not after its placement is a programmer error', () => {
-    expect(thrown(() => arrivalsFor(received, 7, 7))).toBeInstanceOf(AssertionError);
+  test('a plan for an epoch before its placement is a programmer error', () => {
+    expect(thrown(() => arrivalsFor(received, 8, 7))).toBeInstanceOf(AssertionError);
+  });
+
+  test("a plan for the placement's own epoch (a server resuming its ID) takes only later copies as unvouched", () => {
+    expect(arrivalsFor(received, 7, 7).size).toBe(
+      [...received.values()].filter((epoch) => epoch > 7).length,
+    );
   });
 });
 

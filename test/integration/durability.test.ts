@@ -1,0 +1,203 @@
+// Durable servers with real processes: each keeps its bucket and its 2PC state in a LevelDB data
+// directory, and a SIGKILLed server restarted on it resumes. Restarts within the failure timeout
+// are invisible to the cluster (same ID, no view change, nothing copied); a server away longer
+// rejoins with a new ID and is sent only what it lacks; every replica of a transaction killed at
+// the hardest moments recovers it to one outcome.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DhtClient } from '../../client/sdk';
+import { call, keepAliveAgent } from '../../lib/http-client';
+import { ServerApi, type View } from '../../lib/messages';
+import { allocateReplicas } from '../../lib/ring';
+import { DurableStore } from '../../server/durable-store';
+import {
+  Cluster,
+  expectCode,
+  localValues,
+  pendingCounts,
+  status,
+  type ClusterOptions,
+} from '../support/cluster';
+import { cleanupProcessesAfterAll, portBlock, waitFor } from '../support/processes';
+
+const PORTS = portBlock(14);
+const PORTS_PER_TEST = 6;
+const TEST_TIMEOUT_MS = 90_000;
+const PAUSE_FOREVER_MS = '60000';
+
+cleanupProcessesAfterAll();
+const dataRoots: string[] = [];
+afterAll(() => {
+  keepAliveAgent.destroy();
+  for (const dir of dataRoots) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function startCluster(
+  slot: number,
+  options: Omit<ClusterOptions, 'viewLeaderPort' | 'serverPort' | 'dataRoot'>,
+): Promise<Cluster> {
+  const dataRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'dht-durability-'));
+  dataRoots.push(dataRoot);
+  return Cluster.start({
+    ...options,
+    dataRoot,
+    viewLeaderPort: PORTS.viewleader + slot * PORTS_PER_TEST,
+    serverPort: (i) => PORTS.server(slot * PORTS_PER_TEST + i),
+  });
+}
+
+/** Every `copy phase done` log line of a server, parsed. */
+function copyPhases(stderr: string): { epoch: number; valuesSent: number }[] {
+  return stderr
+    .split('\n')
+    .filter((line) => line.includes('"copy phase done"'))
+    .map((line) => JSON.parse(line) as { epoch: number; valuesSent: number });
+}
+
+/** The server at `address` serves the view: same epoch, its part of the rebalance done. */
+async function serving(address: string, view: View): Promise<void> {
+  await waitFor(`${address} to serve epoch ${view.epoch}`, async () => {
+    const s = await status(address);
+    return s.epoch === view.epoch && !s.rebalancing ? true : undefined;
+  });
+}
+
+async function writeKeys(client: DhtClient, keys: string[], value: (k: string) => string) {
+  for (const key of keys) await client.setr(key, value(key));
+}
+
+test(
+  'a rolling restart within the failure timeout: every server resumes its ID, no view change, nothing copied',
+  async () => {
+    const cluster = await startCluster(0, { servers: 3, failureTimeoutS: 10 });
+    const client = new DhtClient({ viewLeader: cluster.vl, waitMs: 10_000 });
+    const keys = Array.from({ length: 40 }, (_, i) => `rolling/${i}`);
+    await writeKeys(client, keys, (k) => `value of ${k}`);
+    const before = await cluster.settled(3);
+
+    for (const address of [...cluster.servers.keys()]) {
+      const { serverId, keyCount } = await status(address);
+      await cluster.restart(address);
+      await serving(address, before);
+      expect(await status(address)).toMatchObject({ serverId, keyCount });
+      expect((await cluster.view()).epoch).toBe(before.epoch);
+    }
+    const after = await cluster.settled(3);
+    expect(after.epoch).toBe(before.epoch);
+    for (const server of cluster.servers.values()) {
+      // A resumed server installs the view again, but its plan moves nothing.
+      for (const phase of copyPhases(server.stderr())) expect(phase.valuesSent).toBe(0);
+    }
+    for (const key of keys) expect((await client.getr(key)).value).toBe(`value of ${key}`);
+  },
+  TEST_TIMEOUT_MS,
+);
+
+test(
+  'a server away longer than the failure timeout rejoins with a new ID and is sent only what it lacks',
+  async () => {
+    const cluster = await startCluster(1, { servers: 4, failureTimeoutS: 1.5 });
+    const client = new DhtClient({ viewLeader: cluster.vl, waitMs: 15_000 });
+    const keys = Array.from({ length: 80 }, (_, i) => `away/${i}`);
+    await writeKeys(client, keys, (k) => `first ${k}`);
+    await cluster.settled(4);
+
+    const away = [...cluster.servers.keys()].sort()[0];
+    const index = cluster.indexAt(away);
+    const oldId = (await status(away)).serverId;
+    await cluster.kill(away);
+    await cluster.settled(3, 30_000);
+    // While it is away: new keys, and new versions of old ones.
+    const added = Array.from({ length: 20 }, (_, i) => `away/new/${i}`);
+    await writeKeys(client, added, (k) => `new ${k}`);
+    await writeKeys(client, keys.slice(0, 20), (k) => `second ${k}`);
+
+    // What it holds on disk, read while it is down.
+    const held = new Map<string, number>();
+    const store = await DurableStore.open(cluster.dataDir(index));
+    for (const [key, { version }] of store.entries()) held.set(key, version);
+    await store.close();
+    expect(held.size).toBeGreaterThan(0);
+
+    const phasesBefore = new Map(
+      [...cluster.servers.entries()].map(([a, p]) => [a, copyPhases(p.stderr()).length]),
+    );
+    await cluster.startServer(index);
+    const view = await cluster.settled(4, 30_000);
+    const newId = (await status(away)).serverId;
+    expect(newId).not.toBe(oldId);
+
+    // What it lacks: keys it now replicates that it does not hold at their current version.
+    let lacking = 0;
+    let replicated = 0;
+    for (const key of [...keys, ...added]) {
+      const replicas = allocateReplicas(key, view);
+      if (!replicas.some((r) => r.id === newId)) continue;
+      replicated++;
+      const other = replicas.find((r) => r.id !== newId)!;
+      const current = (await call(other.address, ServerApi.get, { key })).version;
+      if ((held.get(key) ?? 0) < current) lacking++;
+    }
+    let sent = 0;
+    for (const [address, server] of cluster.servers) {
+      if (address === away) continue;
+      const phases = copyPhases(server.stderr()).slice(phasesBefore.get(address) ?? 0);
+      sent += phases.reduce((sum, p) => sum + p.valuesSent, 0);
+    }
+    expect(sent).toBe(lacking);
+    expect(lacking).toBeLessThan(replicated); // its old copies spared some
+    for (const key of added) expect((await client.getr(key)).value).toBe(`new ${key}`);
+    for (const key of keys.slice(0, 20)) {
+      expect((await client.getr(key)).value).toBe(`second ${key}`);
+    }
+  },
+  TEST_TIMEOUT_MS,
+);
+
+describe('every replica SIGKILLed inside a transaction, restarted on its directory', () => {
+  test.each([
+    ['after the votes were synced', 'DHT_FAULT_PAUSE_BEFORE_COMMIT_MS', 'v0'],
+    ['after the primary applied the commit', 'DHT_FAULT_PAUSE_AFTER_PRIMARY_COMMIT_MS', 'v1'],
+  ])(
+    '%s: the replicas recover one outcome (%s pauses the coordinator)',
+    async (_when, fault, expected) => {
+      const slot = fault.includes('BEFORE') ? 2 : 3;
+      const cluster = await startCluster(slot, {
+        servers: 3,
+        failureTimeoutS: 10,
+        prepareTimeoutS: 1,
+      });
+      const key = `crash/${slot}`;
+      expectCode(await cluster.cli('setr', key, 'v0'), [0], 'setr v0');
+      const replicas = await cluster.replicasOf(key);
+      const coordinator = cluster.spawnCoordinator(['setr', key, 'v1'], {
+        [fault]: PAUSE_FOREVER_MS,
+      });
+      if (fault.includes('BEFORE')) {
+        await waitFor('every replica to hold the transaction prepared', async () =>
+          (await pendingCounts(replicas)).every((n) => n === 1) ? true : undefined,
+        );
+      } else {
+        await waitFor('the primary to apply v1', async () =>
+          (await localValues([replicas[0]], key))[0] === 'v1' ? true : undefined,
+        );
+      }
+      coordinator.child.kill('SIGKILL');
+      const addresses = replicas.map((r) => r.address);
+      await Promise.all(addresses.map((a) => cluster.kill(a)));
+      await Promise.all(addresses.map((a) => cluster.startServer(cluster.indexAt(a))));
+
+      await cluster.settled(3, 30_000);
+      await waitFor('the replicas to decide', async () =>
+        (await pendingCounts(replicas)).every((n) => n === 0) ? true : undefined,
+      );
+      expect(await localValues(replicas, key)).toEqual([expected, expected, expected]);
+      const read = await cluster.cli('getr', key);
+      expectCode(read, [0], 'getr');
+      expect(read.stdout).toBe(expected);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
