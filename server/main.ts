@@ -49,7 +49,6 @@ async function main(): Promise<void> {
     })
     .option('in-memory', {
       type: 'boolean',
-      default: false,
       describe: 'keep nothing on disk: data and identity end with the process',
     })
     .conflicts('data-dir', 'in-memory')
@@ -79,9 +78,9 @@ async function main(): Promise<void> {
   const { storage, store, listening } = await openAndListen(
     args.host,
     portsToTry(args.port, SERVER_PORT_FIRST, SERVER_PORT_LAST),
-    args.inMemory ? undefined : { dir: args.dataDir },
+    args.inMemory === true ? undefined : { dir: args.dataDir },
     (store, serverId) =>
-      new StorageServer({ ...config, serverId, durable: !args.inMemory }, store, logger),
+      new StorageServer({ ...config, serverId, durable: args.inMemory !== true }, store, logger),
     logger,
   );
   announceAndRunUntilSignal(listening, logger, async () => {
