@@ -47,10 +47,15 @@ export interface GroupCommitStats {
 }
 
 /** The sync of a batch failed; every later write is refused too. */
-export class SyncFailedError extends Error {
+/**
+ * A sync failed (disk full, I/O error): this write and every later one are refused. A DhtError
+ * of kind `unavailable`, so a request that needed the write is refused with 503 and says why.
+ */
+export class SyncFailedError extends DhtError {
   override name = 'SyncFailedError';
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super('unavailable', message, 'storage_failed');
+    if (options?.cause !== undefined) this.cause = options.cause;
   }
 }
 

@@ -14,8 +14,12 @@
 //   request that only reads may see a write that is not durable yet; if `unsyncedWrites > 0` it
 //   awaits `flush()` too before answering, or a crash could take back a value a client has seen.
 // - A failed sync is fatal (lib/group-commit.ts: after a failed fsync, retrying is unsafe): every
-//   unsynced write's flush rejects, and every later call, reads included, throws SyncFailedError,
-//   because memory now holds writes the disk may not. The process must exit and reopen.
+//   unsynced write's flush rejects, and every later write throws SyncFailedError: the requests
+//   that needed them are refused, nothing more is acknowledged. Reads go on from memory (the
+//   contract: a failed write keeps the process serving reads). Memory may hold writes the disk
+//   does not; the server writes only chosen commits and received copies there, and whatever
+//   decided them is on disk already, so a restart recovers them. Restart the process to write
+//   again.
 // - One process per directory: LevelDB takes an fcntl lock on DIR/LOCK (the kernel drops it when
 //   the process dies, so a crash never leaves a stale lock); a second open, from another process
 //   or this one, fails with StoreOpenError 'locked'. (LMDB does not exclude a second writer
@@ -170,27 +174,27 @@ export class DurableStore implements Store {
   // ---- Store: memory reads -------------------------------------------------------------------
 
   get(key: string): Versioned | undefined {
-    this.checkUsable();
+    this.checkOpen();
     return this.bucket.get(key);
   }
 
   versionOf(key: string): number {
-    this.checkUsable();
+    this.checkOpen();
     return this.bucket.get(key)?.version ?? 0;
   }
 
   keys(): IterableIterator<string> {
-    this.checkUsable();
+    this.checkOpen();
     return this.bucket.keys();
   }
 
   entries(): IterableIterator<[string, Versioned]> {
-    this.checkUsable();
+    this.checkOpen();
     return this.bucket.entries();
   }
 
   get size(): number {
-    this.checkUsable();
+    this.checkOpen();
     return this.bucket.size;
   }
 
@@ -218,7 +222,7 @@ export class DurableStore implements Store {
   // ---- record tables (2PC participant state, view leader state) --------------------------------
 
   getRecord(table: string, key: string): string | undefined {
-    this.checkUsable();
+    this.checkOpen();
     return this.tables.get(table)?.get(key);
   }
 
@@ -239,7 +243,7 @@ export class DurableStore implements Store {
   }
 
   records(table: string): IterableIterator<[string, string]> {
-    this.checkUsable();
+    this.checkOpen();
     return (this.tables.get(table) ?? new Map<string, string>()).entries();
   }
 
@@ -277,6 +281,11 @@ export class DurableStore implements Store {
   }
 
   // ---- internals -------------------------------------------------------------------------------
+
+  /** Reads go on after a failed sync: the process keeps serving what it holds. */
+  private checkOpen(): void {
+    assert(!this.closed, 'the store is open');
+  }
 
   private checkUsable(): void {
     const failure = this.group.failed;

@@ -5,6 +5,7 @@
 // Two servers scanning the range at once therefore never share a directory, and a restarted
 // server on its port finds its own data.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { DhtError } from '../lib/errors';
@@ -72,7 +73,7 @@ export async function openAndListen(
 }
 
 async function openStore(dir: string, logger: Logger): Promise<DurableStore> {
-  const store = await DurableStore.open(dir);
+  const store = await DurableStore.open(dir, { beforeSync: injectedSyncFailure() });
   const { bucketKeys, records, openMs } = store.recovery;
   logger.info(
     { dir, keys: bucketKeys, records, openMs: Math.round(openMs) },
@@ -89,4 +90,16 @@ async function serverIdOf(store: Store): Promise<string> {
   store.putRecord(META_TABLE, SERVER_ID_RECORD, serverId);
   await store.flush();
   return serverId;
+}
+
+/**
+ * Fault injection for tests (docs/testing.md): while the file named by DHT_FAULT_SYNC_FAIL_FILE
+ * exists, every sync fails, as on a full disk. Unset, it costs nothing.
+ */
+function injectedSyncFailure(): ((ops: number) => void) | undefined {
+  const file = process.env.DHT_FAULT_SYNC_FAIL_FILE;
+  if (file === undefined || file === '') return undefined;
+  return () => {
+    if (fs.existsSync(file)) throw new Error(`injected sync failure (${file} exists)`);
+  };
 }

@@ -191,7 +191,13 @@ export class StorageServer {
           },
           performance.now(),
         );
-        await this.persist();
+        try {
+          await this.persist();
+        } catch (err) {
+          // The yes never left: abort it here, or the key would stay busy with nobody to decide.
+          if (vote.vote === 'yes') this.participant.abort(request.txid, request.key);
+          throw err;
+        }
         if (vote.vote === 'no') throw vote.error;
         return vote;
       })

@@ -20,7 +20,7 @@ import {
   status,
   type ClusterOptions,
 } from '../support/cluster';
-import { cleanupProcessesAfterAll, portBlock, waitFor } from '../support/processes';
+import { cleanupProcessesAfterAll, portBlock, startProcess, waitFor } from '../support/processes';
 
 const PORTS = portBlock(14);
 const PORTS_PER_TEST = 6;
@@ -200,4 +200,75 @@ describe('every replica SIGKILLed inside a transaction, restarted on its directo
     },
     TEST_TIMEOUT_MS,
   );
+});
+
+describe('bad disks', () => {
+  test(
+    'a failed write refuses the request that needed it; the server keeps serving reads',
+    async () => {
+      const failFile = path.join(os.tmpdir(), `dht-fail-sync-${process.pid}`);
+      fs.rmSync(failFile, { force: true });
+      const cluster = await startCluster(4, {
+        servers: 3,
+        failureTimeoutS: 10,
+        env: { DHT_FAULT_SYNC_FAIL_FILE: failFile },
+      });
+      try {
+        const key = 'disk/full';
+        expectCode(await cluster.cli('setr', key, 'v0'), [0], 'setr v0');
+        fs.writeFileSync(failFile, 'every sync fails while this file exists');
+        // Every replica's vote needs a sync: refused, nothing done (exit 1), no value changed.
+        const refused = await cluster.cli('--json', 'setr', key, 'v1');
+        expectCode(refused, [1], 'setr while the disks fail');
+        expect(JSON.parse(refused.stdout)).toMatchObject({
+          status: 'aborted',
+          error: expect.stringContaining('sync failed'),
+        });
+        // Reads go on, from every replica.
+        const read = await cluster.cli('getr', key);
+        expectCode(read, [0], 'getr while the disks fail');
+        expect(read.stdout).toBe('v0');
+        expect(await localValues(await cluster.replicasOf(key), key)).toEqual(['v0', 'v0', 'v0']);
+
+        // A failed sync is not retried (the disk's state is unknown): restart to write again.
+        fs.rmSync(failFile);
+        for (const address of [...cluster.servers.keys()]) await cluster.restart(address);
+        await cluster.settled(3, 30_000);
+        expectCode(await cluster.cli('--wait', '10', 'setr', key, 'v2'), [0], 'setr after restart');
+        expect((await cluster.cli('getr', key)).stdout).toBe('v2');
+      } finally {
+        fs.rmSync(failFile, { force: true });
+      }
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  test('a data directory in use, corrupt, or not a directory: the server refuses to start', async () => {
+    const cluster = await startCluster(5, { servers: 1, failureTimeoutS: 10 });
+    const [address] = [...cluster.servers.keys()];
+    const dir = cluster.dataDir(cluster.indexAt(address));
+    const args = ['--viewleader', cluster.vl, '--port', '0', '--data-dir', dir];
+
+    // In use by the running server.
+    await expect(startProcess('dht-server', args)).rejects.toThrow(
+      /exited \(1\)[\s\S]*ERROR: .*lock/i,
+    );
+
+    // Corrupt: the manifest pointer names a file that is not there.
+    await cluster.kill(address);
+    fs.writeFileSync(path.join(dir, 'CURRENT'), 'MANIFEST-999999\n');
+    await expect(startProcess('dht-server', args)).rejects.toThrow(/exited \(1\)[\s\S]*ERROR: /);
+
+    // A file where the directory should be.
+    const file = path.join(os.tmpdir(), `dht-not-a-dir-${process.pid}`);
+    fs.writeFileSync(file, 'not a data directory');
+    try {
+      const onFile = ['--viewleader', cluster.vl, '--port', '0', '--data-dir', file];
+      await expect(startProcess('dht-server', onFile)).rejects.toThrow(
+        /exited \(1\)[\s\S]*ERROR: /,
+      );
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  });
 });

@@ -16,6 +16,8 @@ export interface ServerOptions {
   readonly heartbeatS?: number;
   /** --prepare-timeout (s); the default unless given. */
   readonly prepareTimeoutS?: number;
+  /** Extra environment (fault injection). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface ClusterOptions extends ServerOptions {
@@ -83,7 +85,7 @@ export class Cluster {
     if (this.options.dataRoot !== undefined) {
       args.push('--data-dir', this.dataDir(index));
     }
-    const server = await startProcess('dht-server', args);
+    const server = await startProcess('dht-server', args, own.env);
     this.servers.set(server.address, server);
     this.indexOf.set(server.address, index);
     return server;

@@ -85,12 +85,17 @@ function isStopped(proc: Proc): boolean | undefined {
 }
 
 /** Start `bin/NAME args...` and wait for its `listening on HOST:PORT` line. */
-export async function startProcess(name: string, args: string[]): Promise<Proc> {
+export async function startProcess(
+  name: string,
+  args: string[],
+  env?: Readonly<Record<string, string>>,
+): Promise<Proc> {
   const child = spawn(
     process.execPath,
     [path.join(ROOT, 'bin', name), ...withStorage(name, args)],
     {
       cwd: ROOT,
+      env: env === undefined ? process.env : { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

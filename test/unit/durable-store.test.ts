@@ -128,7 +128,7 @@ describe('group commit on the real engine', () => {
 });
 
 describe('a failed sync', () => {
-  test('rejects the flush, acknowledges nothing, and stops the store', async () => {
+  test('rejects the flush, acknowledges nothing, and refuses every later write', async () => {
     const dir = dataDir();
     let failNext = false;
     const store = await DurableStore.open(dir, {
@@ -145,9 +145,10 @@ describe('a failed sync', () => {
     const flushes = [store.flush(), store.flush()];
     for (const flush of flushes) await expect(flush).rejects.toThrow(SyncFailedError);
     expect(store.failed).toBeInstanceOf(SyncFailedError);
-    // Memory now holds writes the disk does not: every call throws, reads too.
-    expect(() => store.get('durable')).toThrow(SyncFailedError);
+    // Writes are refused from now on; reads go on from memory (the process keeps serving them).
+    expect(store.get('durable')).toEqual({ value: 'yes', version: 1 });
     expect(() => store.put('more', 'x', 1)).toThrow(SyncFailedError);
+    expect(store.failed).toMatchObject({ kind: 'unavailable', reason: 'storage_failed' });
     await expect(store.close()).rejects.toThrow(SyncFailedError);
 
     const again = await reopen(dir); // close released the directory despite the failure
