@@ -58,6 +58,8 @@ export class DhtClient {
   private readonly waitMs: number;
   private readonly cacheView: boolean;
   private cachedView: View | undefined;
+  /** The highest epoch of any view this client has received. */
+  private highestEpochSeen = 0;
 
   constructor(options: ClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? CLIENT_TIMEOUT_S_DEFAULT * 1000;
@@ -75,6 +77,16 @@ export class DhtClient {
 
   async queryServers(): Promise<View> {
     const view = await this.viewLeader.call(ViewLeaderApi.queryServers, {});
+    // Epochs never go back: an older one than this client has seen comes from a view leader that
+    // lost its state or lags behind, and acting on it could send writes to the wrong replicas.
+    if (view.epoch < this.highestEpochSeen) {
+      throw new DhtError(
+        'retry',
+        `the view leader answered epoch ${view.epoch}, older than epoch ${this.highestEpochSeen} seen before`,
+        'stale_view',
+      );
+    }
+    this.highestEpochSeen = view.epoch;
     this.cachedView = this.cacheView ? view : undefined;
     return view;
   }

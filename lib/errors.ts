@@ -48,7 +48,8 @@ export type ErrorReason =
   | 'address_in_use'
   | 'version_out_of_reach'
   | 'storage_busy'
-  | 'storage_failed';
+  | 'storage_failed'
+  | 'stale_view';
 
 export class DhtError extends Error {
   override name = 'DhtError';
