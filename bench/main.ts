@@ -17,6 +17,12 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ALLOCATOR_FULL, ALLOCATOR_QUICK, allocatorTables, measureAllocator } from './allocator';
 import { CLI_FULL, CLI_QUICK, cliTables, measureCli } from './cli';
+import {
+  DURABILITY_FULL,
+  DURABILITY_QUICK,
+  durabilityTables,
+  measureDurability,
+} from './durability';
 import { FAILOVER_FULL, FAILOVER_QUICK, failoverTables, measureFailover } from './failover';
 import { measureMemory, MEMORY_FULL, MEMORY_QUICK, memoryTables } from './memory';
 import {
@@ -114,6 +120,14 @@ export const SECTIONS: readonly Section[] = [
     run: async ({ quick }) => {
       const result = await measureMemory(quick ? MEMORY_QUICK : MEMORY_FULL);
       return { data: result, tables: memoryTables(result) };
+    },
+  },
+  {
+    name: 'durability',
+    title: 'Durability: durable vs in-memory, syncs per setr, restart, disk and RSS per key',
+    run: async ({ quick }) => {
+      const result = await measureDurability(quick ? DURABILITY_QUICK : DURABILITY_FULL);
+      return { data: result, tables: durabilityTables(result) };
     },
   },
   {

@@ -8,7 +8,7 @@
 // servers rebalance the same keys) and is measured again.
 
 import { DhtClient } from '../client/sdk';
-import type { LogRecord } from '../demo/cluster';
+import type { LocalCluster, LogRecord, ProcessHandle } from '../demo/cluster';
 import { assert } from '../lib/assert';
 import { initHashing } from '../lib/hash';
 import { REPLICATION_COUNT } from '../lib/limits';
@@ -115,7 +115,7 @@ export interface SdkResult {
 }
 
 /** A DhtClient that counts its requests to the view leader. */
-class CountingClient extends DhtClient {
+export class CountingClient extends DhtClient {
   viewLeaderRequests = 0;
 
   override async queryServers(): Promise<View> {
@@ -135,35 +135,20 @@ export async function measureSdk(
   const ignoreLogs = (_server: string, _record: LogRecord): void => {};
 
   return withCluster(SDK_TIMINGS, ignoreLogs, async (cluster) => {
-    const leader = await cluster.startViewLeader();
-    for (let i = 0; i < options.serverCounts[0]; i++) await cluster.startServer();
-    await waitForView(
-      leader.address,
-      settled(options.serverCounts[0]),
+    const leader = await startSettledCluster(
+      cluster,
+      options.serverCounts[0],
       options.settleTimeoutMs,
-      SETTLE_POLL_MS,
     );
     const client = new CountingClient({ viewLeader: leader.address, cacheView: true, waitMs: 0 });
-
-    // Preload: every key once, at high concurrency; a key whose setr failed is left out.
-    const loaded = new Uint8Array(options.keys);
-    const preload = await runLoad({
+    const preload = await preloadWithSetr(client, {
+      keys: options.keys,
+      keyOf,
+      value,
       concurrency: options.preloadConcurrency,
-      durationMs: options.preloadBudgetMs,
-      maxOps: options.keys,
-      op: async (i) => {
-        await client.setr(keyOf(i), value);
-        loaded[i] = 1;
-      },
+      budgetMs: options.preloadBudgetMs,
     });
-    const loadedKeys: number[] = [];
-    for (let i = 0; i < options.keys; i++) if (loaded[i] === 1) loadedKeys.push(i);
-    if (loadedKeys.length === 0) {
-      throw new Error(`preload wrote no key (${preload.firstErrors.join('; ') || 'no time'})`);
-    }
-    // A fixed stride over the loaded keys: every worker touches different keys in turn.
-    const pick = (i: number): string =>
-      keyOf(loadedKeys[(i * 7919) % loadedKeys.length] ?? loadedKeys[0]);
+    const pick = strideOver(preload.loadedKeys, keyOf);
 
     const cases: SdkCase[] = [];
     const grow: { servers: number; ms: number }[] = [];
@@ -183,35 +168,30 @@ export async function measureSdk(
       }
       for (const op of ['getr', 'setr'] as const) {
         for (const concurrency of options.concurrencies) {
-          const run = (i: number): Promise<unknown> =>
-            op === 'getr' ? client.getr(pick(i)) : client.setr(pick(i), value);
-          // Warm-up (and, after a join, the one refresh of the cached view): not recorded.
-          await runLoad({ concurrency, durationMs: options.warmupMs, maxOps: 1_000_000, op: run });
-          const before = client.viewLeaderRequests;
-          const result = await runLoad({
+          const { result, viewLeaderRequests } = await runSdkCase(client, {
+            op,
             concurrency,
+            pick,
+            value,
+            warmupMs: options.warmupMs,
             durationMs: options.durationMs,
-            maxOps: 1_000_000,
-            op: run,
           });
-          cases.push(
-            sdkCase(op, servers, result, client.viewLeaderRequests - before, rpc, concurrency),
-          );
+          cases.push(sdkCase(op, servers, result, viewLeaderRequests, rpc, concurrency));
         }
       }
     }
 
     return {
       keys: options.keys,
-      keysLoaded: loadedKeys.length,
+      keysLoaded: preload.loadedKeys.length,
       valueBytes: options.valueBytes,
       timings: SDK_TIMINGS,
       preload: {
         concurrency: options.preloadConcurrency,
-        elapsedMs: preload.elapsedMs,
-        setrPerSec: preload.opsPerSec,
-        errors: preload.errors,
-        viewLeaderRequests: client.viewLeaderRequests,
+        elapsedMs: preload.run.elapsedMs,
+        setrPerSec: preload.run.opsPerSec,
+        errors: preload.run.errors,
+        viewLeaderRequests: preload.viewLeaderRequests,
       },
       grow,
       durationMs: options.durationMs,
@@ -220,6 +200,101 @@ export async function measureSdk(
       cases,
     };
   });
+}
+
+// ---- pieces shared with the durability section ------------------------------------------------
+
+/** Start the view leader and `servers` servers of `cluster`; resolves once the view settled. */
+export async function startSettledCluster(
+  cluster: LocalCluster,
+  servers: number,
+  settleTimeoutMs: number,
+): Promise<ProcessHandle> {
+  const leader = await cluster.startViewLeader();
+  for (let i = 0; i < servers; i++) await cluster.startServer();
+  await waitForView(leader.address, settled(servers), settleTimeoutMs, SETTLE_POLL_MS);
+  return leader;
+}
+
+export interface PreloadOptions {
+  readonly keys: number;
+  readonly keyOf: (i: number) => string;
+  readonly value: string;
+  readonly concurrency: number;
+  /** The preload stops here even if not every key is written. */
+  readonly budgetMs: number;
+}
+
+export interface Preloaded {
+  /** Indexes of the keys written; a key whose setr failed is left out. */
+  readonly loadedKeys: readonly number[];
+  readonly run: LoadResult;
+  /** The client's view-leader requests during the preload. */
+  readonly viewLeaderRequests: number;
+}
+
+/** Every key once with setr, at high concurrency; throws if not a single key was written. */
+export async function preloadWithSetr(
+  client: CountingClient,
+  options: PreloadOptions,
+): Promise<Preloaded> {
+  const { keys, keyOf, value } = options;
+  const before = client.viewLeaderRequests;
+  const loaded = new Uint8Array(keys);
+  const run = await runLoad({
+    concurrency: options.concurrency,
+    durationMs: options.budgetMs,
+    maxOps: keys,
+    op: async (i) => {
+      await client.setr(keyOf(i), value);
+      loaded[i] = 1;
+    },
+  });
+  const loadedKeys: number[] = [];
+  for (let i = 0; i < keys; i++) if (loaded[i] === 1) loadedKeys.push(i);
+  if (loadedKeys.length === 0) {
+    throw new Error(`preload wrote no key (${run.firstErrors.join('; ') || 'no time'})`);
+  }
+  return { loadedKeys, run, viewLeaderRequests: client.viewLeaderRequests - before };
+}
+
+/** A fixed stride over the loaded keys: every worker touches different keys in turn. */
+export function strideOver(
+  loadedKeys: readonly number[],
+  keyOf: (i: number) => string,
+): (i: number) => string {
+  assert(loadedKeys.length > 0, 'a stride over at least one key');
+  return (i) => keyOf(loadedKeys[(i * 7919) % loadedKeys.length] ?? loadedKeys[0]);
+}
+
+export interface SdkCaseOptions {
+  readonly op: SdkOp;
+  readonly concurrency: number;
+  readonly pick: (i: number) => string;
+  readonly value: string;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  /**
+   * Runs the measured load (not the warm-up), e.g. with a counter attached around it only.
+   * Default: runs it as is.
+   */
+  readonly around?: (measure: () => Promise<LoadResult>) => Promise<LoadResult>;
+}
+
+/** One case: a warm-up (and any refresh of the cached view), not recorded; then the measured run. */
+export async function runSdkCase(
+  client: CountingClient,
+  options: SdkCaseOptions,
+): Promise<{ readonly result: LoadResult; readonly viewLeaderRequests: number }> {
+  const { op, concurrency, pick, value } = options;
+  const run = (i: number): Promise<unknown> =>
+    op === 'getr' ? client.getr(pick(i)) : client.setr(pick(i), value);
+  await runLoad({ concurrency, durationMs: options.warmupMs, maxOps: 1_000_000, op: run });
+  const before = client.viewLeaderRequests;
+  const measure = (): Promise<LoadResult> =>
+    runLoad({ concurrency, durationMs: options.durationMs, maxOps: 1_000_000, op: run });
+  const result = await (options.around === undefined ? measure() : options.around(measure));
+  return { result, viewLeaderRequests: client.viewLeaderRequests - before };
 }
 
 function sdkCase(

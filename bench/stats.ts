@@ -4,6 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import readline from 'node:readline';
 import { LocalCluster, type ClusterTimings, type LogRecord } from '../demo/cluster';
 import { assert } from '../lib/assert';
 import { call } from '../lib/http-client';
@@ -142,14 +143,21 @@ export interface StartedChild {
 
 /**
  * Start `node script args...` and wait for its first stdout line. The child's stdin is a pipe it
- * can watch: when this process dies, however abruptly, the pipe closes and the child exits.
+ * can watch: when this process dies, however abruptly, the pipe closes and the child exits. Its
+ * stderr goes to ours, or line by line to `onStderrLine` if given.
  */
-export async function startChild(script: string, args: readonly string[]): Promise<StartedChild> {
+export async function startChild(
+  script: string,
+  args: readonly string[],
+  onStderrLine?: (line: string) => void,
+): Promise<StartedChild> {
   const child = spawn(process.execPath, [script, ...args], {
-    stdio: ['pipe', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', onStderrLine === undefined ? 'inherit' : 'pipe'],
   });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
+  track(child);
+  if (onStderrLine !== undefined) {
+    readline.createInterface({ input: child.stderr! }).on('line', onStderrLine);
+  }
   try {
     const firstLine = await new Promise<string>((resolve, reject) => {
       let stdout = '';
@@ -179,6 +187,16 @@ export async function startChild(script: string, args: readonly string[]): Promi
     await killChild(child);
     throw err;
   }
+}
+
+/**
+ * Register a child process started some other way (not `node`: e.g. a profiler), so that it is
+ * killed with the others on Ctrl-C and counted by runningChildren until it exits.
+ */
+export function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
 }
 
 /** SIGKILL one child by its PID and wait (bounded) until it is gone. */

@@ -19,6 +19,9 @@ export interface ProcessHandle {
   readonly name: string;
   readonly address: string;
   readonly child: ChildProcess;
+  /** How it was started, so that it can be started again on its port (and data). */
+  readonly bin: string;
+  readonly args: readonly string[];
 }
 
 /** A structured log line of a server (pino JSON). */
@@ -36,13 +39,39 @@ export class LocalCluster {
   ) {}
 
   async startViewLeader(): Promise<ProcessHandle> {
+    const storage =
+      this.timings.dataRoot === undefined
+        ? ['--in-memory']
+        : ['--data-dir', path.join(this.timings.dataRoot, 'viewleader')];
     this.viewLeader = await this.spawn('viewleader', 'dht-viewleader', [
       '--port',
       '0',
       '--failure-timeout',
       String(this.timings.failureTimeoutS),
+      ...storage,
     ]);
     return this.viewLeader;
+  }
+
+  /**
+   * SIGKILL every process at once (the view leader too), as a power cut would, then start each
+   * again on its port and data directory. Needs `dataRoot`; returns when all are listening.
+   */
+  async killEverythingAndRestart(): Promise<void> {
+    if (this.timings.dataRoot === undefined) throw new Error('a restart needs data directories');
+    const before = [this.viewLeader, ...this.servers].filter(
+      (h): h is ProcessHandle => h !== undefined,
+    );
+    await this.stop();
+    const again = (h: ProcessHandle): Promise<ProcessHandle> => {
+      const port = h.address.slice(h.address.lastIndexOf(':') + 1);
+      const args = [...h.args];
+      args[args.indexOf('--port') + 1] = port;
+      return this.spawn(h.name, h.bin, args);
+    };
+    const [viewLeader, ...servers] = before;
+    this.viewLeader = await again(viewLeader);
+    this.servers.splice(0, this.servers.length, ...(await Promise.all(servers.map(again))));
   }
 
   async startServer(): Promise<ProcessHandle> {
@@ -121,7 +150,7 @@ export class LocalCluster {
       readline.createInterface({ input: child.stdout! }).once('line', (line) => {
         clearTimeout(timer);
         const match = /^listening on (\S+)$/.exec(line);
-        if (match) resolve({ name, address: match[1], child });
+        if (match) resolve({ name, address: match[1], child, bin, args });
         else reject(new Error(`${name}: unexpected first line '${line}'`));
       });
       child.once('exit', (code) => {

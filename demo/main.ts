@@ -1,7 +1,11 @@
 // `npm start`: the rebalancing demo. A view leader and 4 servers on loopback; a few thousand keys
-// written with setr; servers SIGKILLed one by one down to one, then servers added back; every
-// value verified after every step. Exit 0 only if no value was lost.
+// written with setr; servers SIGKILLed one by one down to one, then servers added back; then every
+// process SIGKILLed at once and restarted on its data directory; every value verified after every
+// step. Exit 0 only if no value was lost.
 
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { SingleBar, Presets } from 'cli-progress';
 import yargs from 'yargs';
 import { DhtError } from '../lib/errors';
@@ -55,17 +59,24 @@ async function main(): Promise<number> {
 
   await initHashing();
   const movedByEpoch = new Map<number, number>();
+  // Every process keeps its data here, so that the last act can kill them all and restart them.
+  const dataRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'dht-demo-'));
   const cluster = new LocalCluster(
-    { failureTimeoutS: args.failureTimeout, heartbeatIntervalS: args.heartbeatInterval },
+    {
+      failureTimeoutS: args.failureTimeout,
+      heartbeatIntervalS: args.heartbeatInterval,
+      dataRoot,
+    },
     (_server, record: LogRecord) => {
       if (record.msg === 'copy phase done' && typeof record.epoch === 'number') {
-        const moved = Number(record.keysPushed ?? 0);
+        const moved = Number(record.valuesSent ?? 0);
         movedByEpoch.set(record.epoch, (movedByEpoch.get(record.epoch) ?? 0) + moved);
       }
     },
   );
   const onSignal = (): void => {
     cluster.killAllNow();
+    fs.rmSync(dataRoot, { recursive: true, force: true });
     process.stdout.write('\ninterrupted: every process the demo started was killed\n');
     process.exit(130);
   };
@@ -76,6 +87,7 @@ async function main(): Promise<number> {
     return await runDemo(cluster, args.keys, args.servers, movedByEpoch);
   } finally {
     await cluster.stop();
+    fs.rmSync(dataRoot, { recursive: true, force: true });
   }
 }
 
@@ -140,10 +152,18 @@ async function runDemo(
     ok = (await record(`added ${added.name}`, started)) && ok;
   }
 
+  const processes = cluster.servers.length + 1;
+  say(
+    `\nSIGKILL all ${processes} processes at once (the view leader too), restart each on its data`,
+  );
+  const restarted = Date.now();
+  await cluster.killEverythingAndRestart();
+  ok = (await record('all killed, restarted', restarted)) && ok;
+
   say('');
   if (ok) {
     say(
-      `VERDICT: PASS: all ${keyCount} values intact through ${serverCount} -> 1 -> ${serverCount} servers, each key exactly on its replicas`,
+      `VERDICT: PASS: all ${keyCount} values intact through ${serverCount} -> 1 -> ${serverCount} servers and a restart of every process at once, each key exactly on its replicas`,
     );
     return 0;
   }
