@@ -35,6 +35,9 @@ export class LocalCluster {
 
   async startViewLeader(): Promise<ProcessHandle> {
     this.viewLeader = await this.spawn('viewleader', 'dht-viewleader', [
+      // The demo and the benchmarks start a fresh cluster on OS-assigned ports every run: a data
+      // directory (named after the port by default) would only pile up in the working directory.
+      '--in-memory',
       '--port',
       '0',
       '--failure-timeout',

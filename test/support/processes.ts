@@ -84,9 +84,21 @@ function isStopped(proc: Proc): boolean | undefined {
   return state === 'T';
 }
 
-/** Start `bin/NAME args...` and wait for its `listening on HOST:PORT` line. */
+/**
+ * Start `bin/NAME args...` and wait for its `listening on HOST:PORT` line.
+ *
+ * A view leader runs `--in-memory` unless `args` name `--data-dir` (or `--in-memory`): its
+ * default data directory, dht-data/viewleader-PORT, would sit in the repository (the cwd), and
+ * each test file uses fixed ports, so every run would restore the view, expired IDs and locks the
+ * previous run left there. The tests of durability pass a temporary `--data-dir`
+ * (test/integration/viewleader-durable.test.ts); the others test what they test without a disk.
+ */
 export async function startProcess(name: string, args: string[]): Promise<Proc> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', name), ...args], {
+  const storage =
+    name === 'dht-viewleader' && !args.includes('--data-dir') && !args.includes('--in-memory')
+      ? ['--in-memory']
+      : [];
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', name), ...args, ...storage], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
