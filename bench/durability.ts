@@ -488,15 +488,12 @@ async function measureRestart(options: DurabilityOptions, dataRoot: string): Pro
       .update(String(i))
       .digest('base64')
       .slice(0, options.valueBytes);
-  let opened: { readonly openMs: number; readonly records: number } | undefined;
+  // The restarted server's `data directory open` log record, reset before each restart.
+  const opened: { openMs: number | null; records: number | null } = { openMs: null, records: null };
   const onServerLog = (record: LogRecord): void => {
-    if (
-      record.msg === 'data directory open' &&
-      typeof record.openMs === 'number' &&
-      typeof record.records === 'number'
-    ) {
-      opened = { openMs: record.openMs, records: record.records };
-    }
+    if (record.msg !== 'data directory open') return;
+    if (typeof record.openMs === 'number') opened.openMs = record.openMs;
+    if (typeof record.records === 'number') opened.records = record.records;
   };
 
   return withCluster({ ...RESTART_TIMINGS, dataRoot }, ignoreServerLogs, async (cluster) => {
@@ -548,7 +545,8 @@ async function measureRestart(options: DurabilityOptions, dataRoot: string): Pro
     try {
       for (let r = 0; r < options.restarts; r++) {
         await killChild(running);
-        opened = undefined;
+        opened.openMs = null;
+        opened.records = null;
         const spawnedAt = performance.now();
         restarted = await startChild(SERVER_BIN, args, (line) => {
           if (!line.startsWith('{')) return;
@@ -577,8 +575,8 @@ async function measureRestart(options: DurabilityOptions, dataRoot: string): Pro
         restarts.push({
           listeningMs,
           servingMs,
-          storeOpenMs: opened?.openMs ?? null,
-          recordsRecovered: opened?.records ?? null,
+          storeOpenMs: opened.openMs,
+          recordsRecovered: opened.records,
           keysRecovered: status.keyCount,
           sameServerId: status.serverId === before.serverId,
         });

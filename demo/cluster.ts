@@ -43,6 +43,8 @@ export class LocalCluster {
       this.timings.dataRoot === undefined
         ? ['--in-memory']
         : ['--data-dir', path.join(this.timings.dataRoot, 'viewleader')];
+    // Without a dataRoot: in memory. The default directory is named after the port, and these
+    // clusters run on OS-assigned ports, so default directories would only pile up.
     this.viewLeader = await this.spawn('viewleader', 'dht-viewleader', [
       '--port',
       '0',

@@ -134,3 +134,18 @@ export const STORE_BATCH_BYTES_MAX = 8 * 1024 * 1024;
  */
 export const STORE_QUEUE_OPS_MAX = 4 * STORE_BATCH_OPS_MAX;
 export const STORE_QUEUE_BYTES_MAX = 8 * STORE_BATCH_BYTES_MAX;
+
+/**
+ * The view leader saves each step's changes (a request's, or a tick's) as one unit, and syncs
+ * the units that arrived during the previous sync as one LevelDB batch (viewleader/state-store.ts).
+ * A step is small (a join, a leave, a lock entry or a few), so a batch of 256 steps is at most a
+ * few hundred kilobytes; a departed server's locks released together are one larger step.
+ */
+export const VIEWLEADER_SYNC_BATCH_STEPS_MAX = 256;
+export const VIEWLEADER_SYNC_BATCH_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * Steps waiting for a sync; at the bound the view leader refuses requests (`retry`/`storage_busy`)
+ * before they change anything. Only a stalled disk fills it.
+ */
+export const VIEWLEADER_SYNC_QUEUE_STEPS_MAX = 4 * VIEWLEADER_SYNC_BATCH_STEPS_MAX;
+export const VIEWLEADER_SYNC_QUEUE_BYTES_MAX = 8 * VIEWLEADER_SYNC_BATCH_BYTES_MAX;

@@ -20,29 +20,21 @@
 //   does not; the server writes only chosen commits and received copies there, and whatever
 //   decided them is on disk already, so a restart recovers them. Restart the process to write
 //   again.
-// - One process per directory: LevelDB takes an fcntl lock on DIR/LOCK (the kernel drops it when
-//   the process dies, so a crash never leaves a stale lock); a second open, from another process
-//   or this one, fails with StoreOpenError 'locked'. (LMDB does not exclude a second writer
-//   process; see docs/libraries.md.)
-// - Corruption: LevelDB skips log records that fail their checksum on recovery and only notes it
-//   in DIR/LOG (classic-level does not expose paranoid_checks), then rewrites the log, so the
-//   evidence is gone after that open. This store reads DIR/LOG after opening; if LevelDB dropped
-//   anything it writes DIR/CORRUPTION (what LevelDB reported) and refuses to open, now and on every
-//   later attempt, until an operator removes that file (or opens with acceptDroppedRecords). A
-//   truncated last record (a write cut short by a crash, never acknowledged) is not reported.
+// - Opening (lib/level-dir.ts, shared with the view leader): one process per directory (LevelDB's
+//   fcntl lock), a clear StoreOpenError for a locked, unreadable or corrupt directory, and
+//   LevelDB's silently dropped log records turned into a refusal (DIR/CORRUPTION).
 //
 // On-disk format (LevelDB keys and values are UTF-8 strings):
 //   m:format             FORMAT
 //   b:<key>              <version>:<value>         bucket entries
-//   r:<table>:<key>      <string>                  record tables (2PC participant, view leader)
+//   r:<table>:<key>      <string>                  record tables (2PC participant)
 // A key or value with a lone surrogate (valid in a JS string, not UTF-8) is stored JSON-escaped
 // instead, as `B:<json key>` and `<version>j<json value>`, so it reads back exactly.
 
-import fs from 'node:fs';
-import path from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import type { ClassicLevel } from 'classic-level';
 import { assert } from '../lib/assert';
 import { GroupCommit, SyncFailedError } from '../lib/group-commit';
+import { FORMAT_KEY, openLevelDir, StoreOpenError } from '../lib/level-dir';
 import {
   STORE_BATCH_BYTES_MAX,
   STORE_BATCH_OPS_MAX,
@@ -58,28 +50,13 @@ declare global {
   }
 }
 
-const FORMAT_KEY = 'm:format';
+// Opening errors are shared with the view leader (lib/level-dir.ts); exported here as before.
+export { StoreOpenError, type StoreOpenErrorCode } from '../lib/level-dir';
+
 const FORMAT = 'dht-store 1';
-const CORRUPTION_FILE = 'CORRUPTION';
 /** Entries read per step of the recovery scan. */
 const SCAN_CHUNK = 1_000;
-/** At most this many of LevelDB's corruption lines go into the error and DIR/CORRUPTION. */
-const CORRUPTION_LINES_MAX = 20;
 const TABLE_NAME = /^[a-z][a-z0-9-]*$/;
-
-export type StoreOpenErrorCode = 'locked' | 'corrupt' | 'unreadable' | 'not_a_store';
-
-/** The data directory cannot be used; the message says which directory and why. */
-export class StoreOpenError extends Error {
-  override name = 'StoreOpenError';
-  constructor(
-    readonly code: StoreOpenErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
 
 export interface DurableStoreOptions {
   /** Open even though LevelDB dropped corrupt log records (and remove DIR/CORRUPTION). */
@@ -135,28 +112,12 @@ export class DurableStore implements Store {
    */
   static async open(dir: string, options: DurableStoreOptions = {}): Promise<DurableStore> {
     const t0 = performance.now();
-    prepareDirectory(dir, options);
-    const db = new ClassicLevel<string, string>(dir, { valueEncoding: 'utf8' });
-    try {
-      await db.open();
-    } catch (err) {
-      throw openError(dir, err);
-    }
+    const { db, droppedRecords } = await openLevelDir(dir, {
+      format: FORMAT,
+      acceptDroppedRecords: options.acceptDroppedRecords,
+    });
     const store = new DurableStore(db, dir, options);
     try {
-      const droppedRecords = checkRecoveryLog(dir, options);
-      const format = await db.get(FORMAT_KEY);
-      if (format === undefined) {
-        if ((await db.keys({ limit: 1 }).all()).length > 0) {
-          throw new StoreOpenError(
-            'not_a_store',
-            `${dir} is a LevelDB database without a dht format marker; refusing to use it`,
-          );
-        }
-        await db.put(FORMAT_KEY, FORMAT, { sync: true });
-      } else if (format !== FORMAT) {
-        throw new StoreOpenError('not_a_store', `${dir} has format "${format}", not "${FORMAT}"`);
-      }
       const entries = await store.load();
       store.recovery = {
         bucketKeys: store.bucket.size,
@@ -374,86 +335,4 @@ function parseJsonString(text: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-// ---- opening ---------------------------------------------------------------------------------------
-
-/** Create `dir` if missing; refuse a file, a directory of other things, or a marked corruption. */
-function prepareDirectory(dir: string, options: DurableStoreOptions): void {
-  let names: string[];
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-    names = fs.readdirSync(dir);
-  } catch (err) {
-    throw new StoreOpenError(
-      'unreadable',
-      `cannot use ${dir} as a data directory: ${message(err)}`,
-      {
-        cause: err,
-      },
-    );
-  }
-  if (names.includes(CORRUPTION_FILE)) {
-    const marker = path.join(dir, CORRUPTION_FILE);
-    if (options.acceptDroppedRecords === true) {
-      fs.rmSync(marker);
-    } else {
-      throw new StoreOpenError(
-        'corrupt',
-        `${dir}: LevelDB dropped corrupt records at an earlier open (${marker} says what); ` +
-          `remove that file to accept the loss and start`,
-      );
-    }
-  }
-  if (names.length > 0 && !names.includes('CURRENT')) {
-    throw new StoreOpenError(
-      'not_a_store',
-      `${dir} holds files but no LevelDB database (no CURRENT file); refusing to create one there`,
-    );
-  }
-}
-
-function openError(dir: string, err: unknown): StoreOpenError {
-  const cause = (err as { cause?: unknown }).cause ?? err;
-  const code = (cause as { code?: unknown }).code;
-  if (code === 'LEVEL_LOCKED') {
-    return new StoreOpenError(
-      'locked',
-      `${dir} is in use by another process or another open store (LevelDB's LOCK is held)`,
-      { cause: err },
-    );
-  }
-  const kind = code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR' ? 'corrupt' : 'unreadable';
-  return new StoreOpenError(kind, `cannot open the LevelDB database in ${dir}: ${message(cause)}`, {
-    cause: err,
-  });
-}
-
-/**
- * LevelDB logs the recovery of this open to DIR/LOG; a "Corruption" line there means it skipped
- * records. Returns those lines when accepted; otherwise records them in DIR/CORRUPTION and throws.
- */
-function checkRecoveryLog(dir: string, options: DurableStoreOptions): string[] {
-  let log: string;
-  try {
-    log = fs.readFileSync(path.join(dir, 'LOG'), 'utf8');
-  } catch {
-    return []; // no info log: nothing was reported
-  }
-  const dropped = log
-    .split('\n')
-    .filter((line) => /corruption/i.test(line))
-    .slice(0, CORRUPTION_LINES_MAX);
-  if (dropped.length === 0 || options.acceptDroppedRecords === true) return dropped;
-  fs.writeFileSync(path.join(dir, CORRUPTION_FILE), `${dropped.join('\n')}\n`);
-  throw new StoreOpenError(
-    'corrupt',
-    `${dir}: LevelDB dropped corrupt log records while recovering ` +
-      `(${dropped.length} report(s), first: ${dropped[0].trim()}); ` +
-      `refusing to start until ${path.join(dir, CORRUPTION_FILE)} is removed`,
-  );
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

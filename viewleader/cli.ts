@@ -1,6 +1,7 @@
 // The view leader's command line, parsed once at the edge into typed options. A usage error
 // prints a clear message to stderr and exits 2 (the contract's exit code for usage errors).
 
+import path from 'node:path';
 import yargs from 'yargs';
 import { positiveSeconds, withProcessOptions, type CommonProcessOptions } from '../lib/cli-options';
 import { ERROR_KINDS } from '../lib/errors';
@@ -10,8 +11,21 @@ import {
   VIEWLEADER_PORT_LAST,
 } from '../lib/limits';
 
+/**
+ * Where the state is kept: a data directory (`dir` undefined: the default, decided once the port
+ * is known, `dataDirFor`), or nowhere (`--in-memory`).
+ */
+export type StorageOption =
+  { readonly kind: 'disk'; readonly dir: string | undefined } | { readonly kind: 'memory' };
+
 export interface ViewLeaderOptions extends CommonProcessOptions {
   readonly failureTimeoutMs: number;
+  readonly storage: StorageOption;
+}
+
+/** The contract's default: `dht-data/viewleader-PORT` under the working directory. */
+export function dataDirFor(dir: string | undefined, port: number): string {
+  return path.resolve(dir ?? path.join('dht-data', `viewleader-${port}`));
 }
 
 const PROGRAM = 'dht-viewleader';
@@ -29,10 +43,25 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
       coerce: positiveSeconds('failure-timeout'),
       describe: 'seconds without a heartbeat after which a server leaves the view',
     })
+    .option('data-dir', {
+      type: 'string',
+      describe:
+        'directory of the saved state (the epoch, the view, expired IDs, the placement, locks); ' +
+        'created if missing (default: dht-data/viewleader-PORT under the working directory, ' +
+        'PORT the one it listens on)',
+    })
+    .option('in-memory', {
+      type: 'boolean',
+      describe: 'keep nothing on disk: a restart forgets the view, expired IDs and locks',
+    })
+    .conflicts('data-dir', 'in-memory')
     // A flag given without its value (`--port` at the end) must not silently mean "default".
-    .requiresArg(['host', 'port', 'log-level', 'failure-timeout'])
+    .requiresArg(['host', 'port', 'log-level', 'failure-timeout', 'data-dir'])
     .check((argv) => {
       if (argv._.length > 0) throw new Error(`unexpected argument: ${String(argv._[0])}`);
+      if (argv['data-dir'] !== undefined && argv['data-dir'].trim() === '') {
+        throw new Error('--data-dir must name a directory');
+      }
       return true;
     })
     .strict()
@@ -51,5 +80,7 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
     port: parsed.port,
     logLevel: parsed['log-level'],
     failureTimeoutMs: parsed['failure-timeout'] * 1000,
+    storage:
+      parsed['in-memory'] === true ? { kind: 'memory' } : { kind: 'disk', dir: parsed['data-dir'] },
   };
 }

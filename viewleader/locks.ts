@@ -2,6 +2,11 @@
 // already held by the requester; otherwise the requester is queued (FIFO, once) and retries. A
 // pure value: no I/O, no clock. It also finds deadlocks in the waits-for graph, where a waiter
 // waits for the holder of the lock it is queued on.
+//
+// Durability: held locks and their queues survive a view leader restart. Every change is also
+// appended to a change log that the shell drains after each call (`takeChanges`) and makes
+// durable before it answers; `restore` rebuilds a table from what was saved. Each waiter carries
+// a sequence number, so that a queue saved one entry at a time comes back in FIFO order.
 
 import { assert } from '../lib/assert';
 
@@ -37,6 +42,35 @@ export interface LockHandover {
   readonly nextHolder: string | undefined;
 }
 
+/** A waiter with its queuing's sequence number (ascending along a queue). */
+export interface SavedWaiter {
+  readonly requester: string;
+  readonly seq: number;
+}
+
+export interface SavedLock {
+  readonly lock: string;
+  readonly holder: string;
+  /** FIFO: first in line first. */
+  readonly waiters: readonly SavedWaiter[];
+}
+
+/** Everything a restart must restore: the held locks (sorted by name) and their queues. */
+export interface LockTableSnapshot {
+  readonly locks: readonly SavedLock[];
+}
+
+/**
+ * One change to the saved state, in the order made: a lock's holder, and each waiter, is one
+ * saved entry. Replayed in order over the previous saved state they give `snapshot()`.
+ */
+export type LockChange =
+  | { readonly kind: 'held'; readonly lock: string; readonly holder: string }
+  /** The lock has no holder (and no waiter) any more. */
+  | { readonly kind: 'freed'; readonly lock: string }
+  | { readonly kind: 'queued'; readonly lock: string; readonly waiter: SavedWaiter }
+  | { readonly kind: 'dequeued'; readonly lock: string; readonly requester: string };
+
 export interface ReleaseAllOutcome {
   readonly released: readonly LockHandover[];
   readonly dequeued: readonly { readonly lock: string; readonly requester: string }[];
@@ -45,25 +79,72 @@ export interface ReleaseAllOutcome {
 
 interface LockState {
   holder: string;
-  /** FIFO without duplicates: a Set iterates in insertion order. */
-  readonly waiters: Set<string>;
+  /** Requester -> seq. FIFO without duplicates: a Map iterates in insertion order. */
+  readonly waiters: Map<string, number>;
 }
 
 export class LockTable {
   /** Only held locks have an entry: releasing a lock hands it to its first waiter. */
   private readonly locks = new Map<string, LockState>();
   private entryCount = 0;
+  private waiterSeqNext = 0;
+  /** Changes to the saved state since the last `takeChanges`. */
+  private changes: LockChange[] = [];
 
   constructor(private readonly entriesMax = LOCK_TABLE_ENTRIES_MAX) {
     assert(entriesMax >= 1, 'the table holds at least one entry');
+  }
+
+  /**
+   * A table as saved in `snapshot`. Throws (an AssertionError) if the snapshot is inconsistent;
+   * the shell then refuses to start rather than serve locks it could not read.
+   */
+  static restore(snapshot: LockTableSnapshot, entriesMax = LOCK_TABLE_ENTRIES_MAX): LockTable {
+    const table = new LockTable(entriesMax);
+    for (const { lock, holder, waiters } of snapshot.locks) {
+      assert(!table.locks.has(lock), 'a lock is saved once');
+      const state: LockState = { holder, waiters: new Map() };
+      let seqPrevious = -1;
+      for (const { requester, seq } of waiters) {
+        assert(Number.isSafeInteger(seq) && seq > seqPrevious, 'a queue is saved in order');
+        assert(requester !== holder && !state.waiters.has(requester), 'a waiter waits once');
+        state.waiters.set(requester, seq);
+        seqPrevious = seq;
+        table.waiterSeqNext = Math.max(table.waiterSeqNext, seq + 1);
+      }
+      table.locks.set(lock, state);
+      table.entryCount += 1 + waiters.length;
+    }
+    // Above the bound only if the bound was lowered: the table then just refuses new entries.
+    return table;
+  }
+
+  /** The saved state: what `restore` takes back. */
+  snapshot(): LockTableSnapshot {
+    const locks = [...this.locks]
+      .sort(([a], [b]) => compareStrings(a, b))
+      .map(([lock, state]) => ({
+        lock,
+        holder: state.holder,
+        waiters: [...state.waiters].map(([requester, seq]) => ({ requester, seq })),
+      }));
+    return { locks };
+  }
+
+  /** The changes to the saved state since the last call, oldest first; the log is emptied. */
+  takeChanges(): LockChange[] {
+    const changes = this.changes;
+    this.changes = [];
+    return changes;
   }
 
   get(lock: string, requester: string): LockGetOutcome {
     const state = this.locks.get(lock);
     if (state === undefined) {
       if (this.entryCount >= this.entriesMax) return { kind: 'table_full' };
-      this.locks.set(lock, { holder: requester, waiters: new Set() });
+      this.locks.set(lock, { holder: requester, waiters: new Map() });
       this.entryCount += 1;
+      this.changes.push({ kind: 'held', lock, holder: requester });
       return { kind: 'granted' };
     }
     if (state.holder === requester) return { kind: 'granted' };
@@ -72,8 +153,10 @@ export class LockTable {
     }
     if (this.entryCount >= this.entriesMax) return { kind: 'table_full' };
     const newCycles = this.cyclesCreatedBy(() => {
-      state.waiters.add(requester);
+      const seq = this.waiterSeqNext++;
+      state.waiters.set(requester, seq);
       this.entryCount += 1;
+      this.changes.push({ kind: 'queued', lock, waiter: { requester, seq } });
     });
     return { kind: 'queued', position: state.waiters.size, newCycles };
   }
@@ -83,6 +166,7 @@ export class LockTable {
     if (state === undefined) return { kind: 'not_held' };
     if (state.waiters.delete(requester)) {
       this.entryCount -= 1;
+      this.changes.push({ kind: 'dequeued', lock, requester });
       return { kind: 'dequeued' };
     }
     if (state.holder !== requester) return { kind: 'not_held' };
@@ -102,10 +186,11 @@ export class LockTable {
     const dequeued: { lock: string; requester: string }[] = [];
     const newCycles = this.cyclesCreatedBy(() => {
       for (const [lock, state] of this.locks) {
-        for (const waiter of state.waiters) {
+        for (const waiter of state.waiters.keys()) {
           if (!requesters.has(waiter)) continue;
           state.waiters.delete(waiter);
           this.entryCount -= 1;
+          this.changes.push({ kind: 'dequeued', lock, requester: waiter });
           dequeued.push({ lock, requester: waiter });
         }
       }
@@ -124,7 +209,7 @@ export class LockTable {
   }
 
   waitersOf(lock: string): string[] {
-    return [...(this.locks.get(lock)?.waiters ?? [])];
+    return [...(this.locks.get(lock)?.waiters.keys() ?? [])];
   }
 
   /** Held locks plus queued waiters. */
@@ -171,7 +256,7 @@ export class LockTable {
   private waitsForGraph(): Map<string, Set<string>> {
     const graph = new Map<string, Set<string>>();
     for (const state of this.locks.values()) {
-      for (const waiter of state.waiters) {
+      for (const waiter of state.waiters.keys()) {
         assert(waiter !== state.holder, 'a holder never waits for its own lock');
         let holders = graph.get(waiter);
         if (holders === undefined) graph.set(waiter, (holders = new Set()));
@@ -183,14 +268,19 @@ export class LockTable {
 
   /** The first waiter becomes the holder, or the lock becomes free. */
   private handOver(lock: string, state: LockState): string | undefined {
-    const first = state.waiters.values().next();
+    const first = state.waiters.keys().next();
     this.entryCount -= 1;
     if (first.done) {
       this.locks.delete(lock);
+      this.changes.push({ kind: 'freed', lock });
       return undefined;
     }
     state.waiters.delete(first.value);
     state.holder = first.value;
+    this.changes.push(
+      { kind: 'dequeued', lock, requester: first.value },
+      { kind: 'held', lock, holder: first.value },
+    );
     assert(this.entryCount >= 0, 'the entry count never goes negative');
     return first.value;
   }
@@ -203,8 +293,8 @@ export class LockTable {
   }
 }
 
-function positionOf(waiters: ReadonlySet<string>, requester: string): number {
-  return [...waiters].indexOf(requester) + 1;
+function positionOf(waiters: ReadonlyMap<string, number>, requester: string): number {
+  return [...waiters.keys()].indexOf(requester) + 1;
 }
 
 function successorsOf(graph: ReadonlyMap<string, ReadonlySet<string>>, node: string): string[] {

@@ -19,11 +19,20 @@
 // nothing listens any more (the old holder is gone). Any other answer, or none in time, leaves
 // the holder in place and refuses the newcomer.
 //
+// Durability (docs/design.md, "Durability of the view leader"): the epoch, the members (ID,
+// address, rebalancing progress), the expired IDs and the placement survive a restart. Every
+// change to them is also appended to a change log that the shell drains after each call
+// (`takeChanges`) and makes durable before it answers; `restore` rebuilds a Membership from what
+// was saved. A member's last heartbeat is not saved (it changes at every heartbeat, and a
+// heartbeat that changes nothing else must cost no write): a restored member counts as heard from
+// at the restore, so it gets a full failure timeout from the restart before it can leave.
+//
 // Epoch continuity: a heartbeat reports the highest epoch its server has installed, and the next
-// view's epoch exceeds every epoch reported. This state is in memory, so a restarted view leader
-// starts again at 0 and forgets the epochs it handed out; the servers remember them, and their
-// first heartbeats lift it above them. So the epoch a heartbeating server sees never goes back,
-// also across view leader restarts (the 2PC termination protocol orders ballots by epoch).
+// view's epoch exceeds every epoch reported. A view leader run `--in-memory` restarts at 0 and
+// forgets the epochs it handed out; the servers remember them, and their first heartbeats lift it
+// above them. So the epoch a heartbeating server sees never goes back, also across such restarts
+// (the 2PC termination protocol orders ballots by epoch); with a data directory this is a second
+// line of defence.
 
 import { assert } from '../lib/assert';
 import type { Placement, RebalancePhase, ServerRef, View } from '../lib/messages';
@@ -100,17 +109,62 @@ interface Member {
   doneEpoch: number | undefined;
 }
 
+/**
+ * A member as it is saved: all but its last heartbeat. Its progress is saved because a server
+ * reports each phase once (it re-sends only a report never acknowledged, server/view-tracker.ts):
+ * a restarted view leader that forgot it would wait at the barrier forever.
+ */
+export interface DurableMember {
+  readonly id: string;
+  readonly address: string;
+  readonly copiedEpoch: number | undefined;
+  readonly doneEpoch: number | undefined;
+}
+
+/** An expired ID with its expiry's sequence number: the lowest is forgotten first. */
+export interface ExpiredId {
+  readonly id: string;
+  readonly seq: number;
+}
+
+/** Everything a restart must restore. */
+export interface MembershipSnapshot {
+  readonly epoch: number;
+  /** Sorted by ID. */
+  readonly members: readonly DurableMember[];
+  /** Oldest first (ascending `seq`). */
+  readonly expired: readonly ExpiredId[];
+  readonly placement: Placement;
+}
+
+/**
+ * One change to the saved state, in the order made. Replayed in order over the previous saved
+ * state (later ones win), they give the state after the call (`snapshot()`).
+ */
+export type MembershipChange =
+  | { readonly kind: 'epoch'; readonly epoch: number }
+  | { readonly kind: 'placement'; readonly placement: Placement }
+  /** Joined, or its progress changed. */
+  | { readonly kind: 'member'; readonly member: DurableMember }
+  | { readonly kind: 'member_gone'; readonly id: string }
+  | { readonly kind: 'expired'; readonly expired: ExpiredId }
+  /** Beyond the bound: no longer remembered (EXPIRED_IDS_REMEMBERED_MAX). */
+  | { readonly kind: 'expired_forgotten'; readonly id: string };
+
 export class Membership {
   private currentEpoch = 0;
   private readonly members = new Map<string, Member>();
   private readonly idByAddress = new Map<string, string>();
-  /** A Set iterates in insertion order: the first element is the oldest expiry. */
-  private readonly expiredIds = new Set<string>();
+  /** ID -> sequence number; a Map iterates in insertion order: the first is the oldest expiry. */
+  private readonly expiredIds = new Map<string, number>();
+  private expiredSeqNext = 0;
   private latestNowMs = Number.NEGATIVE_INFINITY;
   /** Rebalancing is two phases with a barrier between (docs/design.md): see `Placement`. */
   private currentPlacement: Placement = { epoch: 0, servers: [] };
   /** The highest epoch a heartbeat reported: the next view's epoch exceeds it. */
   private reportedEpochMax = 0;
+  /** Changes to the saved state since the last `takeChanges`. */
+  private changes: MembershipChange[] = [];
 
   constructor(
     readonly failureTimeoutMs: number,
@@ -119,6 +173,69 @@ export class Membership {
     assert(Number.isFinite(failureTimeoutMs), 'failure timeout is finite');
     assert(failureTimeoutMs > 0, 'failure timeout is positive');
     assert(expiredIdsRememberedMax >= 1, 'at least one expired ID is remembered');
+  }
+
+  /**
+   * A Membership as saved in `snapshot`, at `nowMs` (the restart): every member counts as heard
+   * from now. Throws (an AssertionError) if the snapshot is inconsistent; the shell then refuses
+   * to start rather than serve a view it could not read.
+   */
+  static restore(
+    snapshot: MembershipSnapshot,
+    failureTimeoutMs: number,
+    nowMs: number,
+    expiredIdsRememberedMax = EXPIRED_IDS_REMEMBERED_MAX,
+  ): Membership {
+    const membership = new Membership(failureTimeoutMs, expiredIdsRememberedMax);
+    const { epoch, members, expired, placement } = snapshot;
+    assert(Number.isSafeInteger(epoch) && epoch >= 0, 'a saved epoch is a non-negative integer');
+    assert(members.length === 0 || epoch >= 1, 'a view with members has an epoch above 0');
+    assert(placement.epoch <= epoch, 'the placement is not ahead of the epoch');
+    membership.advanceClock(nowMs);
+    membership.currentEpoch = epoch;
+    membership.reportedEpochMax = epoch;
+    membership.currentPlacement = placement;
+    let seqPrevious = -1;
+    for (const { id, seq } of expired) {
+      assert(Number.isSafeInteger(seq) && seq > seqPrevious, 'expired IDs are saved in order');
+      membership.expiredIds.set(id, seq);
+      seqPrevious = seq;
+    }
+    membership.expiredSeqNext = seqPrevious + 1;
+    for (const member of members) {
+      for (const reported of [member.copiedEpoch, member.doneEpoch]) {
+        assert(
+          reported === undefined || (Number.isSafeInteger(reported) && reported <= epoch),
+          'a saved report is not ahead of the epoch',
+        );
+      }
+      const restored = membership.add(member.id, member.address, nowMs);
+      restored.copiedEpoch = member.copiedEpoch;
+      restored.doneEpoch = member.doneEpoch;
+    }
+    // Restoring is not a change; only trimming to a lower bound is (saved as forgotten).
+    membership.changes = [];
+    membership.forgetOldestExpired();
+    return membership;
+  }
+
+  /** The saved state: what `restore` takes back. */
+  snapshot(): MembershipSnapshot {
+    return {
+      epoch: this.currentEpoch,
+      members: [...this.members.values()]
+        .map(durableMember)
+        .sort((a, b) => compareStrings(a.id, b.id)),
+      expired: [...this.expiredIds].map(([id, seq]) => ({ id, seq })),
+      placement: this.currentPlacement,
+    };
+  }
+
+  /** The changes to the saved state since the last call, oldest first; the log is emptied. */
+  takeChanges(): MembershipChange[] {
+    const changes = this.changes;
+    this.changes = [];
+    return changes;
   }
 
   get epoch(): number {
@@ -259,8 +376,12 @@ export class Membership {
     if (epoch > this.currentEpoch) return { kind: 'future_epoch' };
     if (epoch < this.currentEpoch) return { kind: 'stale' };
     const wasRebalancing = this.rebalancing;
-    member.copiedEpoch = epoch;
-    if (phase === 'done') member.doneEpoch = epoch;
+    const doneEpoch = phase === 'done' ? epoch : member.doneEpoch;
+    if (member.copiedEpoch !== epoch || member.doneEpoch !== doneEpoch) {
+      member.copiedEpoch = epoch;
+      member.doneEpoch = doneEpoch;
+      this.changes.push({ kind: 'member', member: durableMember(member) });
+    }
     this.advancePlacement();
     return { kind: 'recorded', finished: wasRebalancing && !this.rebalancing };
   }
@@ -279,6 +400,7 @@ export class Membership {
     const previousEpoch = this.currentEpoch;
     this.currentEpoch = Math.max(this.currentEpoch, this.reportedEpochMax) + 1;
     assert(this.currentEpoch > previousEpoch, 'the epoch never decreases nor repeats');
+    this.changes.push({ kind: 'epoch', epoch: this.currentEpoch });
     assert(this.currentEpoch > this.reportedEpochMax, 'the epoch exceeds every reported epoch');
     assert(
       joined.every((s) => this.members.has(s.id)) && left.every((s) => !this.members.has(s.id)),
@@ -296,6 +418,7 @@ export class Membership {
     }
     assert(this.currentPlacement.epoch < this.currentEpoch, 'the placement never goes back');
     this.currentPlacement = { epoch: this.currentEpoch, servers: this.view().servers };
+    this.changes.push({ kind: 'placement', placement: this.currentPlacement });
   }
 
   private noteReportedEpoch(reported: number | undefined): void {
@@ -311,17 +434,20 @@ export class Membership {
     return overdue.map((m) => this.remove(m.id, 'expired'));
   }
 
-  private add(id: string, address: string, nowMs: number): void {
+  private add(id: string, address: string, nowMs: number): Member {
     assert(!this.members.has(id) && !this.expiredIds.has(id), 'a joining ID is new');
     assert(!this.idByAddress.has(address), 'one live ID per address');
-    this.members.set(id, {
+    const member: Member = {
       id,
       address,
       lastHeartbeatMs: nowMs,
       copiedEpoch: undefined,
       doneEpoch: undefined,
-    });
+    };
+    this.members.set(id, member);
     this.idByAddress.set(address, id);
+    this.changes.push({ kind: 'member', member: durableMember(member) });
+    return member;
   }
 
   private remove(id: string, cause: LeaveCause): DepartedServer {
@@ -330,12 +456,20 @@ export class Membership {
     assert(this.idByAddress.get(member.address) === id, 'the address index matches the member');
     this.members.delete(id);
     this.idByAddress.delete(member.address);
-    this.expiredIds.add(id);
-    if (this.expiredIds.size > this.expiredIdsRememberedMax) {
-      const oldest = this.expiredIds.values().next().value;
-      if (oldest !== undefined) this.expiredIds.delete(oldest);
-    }
+    const seq = this.expiredSeqNext++;
+    this.expiredIds.set(id, seq);
+    this.changes.push({ kind: 'member_gone', id }, { kind: 'expired', expired: { id, seq } });
+    this.forgetOldestExpired();
     return { id, address: member.address, cause };
+  }
+
+  /** Keep at most expiredIdsRememberedMax expired IDs: the oldest go first. */
+  private forgetOldestExpired(): void {
+    for (const id of this.expiredIds.keys()) {
+      if (this.expiredIds.size <= this.expiredIdsRememberedMax) return;
+      this.expiredIds.delete(id);
+      this.changes.push({ kind: 'expired_forgotten', id });
+    }
   }
 
   private advanceClock(nowMs: number): void {
@@ -343,6 +477,10 @@ export class Membership {
     assert(nowMs >= this.latestNowMs, 'time never goes backwards (use a monotonic clock)');
     this.latestNowMs = nowMs;
   }
+}
+
+function durableMember({ id, address, copiedEpoch, doneEpoch }: Member): DurableMember {
+  return { id, address, copiedEpoch, doneEpoch };
 }
 
 /** Code-unit order, independent of the process locale. */

@@ -1,6 +1,12 @@
 // The thin driver between HTTP and the pure core: each handler reads the clock, lets the core
 // decide, turns refusals into DhtError values, and carries out the effects (logging view
 // changes, releasing the locks of servers that left, probing a contested address).
+//
+// Durable before answered (the contract's "Durability"): every step (the synchronous part of a
+// handler, or a tick) ends by handing the cores' change logs to the StateLog as one unit, and
+// every answer waits until everything written so far is durable, its own step's changes and any
+// other's it could reveal (a tick's expiry, another request's lock). A step that changed
+// nothing writes nothing, so a heartbeat of a member costs no write and no sync.
 
 import { DhtError } from '../lib/errors';
 import type { RpcServer } from '../lib/http-server';
@@ -8,6 +14,7 @@ import type { Logger } from '../lib/logger';
 import { ViewLeaderApi, type RequestOf, type ResponseOf } from '../lib/messages';
 import type { Cycle, LockTable } from './locks';
 import type { AddressProbe, Membership, ViewChange } from './membership';
+import { IN_MEMORY, type StateLog } from './saved-state';
 
 /** Milliseconds from a monotonic clock: expiry must not jump when the wall clock is set. */
 export type MonotonicClock = () => number;
@@ -33,11 +40,56 @@ export class ViewLeader {
     private readonly logger: Logger,
     private readonly nowMs: MonotonicClock,
     private readonly probeAddress: ProbeAddress,
+    private readonly state: StateLog = IN_MEMORY,
   ) {}
 
-  /** The passage of time; also run at the start of every request so expiry is exact. */
+  /**
+   * The passage of time (the timer's step); also run at the start of every request's step so
+   * expiry is exact. Skipped while the state log is busy: requests are refused meanwhile, and the
+   * next tick catches up.
+   */
   tick(): void {
+    if (this.state.busy) return;
+    this.advanceClock();
+    this.save();
+  }
+
+  private advanceClock(): void {
     this.carryOut(this.membership.tick(this.nowMs()));
+  }
+
+  /**
+   * One step: refuse it if the state log cannot take its changes, apply expiry, run `decide`
+   * against the cores, and hand what changed to the state log. Synchronous, so that no other
+   * step interleaves; the caller then awaits `durable()` before answering.
+   */
+  private step<T>(decide: () => T): T {
+    if (this.state.busy) {
+      throw new DhtError(
+        'retry',
+        'the view leader is waiting for its disk; try again',
+        'storage_busy',
+      );
+    }
+    this.advanceClock();
+    const result = decide();
+    this.save();
+    return result;
+  }
+
+  private save(): void {
+    const changes = { membership: this.membership.takeChanges(), locks: this.locks.takeChanges() };
+    this.state.write(changes);
+  }
+
+  /** Wait until everything an answer could reveal is durable. */
+  private async durable(): Promise<void> {
+    try {
+      await this.state.durable();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new DhtError('unavailable', `the view leader could not save its state: ${message}`);
+    }
   }
 
   /**
@@ -46,15 +98,27 @@ export class ViewLeader {
    * meanwhile: the probe is awaited, nothing blocks the event loop.
    */
   async heartbeat(request: RequestOf<Api['heartbeat']>): Promise<ResponseOf<Api['heartbeat']>> {
-    this.tick();
     const { serverId, address, epoch } = request;
-    let outcome = this.membership.heartbeat(serverId, address, this.nowMs(), epoch);
-    this.carryOut(outcome.change);
+    let outcome = this.step(() => {
+      const first = this.membership.heartbeat(serverId, address, this.nowMs(), epoch);
+      this.carryOut(first.change);
+      return first;
+    });
     if (outcome.kind === 'address_held') {
       const holder = outcome.holder;
       const probe = await this.probe(address);
-      outcome = this.membership.takeOver(serverId, address, holder.id, probe, this.nowMs(), epoch);
-      this.carryOut(outcome.change);
+      outcome = this.step(() => {
+        const second = this.membership.takeOver(
+          serverId,
+          address,
+          holder.id,
+          probe,
+          this.nowMs(),
+          epoch,
+        );
+        this.carryOut(second.change);
+        return second;
+      });
       if (outcome.kind === 'address_in_use') {
         this.logger.warn(
           { serverId, address, holder: holder.id, probe },
@@ -62,6 +126,7 @@ export class ViewLeader {
         );
       }
     }
+    await this.durable();
     switch (outcome.kind) {
       case 'accepted':
         return {
@@ -108,15 +173,20 @@ export class ViewLeader {
     return probe;
   }
 
-  queryServers(): ResponseOf<Api['queryServers']> {
-    this.tick();
-    return this.membership.view();
+  async queryServers(): Promise<ResponseOf<Api['queryServers']>> {
+    const view = this.step(() => this.membership.view());
+    await this.durable();
+    return view;
   }
 
-  rebalanceDone(request: RequestOf<Api['rebalanceDone']>): ResponseOf<Api['rebalanceDone']> {
-    this.tick();
+  async rebalanceDone(
+    request: RequestOf<Api['rebalanceDone']>,
+  ): Promise<ResponseOf<Api['rebalanceDone']>> {
     const { serverId, epoch, phase } = request;
-    const outcome = this.membership.rebalanceDone(serverId, epoch, phase);
+    // The server forgets a report once it is acknowledged (server/view-tracker.ts), so the
+    // progress it records is durable before the answer.
+    const outcome = this.step(() => this.membership.rebalanceDone(serverId, epoch, phase));
+    await this.durable();
     switch (outcome.kind) {
       case 'recorded':
         this.logger.debug({ serverId, epoch, phase }, 'rebalancing progress reported');
@@ -140,10 +210,10 @@ export class ViewLeader {
     }
   }
 
-  lockGet(request: RequestOf<Api['lockGet']>): ResponseOf<Api['lockGet']> {
-    this.tick();
+  async lockGet(request: RequestOf<Api['lockGet']>): Promise<ResponseOf<Api['lockGet']>> {
     const { lock, requester } = request;
-    const outcome = this.locks.get(lock, requester);
+    const outcome = this.step(() => this.locks.get(lock, requester));
+    await this.durable();
     switch (outcome.kind) {
       case 'granted':
         return { granted: true };
@@ -155,10 +225,12 @@ export class ViewLeader {
     }
   }
 
-  lockRelease(request: RequestOf<Api['lockRelease']>): ResponseOf<Api['lockRelease']> {
-    this.tick();
+  async lockRelease(
+    request: RequestOf<Api['lockRelease']>,
+  ): Promise<ResponseOf<Api['lockRelease']>> {
     const { lock, requester } = request;
-    const outcome = this.locks.release(lock, requester);
+    const outcome = this.step(() => this.locks.release(lock, requester));
+    await this.durable();
     switch (outcome.kind) {
       case 'released':
         this.warnOfDeadlocks(outcome.newCycles);
@@ -174,19 +246,14 @@ export class ViewLeader {
     }
   }
 
-  deadlocks(): ResponseOf<Api['deadlocks']> {
-    this.tick();
-    return { cycles: this.locks.deadlocks().map((cycle) => [...cycle]) };
+  async deadlocks(): Promise<ResponseOf<Api['deadlocks']>> {
+    const cycles = this.step(() => this.locks.deadlocks().map((cycle) => [...cycle]));
+    await this.durable();
+    return { cycles };
   }
 
   routes(rpc: RpcServer): RpcServer {
-    return rpc
-      .route(ViewLeaderApi.heartbeat, (r) => this.heartbeat(r))
-      .route(ViewLeaderApi.queryServers, () => this.queryServers())
-      .route(ViewLeaderApi.rebalanceDone, (r) => this.rebalanceDone(r))
-      .route(ViewLeaderApi.lockGet, (r) => this.lockGet(r))
-      .route(ViewLeaderApi.lockRelease, (r) => this.lockRelease(r))
-      .route(ViewLeaderApi.deadlocks, () => this.deadlocks());
+    return viewLeaderRoutes(rpc, Promise.resolve(this));
   }
 
   /** Log a view change and drop the locks of the servers that left (by ID and by address). */
@@ -223,6 +290,21 @@ export class ViewLeader {
     if (cycles.length > 0)
       this.logger.warn({ cycles }, 'deadlock: the waits-for graph has a cycle');
   }
+}
+
+/**
+ * The view leader's endpoints, answered by `leader` once it resolves. main.ts takes its port
+ * before it reads its data directory (the default directory's name holds the port), so a request
+ * that arrives in between waits for the restored state instead of seeing an empty one.
+ */
+export function viewLeaderRoutes(rpc: RpcServer, leader: Promise<ViewLeader>): RpcServer {
+  return rpc
+    .route(ViewLeaderApi.heartbeat, async (r) => (await leader).heartbeat(r))
+    .route(ViewLeaderApi.queryServers, async () => (await leader).queryServers())
+    .route(ViewLeaderApi.rebalanceDone, async (r) => (await leader).rebalanceDone(r))
+    .route(ViewLeaderApi.lockGet, async (r) => (await leader).lockGet(r))
+    .route(ViewLeaderApi.lockRelease, async (r) => (await leader).lockRelease(r))
+    .route(ViewLeaderApi.deadlocks, async () => (await leader).deadlocks());
 }
 
 /** Why a probe did not prove the newcomer, for the refusal's message. */

@@ -731,7 +731,8 @@ describe('process life cycle', () => {
     '%s prints exactly one `listening on` line and exits 0 on %s',
     async (name, signal) => {
       const port = PORTS.server(name === 'dht-server' ? 21 : 22);
-      let args = ['--port', String(port), '--failure-timeout', '1'];
+      // --in-memory: a view leader's default data directory would sit in the repository.
+      let args = ['--port', String(port), '--failure-timeout', '1', '--in-memory'];
       let viewLeader: Proc | undefined;
       if (name === 'dht-server') {
         viewLeader = await startViewLeader(PORTS.server(20));

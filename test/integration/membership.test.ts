@@ -15,13 +15,17 @@ import {
 cleanupProcessesAfterAll();
 const ports = portBlock(8);
 
-/** The view leader on this file's port (a restart reuses it). */
+/**
+ * The view leader on this file's port (a restart reuses it), `--in-memory`: a restart here is of
+ * a view leader that lost its state, which the servers' epochs must make up for.
+ */
 const startLeader = (failureTimeoutS: number): Promise<Proc> =>
   startProcess('dht-viewleader', [
     '--port',
     String(ports.viewleader),
     '--failure-timeout',
     String(failureTimeoutS),
+    '--in-memory',
   ]);
 
 /** Server `i` of this file, heartbeating to `leader` every `heartbeatS`. */

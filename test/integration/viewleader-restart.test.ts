@@ -1,7 +1,9 @@
-// A view leader restart plus a membership change (issue 8): the restarted view leader has no
-// placement, so every server's keys are stray copies; they must still reach all their replicas
-// before the first placement is recorded, or later failures lose acknowledged writes. Also: the
-// epoch a server sees never goes back across the restart.
+// A view leader restart plus a membership change (issue 8): the view leader runs `--in-memory`,
+// so the restarted one has no placement (as if its disk were lost; a restart on its data
+// directory is test/integration/viewleader-durable.test.ts), and every server's keys are stray
+// copies; they must still reach all their replicas before the first placement is recorded, or
+// later failures lose acknowledged writes. Also: the epoch a server sees never goes back across
+// the restart.
 
 import { DhtClient, ServerClient } from '../../client/sdk';
 import { call } from '../../lib/http-client';
@@ -26,7 +28,15 @@ const SETTLE_TIMEOUT_MS = 60_000;
  * for a second in the view (an expired ID is rejected forever), at 2 s per kill noticed.
  */
 const startLeader = (): Promise<Proc> =>
-  startProcess('dht-viewleader', ['--port', String(ports.viewleader), '--failure-timeout', '2']);
+  startProcess('dht-viewleader', [
+    '--port',
+    String(ports.viewleader),
+    '--failure-timeout',
+    '2',
+    // Without its state, as a view leader whose disk was lost: the servers' reported epochs and
+    // the planner's unvouched copies must carry the cluster (docs/design.md, "Epoch continuity").
+    '--in-memory',
+  ]);
 
 const startServer = (i: number, leader: Proc): Promise<Proc> =>
   startProcess('dht-server', [

@@ -101,7 +101,7 @@ describe('the process', () => {
   test.each(['SIGTERM', 'SIGINT'] as const)(
     'prints exactly one stdout line, `listening on HOST:PORT`, and exits 0 on %s',
     async (signal) => {
-      const leader = run(['--port', String(PORTS.viewleader)]);
+      const leader = run(['--port', String(PORTS.viewleader), '--in-memory']);
       await waitFor('the listening line', () =>
         leader.stdout().includes('\n') ? true : undefined,
       );
@@ -116,7 +116,14 @@ describe('the process', () => {
   test('--help prints the usage and exits 0', async () => {
     const help = run(['--help']);
     expect(await help.exited).toBe(0);
-    for (const flag of ['--host', '--port', '--failure-timeout', '--log-level']) {
+    for (const flag of [
+      '--host',
+      '--port',
+      '--failure-timeout',
+      '--log-level',
+      '--data-dir',
+      '--in-memory',
+    ]) {
       expect(help.stdout()).toContain(flag);
     }
   });
@@ -129,6 +136,12 @@ describe('the process', () => {
     { args: ['--port', '70000'], message: '--port must be an integer from 0 to 65535' },
     { args: ['--port'], message: 'Not enough arguments following: port' },
     { args: ['--log-level', 'loud'], message: 'log-level' },
+    { args: ['--data-dir'], message: 'Not enough arguments following: data-dir' },
+    { args: ['--data-dir', ''], message: '--data-dir must name a directory' },
+    {
+      args: ['--data-dir', 'somewhere', '--in-memory'],
+      message: 'Arguments data-dir and in-memory are mutually exclusive',
+    },
   ])('$args is a usage error: a clear message and exit 2', async ({ args, message }) => {
     const bad = run(args);
     expect(await bad.exited).toBe(2);

@@ -84,7 +84,10 @@ function isStopped(proc: Proc): boolean | undefined {
   return state === 'T';
 }
 
-/** Start `bin/NAME args...` and wait for its `listening on HOST:PORT` line. */
+/**
+ * Start `bin/NAME args...` and wait for its `listening on HOST:PORT` line. Servers and view
+ * leaders run `--in-memory` unless the test names a `--data-dir` (see `withStorage`).
+ */
 export async function startProcess(
   name: string,
   args: string[],
@@ -147,12 +150,14 @@ export function startScript(source: string, args: string[] = []): ChildProcess {
 }
 
 /**
- * Servers in tests run `--in-memory` unless the test gives a `--data-dir`: the default data
- * directory (dht-data/server-PORT under the repository) would outlive the test and be resumed by
- * the next test that starts a server on that port.
+ * Servers and view leaders in tests run `--in-memory` unless the test gives a `--data-dir`: the
+ * default data directory (dht-data/server-PORT or dht-data/viewleader-PORT, under the repository)
+ * would outlive the test, and each test file uses fixed ports, so the next run would resume the
+ * IDs, views, expired IDs and locks the last one left. The tests of durability pass temporary
+ * directories (durability.test.ts, viewleader-durable.test.ts).
  */
 function withStorage(name: string, args: string[]): string[] {
-  if (name !== 'dht-server') return args;
+  if (name !== 'dht-server' && name !== 'dht-viewleader') return args;
   return args.includes('--data-dir') || args.includes('--in-memory')
     ? args
     : [...args, '--in-memory'];

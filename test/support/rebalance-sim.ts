@@ -10,12 +10,17 @@
 // After every barrier (the placement advancing) it records every violation of the invariant of
 // server/rebalance-planner.ts: each key held by a live server of the barrier's view is held by
 // all the key's live replicas in that view.
+//
+// The view leader saves its changes after every call, as its shell does before answering
+// (viewleader/routes.ts), into `disk` (the records of viewleader/saved-state.ts). It can restart
+// from them (`restartViewLeaderOnDisk`) or with nothing (`restartViewLeader`, `--in-memory`).
 
 import { ringFor } from '../../lib/ring';
 import type { ServerRef, View } from '../../lib/messages';
 import { arrivalsFor, planRebalance } from '../../server/rebalance-planner';
 import { ViewTracker, type ViewEffect } from '../../server/view-tracker';
 import { Membership } from '../../viewleader/membership';
+import { recordOps, snapshotFromRecords } from '../../viewleader/saved-state';
 import { prng } from './random';
 
 /** Steps without a heartbeat after which the view leader drops a server. */
@@ -54,6 +59,8 @@ export class RebalanceSim {
   readonly barriers: number[] = [];
   /** Every epoch each server installed, in order (for "the epoch never goes back"). */
   readonly installed = new Map<string, number[]>();
+  /** The view leader's data directory: its saved records, current after every call. */
+  readonly disk = new Map<string, string>();
   private readonly random: () => number;
   private placementEpoch = 0;
   private serversMade = 0;
@@ -88,16 +95,32 @@ export class RebalanceSim {
     this.servers.delete(id);
   }
 
-  /** SIGKILL and restart the view leader: it knows nothing, not even the epoch. */
+  /** SIGKILL and restart the view leader `--in-memory`: it knows nothing, not even the epoch. */
   restartViewLeader(): void {
     this.membership = new Membership(SIM_FAILURE_TIMEOUT_STEPS);
     this.placementEpoch = 0;
+    this.disk.clear();
+  }
+
+  /**
+   * SIGKILL and restart the view leader on its data directory: it restores what it saved, and
+   * every member gets a full failure timeout from now.
+   */
+  restartViewLeaderOnDisk(): void {
+    const snapshot = snapshotFromRecords(this.disk);
+    this.membership = Membership.restore(
+      snapshot.membership,
+      SIM_FAILURE_TIMEOUT_STEPS,
+      this.nowMs,
+    );
+    this.saveViewLeader();
   }
 
   /** One step of time: the view leader expires silent servers. */
   tick(): void {
     this.nowMs += 1;
     this.membership.tick(this.nowMs);
+    this.saveViewLeader();
     this.checkBarrier();
   }
 
@@ -109,6 +132,7 @@ export class RebalanceSim {
       this.nowMs,
       server.tracker.reportedEpoch,
     );
+    this.saveViewLeader();
     this.checkBarrier();
     if (outcome.kind === 'expired') server.tracker.onExpelled();
     if (outcome.kind !== 'accepted') return;
@@ -205,6 +229,7 @@ export class RebalanceSim {
           break;
         case 'report': {
           const outcome = this.membership.rebalanceDone(server.ref.id, effect.epoch, effect.phase);
+          this.saveViewLeader();
           this.checkBarrier();
           if (outcome.kind === 'recorded' || outcome.kind === 'stale') {
             server.tracker.onReported(effect.epoch, effect.phase);
@@ -233,6 +258,14 @@ export class RebalanceSim {
       for (const [target, keys] of into) for (const key of keys) sends.push({ key, target });
     }
     return { run, epoch: view.epoch, sends, drop: plan.drop };
+  }
+
+  /** What the view leader's shell does before it answers: its changes reach the disk. */
+  private saveViewLeader(): void {
+    for (const op of recordOps({ membership: this.membership.takeChanges(), locks: [] })) {
+      if (op.type === 'put') this.disk.set(op.key, op.value);
+      else this.disk.delete(op.key);
+    }
   }
 
   /** On every advance of the placement: the invariant, over the barrier's view. */

@@ -1,5 +1,6 @@
 // The lock table as scenarios: grants, FIFO queues, releases, deadlocks, servers leaving.
 
+import { AssertionError } from '../../lib/assert';
 import { DEADLOCK_CYCLES_MAX, LockTable } from '../../viewleader/locks';
 
 /** Run `get` steps in order; each step is [lock, requester]. */
@@ -222,5 +223,108 @@ describe('a server leaving the view', () => {
       newCycles: [],
     });
     expect(locks.waitersOf('L')).toEqual(['bob']);
+  });
+});
+
+describe('durability: snapshot, restore and the change log', () => {
+  const restart = (locks: LockTable): LockTable => LockTable.restore(locks.snapshot());
+
+  test('held locks and their queues come back in FIFO order', () => {
+    const locks = table(['L', 'alice'], ['L', 'bob'], ['L', 'carol'], ['M', 'dave'], ['M', 'bob']);
+    locks.release('L', 'bob');
+    locks.get('L', 'bob'); // back at the end of the queue
+    const restored = restart(locks);
+    expect(restored.snapshot()).toEqual(locks.snapshot());
+    expect(restored.holderOf('L')).toBe('alice');
+    expect(restored.waitersOf('L')).toEqual(['carol', 'bob']);
+    expect(restored.holderOf('M')).toBe('dave');
+    expect(restored.waitersOf('M')).toEqual(['bob']);
+    expect(restored.size).toBe(locks.size);
+    expect(restored.takeChanges()).toEqual([]); // restoring is not a change
+  });
+
+  test('after a restore, the holder still holds and the first waiter is next', () => {
+    const restored = restart(table(['L', 'alice'], ['L', 'bob'], ['L', 'carol']));
+    expect(restored.get('L', 'alice')).toEqual({ kind: 'granted' });
+    expect(restored.get('L', 'carol')).toEqual({ kind: 'queued', position: 2, newCycles: [] });
+    expect(restored.release('L', 'alice')).toMatchObject({ kind: 'released', nextHolder: 'bob' });
+    // A waiter queued after the restore goes behind the restored ones, also at the next restore.
+    restored.get('L', 'erin');
+    expect(restart(restored).waitersOf('L')).toEqual(['carol', 'erin']);
+  });
+
+  test('what the change log records: holds, queuing, handovers, frees', () => {
+    const locks = new LockTable();
+    locks.get('L', 'alice');
+    locks.get('L', 'bob');
+    locks.get('L', 'alice'); // repeats change nothing
+    locks.get('L', 'bob');
+    expect(locks.takeChanges()).toEqual([
+      { kind: 'held', lock: 'L', holder: 'alice' },
+      { kind: 'queued', lock: 'L', waiter: { requester: 'bob', seq: 0 } },
+    ]);
+    locks.release('L', 'alice');
+    expect(locks.takeChanges()).toEqual([
+      { kind: 'dequeued', lock: 'L', requester: 'bob' },
+      { kind: 'held', lock: 'L', holder: 'bob' },
+    ]);
+    locks.release('L', 'bob');
+    expect(locks.takeChanges()).toEqual([{ kind: 'freed', lock: 'L' }]);
+    locks.release('L', 'bob'); // not held: nothing
+    locks.deadlocks();
+    expect(locks.takeChanges()).toEqual([]);
+  });
+
+  test('a server leaving: its queue places and its locks are recorded as they go', () => {
+    const locks = table(['L', 'srv'], ['L', 'alice'], ['M', 'bob'], ['M', 'srv']);
+    locks.takeChanges();
+    locks.releaseAll(new Set(['srv']));
+    expect(locks.takeChanges()).toEqual([
+      { kind: 'dequeued', lock: 'M', requester: 'srv' },
+      { kind: 'dequeued', lock: 'L', requester: 'alice' },
+      { kind: 'held', lock: 'L', holder: 'alice' },
+    ]);
+  });
+
+  test.each([
+    [
+      'a lock saved twice',
+      [
+        { lock: 'L', holder: 'a', waiters: [] },
+        { lock: 'L', holder: 'b', waiters: [] },
+      ],
+    ],
+    [
+      'the holder queued on its own lock',
+      [{ lock: 'L', holder: 'a', waiters: [{ requester: 'a', seq: 0 }] }],
+    ],
+    [
+      'a waiter queued twice',
+      [
+        {
+          lock: 'L',
+          holder: 'a',
+          waiters: [
+            { requester: 'b', seq: 0 },
+            { requester: 'b', seq: 1 },
+          ],
+        },
+      ],
+    ],
+    [
+      'a queue out of order',
+      [
+        {
+          lock: 'L',
+          holder: 'a',
+          waiters: [
+            { requester: 'b', seq: 5 },
+            { requester: 'c', seq: 4 },
+          ],
+        },
+      ],
+    ],
+  ])('an inconsistent snapshot is refused: %s', (_what, saved) => {
+    expect(() => LockTable.restore({ locks: saved })).toThrow(AssertionError);
   });
 });

@@ -467,3 +467,189 @@ describe('epoch continuity: the next epoch exceeds every epoch a heartbeat repor
     }
   });
 });
+
+/** A snapshot written by hand: members' progress may be left out. */
+interface SnapshotInput {
+  readonly epoch: number;
+  readonly members: readonly { id: string; address: string; copiedEpoch?: number }[];
+  readonly expired: readonly { id: string; seq: number }[];
+  readonly placement: { epoch: number; servers: never[] };
+}
+
+describe('durability: snapshot, restore and the change log', () => {
+  /** Restart: what `m` saved, restored at `nowMs`. */
+  const restart = (m: Membership, nowMs: number, rememberedMax?: number): Membership =>
+    Membership.restore(m.snapshot(), TIMEOUT_MS, nowMs, rememberedMax);
+
+  /** A history with every kind of saved state: members with progress, expired IDs, placement. */
+  function lived(): Membership {
+    const membership = withServers(A, B); // epoch 2
+    membership.rebalanceDone(A.id, 2, 'copied');
+    membership.rebalanceDone(B.id, 2, 'copied'); // placement 2
+    membership.rebalanceDone(A.id, 2, 'done');
+    accepted(membership.heartbeat(A.id, A.address, 500));
+    accepted(membership.heartbeat(B.id, B.address, 500));
+    accepted(membership.heartbeat(C.id, C.address, 1200)); // epoch 3, nobody copied it yet
+    membership.tick(1501); // A and B expire: epoch 4
+    accepted(membership.heartbeat('d', '127.0.0.1:38003', 1502)); // epoch 5
+    membership.rebalanceDone('d', 5, 'copied');
+    return membership;
+  }
+
+  test('a restored membership has the same view, epoch, placement, progress and expired IDs', () => {
+    const membership = lived();
+    const restored = restart(membership, 2000);
+    expect(restored.snapshot()).toEqual(membership.snapshot());
+    expect(restored.view()).toEqual(membership.view());
+    expect(membership.snapshot()).toEqual({
+      epoch: 5,
+      members: [
+        { id: 'c', address: C.address, copiedEpoch: undefined, doneEpoch: undefined },
+        { id: 'd', address: '127.0.0.1:38003', copiedEpoch: 5, doneEpoch: undefined },
+      ],
+      expired: [
+        { id: 'a', seq: 0 },
+        { id: 'b', seq: 1 },
+      ],
+      placement: { epoch: 2, servers: [A, B] },
+    });
+    expect(restored.takeChanges()).toEqual([]); // restoring is not a change
+  });
+
+  test('the epoch is never reused: the next view change after a restore is above it', () => {
+    const restored = restart(lived(), 2000);
+    const outcome = accepted(restored.heartbeat('e', '127.0.0.1:38004', 2001));
+    expect(outcome.change?.epoch).toBe(6);
+  });
+
+  test('the members stay without a view change: their heartbeats are accepted as before', () => {
+    const restored = restart(lived(), 2000);
+    const outcome = accepted(restored.heartbeat(C.id, C.address, 2001, 5));
+    expect(outcome.change).toBeUndefined();
+    expect(outcome.view.epoch).toBe(5);
+  });
+
+  test('expired IDs stay expired after a restore', () => {
+    const restored = restart(lived(), 2000);
+    expect(restored.isExpired(A.id)).toBe(true);
+    expect(restored.heartbeat(A.id, A.address, 2001).kind).toBe('expired');
+    expect(restored.rebalanceDone(B.id, 5)).toEqual({ kind: 'expired' });
+  });
+
+  test('a restored member leaves only after a full failure timeout from the restore', () => {
+    // C's last heartbeat was at 1200; the restart is at 5000, long after that was overdue.
+    const restored = restart(lived(), 5000);
+    expect(restored.tick(5000 + TIMEOUT_MS)).toBeUndefined();
+    expect(ids(restored)).toEqual(['c', 'd']);
+    expect(restored.tick(5000 + TIMEOUT_MS + 1)).toMatchObject({ epoch: 6, joined: [] });
+    expect(ids(restored)).toEqual([]);
+  });
+
+  test('the barrier goes on from the saved progress: the placement advances in the same epoch', () => {
+    const restored = restart(lived(), 2000);
+    expect(restored.rebalanceDone(C.id, 5, 'copied')).toEqual({
+      kind: 'recorded',
+      finished: false,
+    });
+    expect(restored.placement).toEqual({
+      epoch: 5,
+      servers: [C, { id: 'd', address: '127.0.0.1:38003' }],
+    });
+  });
+
+  test('what the change log records: joins, leaves, epochs, progress, placement', () => {
+    const membership = new Membership(TIMEOUT_MS);
+    accepted(membership.heartbeat(A.id, A.address, 0));
+    expect(membership.takeChanges()).toEqual([
+      {
+        kind: 'member',
+        member: { id: 'a', address: A.address, copiedEpoch: undefined, doneEpoch: undefined },
+      },
+      { kind: 'epoch', epoch: 1 },
+    ]);
+    membership.rebalanceDone(A.id, 1, 'copied');
+    expect(membership.takeChanges()).toEqual([
+      {
+        kind: 'member',
+        member: { id: 'a', address: A.address, copiedEpoch: 1, doneEpoch: undefined },
+      },
+      { kind: 'placement', placement: { epoch: 1, servers: [A] } },
+    ]);
+    membership.tick(TIMEOUT_MS + 1);
+    expect(membership.takeChanges()).toEqual([
+      { kind: 'member_gone', id: 'a' },
+      { kind: 'expired', expired: { id: 'a', seq: 0 } },
+      { kind: 'epoch', epoch: 2 },
+      { kind: 'placement', placement: { epoch: 2, servers: [] } },
+    ]);
+    expect(membership.takeChanges()).toEqual([]); // drained
+  });
+
+  test('a heartbeat that changes nothing, a repeated report and a query record nothing', () => {
+    const membership = withServers(A);
+    membership.rebalanceDone(A.id, 1, 'done');
+    membership.takeChanges();
+    accepted(membership.heartbeat(A.id, A.address, 10, 1));
+    membership.rebalanceDone(A.id, 1, 'done');
+    membership.rebalanceDone(A.id, 1, 'copied'); // an older phase, repeated late: no change
+    membership.rebalanceDone(A.id, 0, 'done'); // stale
+    membership.tick(20);
+    membership.view();
+    expect(membership.takeChanges()).toEqual([]);
+  });
+
+  test('restoring beyond a lower bound forgets the oldest expired IDs, and records it', () => {
+    const membership = lived(); // a and b expired
+    const restored = restart(membership, 2000, 1);
+    expect(restored.isExpired(A.id)).toBe(false);
+    expect(restored.isExpired(B.id)).toBe(true);
+    expect(restored.takeChanges()).toEqual([{ kind: 'expired_forgotten', id: 'a' }]);
+    // New expiries keep counting on from the saved sequence numbers.
+    restored.tick(2000 + TIMEOUT_MS + 1);
+    expect(restored.snapshot().expired.map((e) => e.seq)).toEqual([3]);
+  });
+
+  test.each([
+    [
+      'a member that is also expired',
+      { members: [{ id: 'a', address: A.address }], expired: [{ id: 'a', seq: 0 }] },
+    ],
+    [
+      'two members at one address',
+      {
+        members: [
+          { id: 'a', address: A.address },
+          { id: 'b', address: A.address },
+        ],
+      },
+    ],
+    ['a report ahead of the epoch', { members: [{ id: 'a', address: A.address, copiedEpoch: 9 }] }],
+    ['members at epoch 0', { epoch: 0, members: [{ id: 'a', address: A.address }] }],
+    ['a placement ahead of the epoch', { placement: { epoch: 9, servers: [] } }],
+    [
+      'expired IDs out of order',
+      {
+        expired: [
+          { id: 'x', seq: 2 },
+          { id: 'y', seq: 1 },
+        ],
+      },
+    ],
+  ] as [string, Partial<SnapshotInput>][])(
+    'an inconsistent snapshot is refused: %s',
+    (_what, partial) => {
+      const snapshot = {
+        epoch: 3,
+        expired: [],
+        placement: { epoch: 0, servers: [] },
+        ...partial,
+        members: (partial.members ?? []).map((m) => ({
+          copiedEpoch: undefined,
+          doneEpoch: undefined,
+          ...m,
+        })),
+      };
+      expect(() => Membership.restore(snapshot, TIMEOUT_MS, 0)).toThrow(AssertionError);
+    },
+  );
+});

@@ -5,7 +5,7 @@
 // pushed once, by the designated sender. Views are seeded-random UUIDs, the same on every run.
 
 import { prng, seededUuids } from '../support/random';
-import { RebalanceSim, type SimServer } from '../support/rebalance-sim';
+import { RebalanceSim, SIM_FAILURE_TIMEOUT_STEPS, type SimServer } from '../support/rebalance-sim';
 import { AssertionError } from '../../lib/assert';
 import { REPLICATION_COUNT } from '../../lib/limits';
 import type { ServerRef, View } from '../../lib/messages';
@@ -743,6 +743,74 @@ describe('simulated clusters', () => {
       expect(sim.violations).toEqual([]);
       expect(lost(sim, written)).toEqual([]);
       expect(epochsWentBack(sim)).toEqual([]);
+    },
+  );
+  // ---- a view leader restarted on its data directory (viewleader/saved-state.ts) -----------------
+
+  test('restarted on its data directory, the view leader changes nothing: same view, no epoch', () => {
+    const sim = cluster(31, 4, simKeys('durable'));
+    const before = sim.membership.view();
+    sim.restartViewLeaderOnDisk();
+    expect(sim.membership.view()).toEqual(before);
+    // Well past the failure timeout: the members stay because they keep heartbeating.
+    for (let i = 0; i < 5 * SIM_FAILURE_TIMEOUT_STEPS; i++) step(sim);
+    expect(sim.settled()).toEqual(before);
+    expect(sim.misplaced(before)).toEqual([]);
+  });
+
+  test.each(Array.from({ length: 6 }, (_, i) => 900 + i))(
+    'seed %i: restarted on its data directory mid-rebalancing, the barrier passes in the same epoch',
+    (seed) => {
+      const keys = simKeys(`mid-${seed}`);
+      const sim = cluster(seed, 3, keys);
+      sim.start(); // joins at its first heartbeat
+      for (let i = 0; i < 10_000 && !sim.membership.view().rebalancing; i++) step(sim);
+      const joined = sim.membership.view();
+      expect(joined.rebalancing).toBe(true);
+      // Somewhere in the copy phase or the cleanup phase.
+      const pause = sim.pick(200);
+      for (let i = 0; i < pause && sim.membership.view().rebalancing; i++) step(sim);
+      const barriers = sim.barriers.length;
+      sim.restartViewLeaderOnDisk();
+      const view = settle(sim);
+      expect(view.epoch).toBe(joined.epoch);
+      expect(view.servers).toEqual(joined.servers);
+      expect(sim.barriers.length - barriers).toBeLessThanOrEqual(1);
+      expect(sim.violations).toEqual([]);
+      expect(sim.misplaced(view)).toEqual([]);
+      expect(lost(sim, keys)).toEqual([]);
+    },
+  );
+
+  test.each(Array.from({ length: 8 }, (_, i) => 950 + i))(
+    'seed %i: random kills, joins and view leader restarts on its data directory; every barrier holds',
+    (seed) => {
+      const sim = cluster(seed, 3 + (seed % 4), simKeys(`durable-adversary-${seed}`));
+      let faults = 8;
+      let restarts = 0;
+      for (let i = 0; i < 40_000 && faults > 0; i++) {
+        if (sim.pick(300) === 0) {
+          faults -= 1;
+          const live = [...sim.servers.keys()];
+          const choice = sim.pick(4); // half of the faults are restarts
+          if (choice === 0 && live.length > 2) sim.kill(live[sim.pick(live.length)]);
+          else if (choice === 1) sim.start();
+          else if (choice >= 2) {
+            const before = sim.membership.view();
+            sim.restartViewLeaderOnDisk();
+            expect(sim.membership.view()).toEqual(before);
+            restarts += 1;
+          }
+        }
+        step(sim);
+      }
+      const view = settle(sim);
+      expect(sim.violations).toEqual([]);
+      expect(sim.misplaced(view)).toEqual([]);
+      expect(epochsWentBack(sim)).toEqual([]);
+      expect(faults).toBe(0);
+      expect(restarts).toBeGreaterThan(0);
+      expect(sim.barriers.at(-1)).toBe(view.epoch);
     },
   );
 });

@@ -1,0 +1,173 @@
+// Opening a LevelDB data directory (classic-level), shared by the server's durable store
+// (server/durable-store.ts) and the view leader's state (viewleader/state-store.ts). It takes the
+// directory or refuses it with a StoreOpenError that says which directory and why; it never starts
+// empty over data it could not read (the contract's "Durability").
+//
+// - One process per directory: LevelDB takes an fcntl lock on DIR/LOCK (the kernel drops it when
+//   the process dies, so a crash never leaves a stale lock); a second open, from another process
+//   or this one, fails with 'locked'.
+// - A missing directory is created; a file where the directory should be, or a directory that
+//   cannot be read, is 'unreadable'; a directory of other files (no CURRENT) is 'not_a_store', and
+//   nothing is created there.
+// - Corruption: LevelDB skips log records that fail their checksum on recovery and only notes it
+//   in DIR/LOG (classic-level does not expose paranoid_checks), then rewrites the log, so the
+//   evidence is gone after that open. DIR/LOG is read after opening; if LevelDB dropped anything,
+//   DIR/CORRUPTION records what it reported and the open is refused, now and on every later
+//   attempt, until an operator removes that file (or opens with acceptDroppedRecords). A truncated
+//   last record (a write cut short by a crash, never acknowledged) is not reported.
+// - A format marker (FORMAT_KEY) says whose database it is: a server's store, a view leader's
+//   state. A database with records but no marker, or another marker, is 'not_a_store'.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { ClassicLevel } from 'classic-level';
+
+/** The key of the format marker; every other key of a dht database has another prefix. */
+export const FORMAT_KEY = 'm:format';
+const CORRUPTION_FILE = 'CORRUPTION';
+/** At most this many of LevelDB's corruption lines go into the error and DIR/CORRUPTION. */
+const CORRUPTION_LINES_MAX = 20;
+
+export type StoreOpenErrorCode = 'locked' | 'corrupt' | 'unreadable' | 'not_a_store';
+
+/** The data directory cannot be used; the message says which directory and why. */
+export class StoreOpenError extends Error {
+  override name = 'StoreOpenError';
+  constructor(
+    readonly code: StoreOpenErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface LevelDirOptions {
+  /** The format marker this database must carry (written into a new, empty database). */
+  readonly format: string;
+  /** Open even though LevelDB dropped corrupt log records (and remove DIR/CORRUPTION). */
+  readonly acceptDroppedRecords?: boolean;
+}
+
+export interface OpenedLevelDir {
+  readonly db: ClassicLevel<string, string>;
+  /** LevelDB's lines about dropped records, when opened with acceptDroppedRecords. */
+  readonly droppedRecords: readonly string[];
+}
+
+/**
+ * Open (or create) the LevelDB database in `dir` with string keys and values, take its lock and
+ * check its format marker. Throws StoreOpenError when the directory is locked, unreadable,
+ * corrupt, or holds something else; the database is closed again then.
+ */
+export async function openLevelDir(dir: string, options: LevelDirOptions): Promise<OpenedLevelDir> {
+  prepareDirectory(dir, options);
+  const db = new ClassicLevel<string, string>(dir, { valueEncoding: 'utf8' });
+  try {
+    await db.open();
+  } catch (err) {
+    throw openError(dir, err);
+  }
+  try {
+    const droppedRecords = checkRecoveryLog(dir, options);
+    const format = await db.get(FORMAT_KEY);
+    if (format === undefined) {
+      if ((await db.keys({ limit: 1 }).all()).length > 0) {
+        throw new StoreOpenError(
+          'not_a_store',
+          `${dir} is a LevelDB database without a dht format marker; refusing to use it`,
+        );
+      }
+      await db.put(FORMAT_KEY, options.format, { sync: true });
+    } else if (format !== options.format) {
+      throw new StoreOpenError(
+        'not_a_store',
+        `${dir} has format "${format}", not "${options.format}"`,
+      );
+    }
+    return { db, droppedRecords };
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+}
+
+/** Create `dir` if missing; refuse a file, a directory of other things, or a marked corruption. */
+function prepareDirectory(dir: string, options: LevelDirOptions): void {
+  let names: string[];
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    throw new StoreOpenError(
+      'unreadable',
+      `cannot use ${dir} as a data directory: ${message(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if (names.includes(CORRUPTION_FILE)) {
+    const marker = path.join(dir, CORRUPTION_FILE);
+    if (options.acceptDroppedRecords === true) {
+      fs.rmSync(marker);
+    } else {
+      throw new StoreOpenError(
+        'corrupt',
+        `${dir}: LevelDB dropped corrupt records at an earlier open (${marker} says what); ` +
+          `remove that file to accept the loss and start`,
+      );
+    }
+  }
+  if (names.length > 0 && !names.includes('CURRENT')) {
+    throw new StoreOpenError(
+      'not_a_store',
+      `${dir} holds files but no LevelDB database (no CURRENT file); refusing to create one there`,
+    );
+  }
+}
+
+function openError(dir: string, err: unknown): StoreOpenError {
+  const cause = (err as { cause?: unknown }).cause ?? err;
+  const code = (cause as { code?: unknown }).code;
+  if (code === 'LEVEL_LOCKED') {
+    return new StoreOpenError(
+      'locked',
+      `${dir} is in use by another process or another open store (LevelDB's LOCK is held)`,
+      { cause: err },
+    );
+  }
+  const kind = code === 'LEVEL_CORRUPTION' || code === 'LEVEL_IO_ERROR' ? 'corrupt' : 'unreadable';
+  return new StoreOpenError(kind, `cannot open the LevelDB database in ${dir}: ${message(cause)}`, {
+    cause: err,
+  });
+}
+
+/**
+ * LevelDB logs the recovery of this open to DIR/LOG; a "Corruption" line there means it skipped
+ * records. Returns those lines when accepted; otherwise records them in DIR/CORRUPTION and throws.
+ */
+function checkRecoveryLog(dir: string, options: LevelDirOptions): string[] {
+  let log: string;
+  try {
+    log = fs.readFileSync(path.join(dir, 'LOG'), 'utf8');
+  } catch {
+    return []; // no info log: nothing was reported
+  }
+  const dropped = log
+    .split('\n')
+    .filter((line) => /corruption/i.test(line))
+    .slice(0, CORRUPTION_LINES_MAX);
+  if (dropped.length === 0 || options.acceptDroppedRecords === true) return dropped;
+  fs.writeFileSync(path.join(dir, CORRUPTION_FILE), `${dropped.join('\n')}\n`);
+  throw new StoreOpenError(
+    'corrupt',
+    `${dir}: LevelDB dropped corrupt log records while recovering ` +
+      `(${dropped.length} report(s), first: ${dropped[0].trim()}); ` +
+      `refusing to start until ${path.join(dir, CORRUPTION_FILE)} is removed`,
+  );
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
