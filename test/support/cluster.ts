@@ -29,7 +29,7 @@ export interface ClusterOptions extends ServerOptions {
   readonly failureTimeoutS?: number;
   /** Per-server overrides, by index. */
   readonly perServer?: Readonly<Record<number, ServerOptions>>;
-  /** Durable servers: server i keeps its data in DIR/server-i (kept across restarts). */
+  /** Durable processes: server i keeps its data in DIR/server-i, the view leader in DIR/viewleader. */
   readonly dataRoot?: string;
 }
 
@@ -54,17 +54,11 @@ export class Cluster {
 
   private constructor(
     private readonly options: ClusterOptions,
-    readonly viewLeader: Proc,
+    public viewLeader: Proc,
   ) {}
 
   static async start(options: ClusterOptions): Promise<Cluster> {
-    const viewLeader = await startProcess('dht-viewleader', [
-      '--port',
-      String(options.viewLeaderPort),
-      '--failure-timeout',
-      String(options.failureTimeoutS ?? 1),
-    ]);
-    const cluster = new Cluster(options, viewLeader);
+    const cluster = new Cluster(options, await startViewLeader(options));
     await Promise.all(Array.from({ length: options.servers }, (_, i) => cluster.startServer(i)));
     await cluster.settled(options.servers);
     return cluster;
@@ -72,6 +66,20 @@ export class Cluster {
 
   get vl(): string {
     return this.viewLeader.address;
+  }
+
+  /**
+   * SIGKILL every process at once (the view leader too), as a power cut would, and start each
+   * again on its port and data directory (needs `dataRoot`).
+   */
+  async killEverythingAndRestart(): Promise<void> {
+    const indexes = [...this.servers.keys()].map((a) => this.indexAt(a));
+    const all = [this.viewLeader, ...this.servers.values()];
+    for (const p of all) p.child.kill('SIGKILL');
+    await Promise.all(all.map((p) => p.exited));
+    this.servers.clear();
+    this.viewLeader = await startViewLeader(this.options);
+    await Promise.all(indexes.map((i) => this.startServer(i)));
   }
 
   /** Start server number `index` on its fixed port: the same address after a restart. */
@@ -180,6 +188,15 @@ export class Cluster {
   async replicasOf(key: string): Promise<readonly ServerRef[]> {
     return allocateReplicas(key, await this.view());
   }
+}
+
+function startViewLeader(options: ClusterOptions): Promise<Proc> {
+  const args = ['--port', String(options.viewLeaderPort)];
+  args.push('--failure-timeout', String(options.failureTimeoutS ?? 1));
+  if (options.dataRoot !== undefined) {
+    args.push('--data-dir', path.join(options.dataRoot, 'viewleader'));
+  }
+  return startProcess('dht-viewleader', args);
 }
 
 export function status(address: string) {
