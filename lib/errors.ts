@@ -47,7 +47,8 @@ export type ErrorReason =
   | 'newer_copy_held'
   | 'address_in_use'
   | 'version_out_of_reach'
-  | 'storage_busy';
+  | 'storage_busy'
+  | 'key_deleted';
 
 export class DhtError extends Error {
   override name = 'DhtError';

@@ -39,6 +39,7 @@ import type {
   ServerRef,
   TxOutcome,
 } from '../lib/messages';
+import { copyOfWrite, type Copy } from './store';
 
 export interface ParticipantConfig {
   readonly selfId: string;
@@ -70,12 +71,8 @@ export type Vote =
   | { readonly vote: 'yes'; readonly version: number }
   | { readonly vote: 'no'; readonly error: DhtError };
 
-/** A committed value to write to the store. */
-export interface Apply {
-  readonly key: string;
-  readonly value: string;
-  readonly version: number;
-}
+/** A committed write to store: a value, or for a delete a tombstone, at the commit's version. */
+export type Apply = { readonly key: string } & Copy;
 
 /** A decision this participant reached or learned by recovery (for the shell to apply and log). */
 export interface Resolution {
@@ -137,7 +134,9 @@ interface Proposal {
 interface PreparedTx {
   readonly txid: string;
   readonly key: string;
-  readonly value: string;
+  /** What the commit writes: the value of a set, or `deleted` for a delete (exactly one). */
+  readonly value?: string;
+  readonly deleted?: true;
   readonly replicas: readonly ServerRef[];
   /** 1 + this participant's index among the replicas: its ballot slot. */
   readonly slot: number;
@@ -236,12 +235,17 @@ export class Participant {
       );
     }
 
+    assert(
+      (request.value === undefined) !== (request.deleted === undefined),
+      'a prepare carries a value or a delete, not both (checked at the edge)',
+    );
     const slot = index + 1;
     const ballotZero = coordinatorBallot(request.epoch);
     const tx: PreparedTx = {
       txid: request.txid,
       key: request.key,
       value: request.value,
+      deleted: request.deleted,
       replicas: request.replicas,
       slot,
       votedVersion: context.currentVersion,
@@ -575,7 +579,7 @@ export class Participant {
       this.lastCommitByKey.set(tx.key, { txid: tx.txid, version: outcome.version });
     }
     return outcome.state === 'committed'
-      ? { key: tx.key, value: tx.value, version: outcome.version }
+      ? { key: tx.key, ...copyOfWrite({ ...tx, version: outcome.version }) }
       : undefined;
   }
 
