@@ -118,7 +118,7 @@ export const COMMANDS: readonly Command[] = [
   {
     name: 'delr',
     args: 'KEY',
-    describe: 'replicated delete by two-phase commit (getr then answers not_found)',
+    describe: 'replicated delete by two-phase commit (a tombstone)',
     arity: 1,
     run: async (c, [key]) => (await c.cluster.delr(key), ok),
   },

@@ -38,8 +38,7 @@ async function main(argv: string[]): Promise<number> {
         ...COMMANDS.map((c) => `  ${`${c.name} ${c.args}`.padEnd(28)} ${c.describe}`),
         '',
         'A VALUE left out of set/setr is read from stdin, exactly. `--` ends the options.',
-        'Exit codes: 0 done (delr: whether or not KEY existed), 1 not done (not found, aborted,',
-        'rejected), 2 usage, 3 outcome unknown,',
+        'Exit codes: 0 done, 1 not done (not found, aborted, rejected), 2 usage, 3 outcome unknown,',
         '4 unavailable, 75 refused for now (rebalancing or view changing): retry later.',
       ].join('\n'),
     )

@@ -50,17 +50,12 @@ export class Cluster {
 
   private constructor(
     private readonly options: ClusterOptions,
-    readonly viewLeader: Proc,
+    /** Replaced by `restartViewLeader`, on the same port. */
+    public viewLeader: Proc,
   ) {}
 
   static async start(options: ClusterOptions): Promise<Cluster> {
-    const viewLeader = await startProcess('dht-viewleader', [
-      '--port',
-      String(options.viewLeaderPort),
-      '--failure-timeout',
-      String(options.failureTimeoutS ?? 1),
-    ]);
-    const cluster = new Cluster(options, viewLeader);
+    const cluster = new Cluster(options, await startViewLeader(options));
     await Promise.all(Array.from({ length: options.servers }, (_, i) => cluster.startServer(i)));
     await cluster.settled(options.servers);
     return cluster;
@@ -68,6 +63,18 @@ export class Cluster {
 
   get vl(): string {
     return this.viewLeader.address;
+  }
+
+  /**
+   * SIGKILL the view leader and start a new one on its port. It keeps its state in memory only, so
+   * it comes back with no view, no placement and no expired IDs: the servers rejoin at their next
+   * heartbeat, an expelled one that still runs included (docs/design.md, "Known limitations").
+   */
+  async restartViewLeader(): Promise<Proc> {
+    this.viewLeader.child.kill('SIGKILL');
+    await this.viewLeader.exited;
+    this.viewLeader = await startViewLeader(this.options);
+    return this.viewLeader;
   }
 
   /** Start server number `index` on its fixed port: the same address after a restart. */
@@ -157,6 +164,15 @@ export class Cluster {
   async replicasOf(key: string): Promise<readonly ServerRef[]> {
     return allocateReplicas(key, await this.view());
   }
+}
+
+function startViewLeader(options: ClusterOptions): Promise<Proc> {
+  return startProcess('dht-viewleader', [
+    '--port',
+    String(options.viewLeaderPort),
+    '--failure-timeout',
+    String(options.failureTimeoutS ?? 1),
+  ]);
 }
 
 export function status(address: string) {
