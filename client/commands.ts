@@ -116,6 +116,13 @@ export const COMMANDS: readonly Command[] = [
     },
   },
   {
+    name: 'delr',
+    args: 'KEY',
+    describe: 'replicated delete by two-phase commit (a tombstone)',
+    arity: 1,
+    run: async (c, [key]) => (await c.cluster.delr(key), ok),
+  },
+  {
     name: 'getr',
     args: 'KEY',
     describe: 'replicated get: the replicas in order',

@@ -71,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
     .option('wait', {
       coerce: nonNegativeSeconds('wait'),
       describe:
-        'setr/getr: seconds to wait for a rebalancing to finish; lock_get: most seconds to wait',
+        'setr/delr/getr: seconds to wait for a rebalancing to finish; lock_get: most seconds to wait',
     })
     .option('retry-interval', {
       coerce: positive('retry-interval'),

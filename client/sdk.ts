@@ -47,6 +47,10 @@ export interface SetrResult {
   readonly version: number;
 }
 
+/** What a replicated write commits: a value (setr), or a delete (delr), which is a tombstone. */
+type Write = { readonly value: string } | { readonly deleted: true };
+const DELETE: Write = { deleted: true };
+
 export interface GetrResult {
   readonly value: string;
   readonly version: number;
@@ -135,7 +139,19 @@ export class DhtClient {
   async setr(key: string, value: string): Promise<SetrResult> {
     checkKey(key);
     checkValue(value);
-    return this.withSettledView(key, (view, replicas) => this.commit(view, replicas, key, value));
+    return this.withSettledView(key, (view, replicas) =>
+      this.commit(view, replicas, key, { value }),
+    );
+  }
+
+  /**
+   * Replicated delete: the same two-phase commit as setr, writing a tombstone at 1 + the highest
+   * vote (docs/design.md, "Delete and tombstones"). Committed whether or not the key existed;
+   * `version` is the tombstone's.
+   */
+  async delr(key: string): Promise<SetrResult> {
+    checkKey(key);
+    return this.withSettledView(key, (view, replicas) => this.commit(view, replicas, key, DELETE));
   }
 
   /** Replicated get: the replicas in order; a dead one costs one failed request. */
@@ -185,7 +201,7 @@ export class DhtClient {
     view: View,
     replicas: readonly ServerRef[],
     key: string,
-    value: string,
+    write: Write,
   ): Promise<SetrResult> {
     const txid = randomUUID();
     const coordinator = new Coordinator(replicas.length, {
@@ -200,7 +216,7 @@ export class DhtClient {
           const vote = await this.vote(replica, {
             txid,
             key,
-            value,
+            ...write,
             epoch: view.epoch,
             serverId: replica.id,
             replicas: [...replicas],

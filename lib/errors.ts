@@ -49,7 +49,8 @@ export type ErrorReason =
   | 'version_out_of_reach'
   | 'storage_busy'
   | 'storage_failed'
-  | 'stale_view';
+  | 'stale_view'
+  | 'key_deleted';
 
 export class DhtError extends Error {
   override name = 'DhtError';

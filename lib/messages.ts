@@ -104,16 +104,31 @@ export const StatusResponse = z.object({
 
 // ---- server: two-phase commit (the client coordinates) -----------------------------------------
 
-export const PrepareRequest = z.object({
-  txid: TxId,
-  key: Key,
-  value: Value,
-  epoch: Epoch,
-  /** The ID the coordinator's view has for this address: a restarted process must vote no. */
-  serverId: ServerId,
-  /** The key's replicas in order, primary first: the acceptors of the transaction's outcome. */
-  replicas: z.array(ServerRef).min(1),
-});
+/**
+ * A write carries a `value`, or `deleted: true` for a delete, which stores a tombstone
+ * (docs/design.md, "Delete and tombstones"): exactly one of the two. A request without
+ * `deleted` is a set, as before deletes existed.
+ */
+const Deleted = z.literal(true);
+const oneWrite = (w: { value?: string; deleted?: true }): boolean =>
+  (w.value === undefined) !== (w.deleted === undefined);
+const ONE_WRITE = { message: 'a write carries exactly one of "value" and "deleted": true' };
+
+export const PrepareRequest = z
+  .object({
+    txid: TxId,
+    key: Key,
+    /** The value a set writes; absent for a delete. */
+    value: Value.optional(),
+    /** A delete: the commit writes a tombstone. */
+    deleted: Deleted.optional(),
+    epoch: Epoch,
+    /** The ID the coordinator's view has for this address: a restarted process must vote no. */
+    serverId: ServerId,
+    /** The key's replicas in order, primary first: the acceptors of the transaction's outcome. */
+    replicas: z.array(ServerRef).min(1),
+  })
+  .refine(oneWrite, ONE_WRITE);
 export type PrepareRequest = z.infer<typeof PrepareRequest>;
 export const PrepareResponse = z.object({ vote: z.literal('yes'), version: Version });
 /**
@@ -176,7 +191,10 @@ export const ReadRequest = z.object({ key: Key, epoch: Epoch, serverId: ServerId
 
 // ---- server: rebalancing ------------------------------------------------------------------------
 
-export const Entry = z.object({ key: Key, value: Value, version: Version });
+/** A copy of a key: a value, or a tombstone (`deleted: true`, no value), at its version. */
+export const Entry = z
+  .object({ key: Key, value: Value.optional(), deleted: Deleted.optional(), version: Version })
+  .refine(oneWrite, ONE_WRITE);
 export type Entry = z.infer<typeof Entry>;
 export const TransferRequest = z.object({
   epoch: Epoch,

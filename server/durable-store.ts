@@ -26,10 +26,14 @@
 //
 // On-disk format (LevelDB keys and values are UTF-8 strings):
 //   m:format             FORMAT
-//   b:<key>              <version>:<value>         bucket entries
-//   r:<table>:<key>      <string>                  record tables (2PC participant)
+//   b:<key>              <version>:<value>         bucket entries: a live value
+//   b:<key>              <version>d                bucket entries: a tombstone (a delete)
+//   r:<table>:<key>      <string>                  record tables (2PC participant, view leader)
 // A key or value with a lone surrogate (valid in a JS string, not UTF-8) is stored JSON-escaped
 // instead, as `B:<json key>` and `<version>j<json value>`, so it reads back exactly.
+// Tombstones (docs/design.md, "Delete and tombstones") were added to format 1 without a new
+// marker: a value never starts `<digits>d`, so every older directory reads the same, and a
+// build without tombstones refuses a directory holding one as corrupt rather than lose it.
 
 import type { ClassicLevel } from 'classic-level';
 import { assert } from '../lib/assert';
@@ -41,7 +45,7 @@ import {
   STORE_QUEUE_BYTES_MAX,
   STORE_QUEUE_OPS_MAX,
 } from '../lib/limits';
-import type { Store, Versioned } from './store';
+import { isTombstone, liveEntries, liveKeys, type Copy, type Store, type Versioned } from './store';
 
 declare global {
   interface String {
@@ -66,7 +70,9 @@ export interface DurableStoreOptions {
 }
 
 export interface Recovery {
+  /** Bucket entries loaded, tombstones included. */
   readonly bucketKeys: number;
+  readonly tombstones: number;
   readonly records: number;
   readonly openMs: number;
   /** LevelDB's lines about dropped records, when opened with acceptDroppedRecords. */
@@ -78,7 +84,8 @@ type Op =
   | { readonly type: 'del'; readonly key: string };
 
 export class DurableStore implements Store {
-  private readonly bucket = new Map<string, Versioned>();
+  private readonly bucket = new Map<string, Copy>();
+  private tombstoneCount = 0;
   private readonly tables = new Map<string, Map<string, string>>();
   private readonly group: GroupCommit<Op>;
   private closed = false;
@@ -104,7 +111,13 @@ export class DurableStore implements Store {
   }
 
   /** How the last open went: what it loaded and how long it took. */
-  recovery: Recovery = { bucketKeys: 0, records: 0, openMs: 0, droppedRecords: [] };
+  recovery: Recovery = {
+    bucketKeys: 0,
+    tombstones: 0,
+    records: 0,
+    openMs: 0,
+    droppedRecords: [],
+  };
 
   /**
    * Open (or create) the store in `dir`, take its lock and load it into memory. Throws
@@ -121,6 +134,7 @@ export class DurableStore implements Store {
       const entries = await store.load();
       store.recovery = {
         bucketKeys: store.bucket.size,
+        tombstones: store.tombstoneCount,
         records: entries - store.bucket.size,
         openMs: performance.now() - t0,
         droppedRecords,
@@ -136,6 +150,12 @@ export class DurableStore implements Store {
 
   get(key: string): Versioned | undefined {
     this.checkOpen();
+    const copy = this.bucket.get(key);
+    return copy === undefined || isTombstone(copy) ? undefined : copy;
+  }
+
+  copyOf(key: string): Copy | undefined {
+    this.checkOpen();
     return this.bucket.get(key);
   }
 
@@ -146,17 +166,27 @@ export class DurableStore implements Store {
 
   keys(): IterableIterator<string> {
     this.checkOpen();
+    return liveKeys(this.bucket);
+  }
+
+  copyKeys(): IterableIterator<string> {
+    this.checkOpen();
     return this.bucket.keys();
   }
 
   entries(): IterableIterator<[string, Versioned]> {
     this.checkOpen();
-    return this.bucket.entries();
+    return liveEntries(this.bucket);
   }
 
   get size(): number {
     this.checkOpen();
-    return this.bucket.size;
+    return this.bucket.size - this.tombstoneCount;
+  }
+
+  get tombstones(): number {
+    this.checkOpen();
+    return this.tombstoneCount;
   }
 
   // ---- Store: writes (visible at once, durable after flush) -----------------------------------
@@ -164,7 +194,7 @@ export class DurableStore implements Store {
   put(key: string, value: string, version: number): void {
     assert(Number.isSafeInteger(version) && version >= 1, 'a stored version is a positive integer');
     this.enqueue({ type: 'put', key: bucketKey(key), value: bucketValue(value, version) });
-    this.bucket.set(key, { value, version });
+    this.setCopy(key, { value, version });
   }
 
   putIfNewer(key: string, value: string, version: number): boolean {
@@ -173,10 +203,20 @@ export class DurableStore implements Store {
     return true;
   }
 
+  putTombstoneIfNewer(key: string, version: number): boolean {
+    if (version <= this.versionOf(key)) return false;
+    assert(Number.isSafeInteger(version) && version >= 1, 'a stored version is a positive integer');
+    this.enqueue({ type: 'put', key: bucketKey(key), value: tombstoneValue(version) });
+    this.setCopy(key, { deleted: true, version });
+    return true;
+  }
+
   delete(key: string): void {
     this.checkUsable();
-    if (!this.bucket.has(key)) return; // absent in memory means absent on disk, once flushed
+    const held = this.bucket.get(key);
+    if (held === undefined) return; // absent in memory means absent on disk, once flushed
     this.enqueue({ type: 'del', key: bucketKey(key) });
+    if (isTombstone(held)) this.tombstoneCount--;
     this.bucket.delete(key);
   }
 
@@ -254,6 +294,14 @@ export class DurableStore implements Store {
     assert(!this.closed, 'the store is open');
   }
 
+  /** The in-memory side of a bucket write, keeping the tombstone count. */
+  private setCopy(key: string, copy: Copy): void {
+    const held = this.bucket.get(key);
+    if (held !== undefined && isTombstone(held)) this.tombstoneCount--;
+    if (isTombstone(copy)) this.tombstoneCount++;
+    this.bucket.set(key, copy);
+  }
+
   /** Queue `op`; throws (and nothing changes) when the queue is full or a sync failed. */
   private enqueue(op: Op): void {
     this.checkUsable();
@@ -285,9 +333,9 @@ export class DurableStore implements Store {
       new StoreOpenError('corrupt', `${this.dir}: ${why} (key ${JSON.stringify(stored)})`);
     if (stored.startsWith('b:') || stored.startsWith('B:')) {
       const key = stored[0] === 'b' ? stored.slice(2) : parseJsonString(stored.slice(2));
-      const versioned = parseBucketValue(value);
-      if (key === undefined || versioned === undefined) throw corrupt('unreadable bucket entry');
-      this.bucket.set(key, versioned);
+      const copy = parseBucketValue(value);
+      if (key === undefined || copy === undefined) throw corrupt('unreadable bucket entry');
+      this.setCopy(key, copy);
     } else if (stored.startsWith('r:')) {
       const colon = stored.indexOf(':', 2);
       const table = stored.slice(2, colon);
@@ -311,18 +359,23 @@ function bucketValue(value: string, version: number): string {
   return value.isWellFormed() ? `${version}:${value}` : `${version}j${JSON.stringify(value)}`;
 }
 
+function tombstoneValue(version: number): string {
+  return `${version}d`;
+}
+
 function recordKey(table: string, key: string): string {
   assert(TABLE_NAME.test(table), `a table name is lowercase letters, digits and dashes: ${table}`);
   assert(key.isWellFormed(), 'a record key is well-formed text');
   return `r:${table}:${key}`;
 }
 
-function parseBucketValue(stored: string): Versioned | undefined {
+function parseBucketValue(stored: string): Copy | undefined {
   let i = 0;
   while (i < stored.length && stored.charCodeAt(i) >= 48 && stored.charCodeAt(i) <= 57) i++;
   const version = Number(stored.slice(0, i));
   if (i === 0 || !Number.isSafeInteger(version) || version < 1) return undefined;
   if (stored[i] === ':') return { value: stored.slice(i + 1), version };
+  if (stored[i] === 'd') return i + 1 === stored.length ? { deleted: true, version } : undefined;
   if (stored[i] !== 'j') return undefined;
   const value = parseJsonString(stored.slice(i + 1));
   return value === undefined ? undefined : { value, version };

@@ -8,14 +8,19 @@ import { StoreOpenError } from './durable-store';
 import type { ParticipantChange, ParticipantState } from './participant';
 import type { Store } from './store';
 
-const PreparedRecord = z.object({
-  key: z.string(),
-  value: z.string(),
-  replicas: z.array(ServerRef).min(1),
-  votedVersion: z.number().int().nonnegative(),
-  promised: Ballot,
-  accepted: Accepted.optional(),
-});
+const PreparedRecord = z
+  .object({
+    key: z.string(),
+    value: z.string().optional(),
+    deleted: z.literal(true).optional(),
+    replicas: z.array(ServerRef).min(1),
+    votedVersion: z.number().int().nonnegative(),
+    promised: Ballot,
+    accepted: Accepted.optional(),
+  })
+  .refine((r) => (r.value === undefined) !== (r.deleted === undefined), {
+    message: 'a prepared write has a value or is a delete',
+  });
 const DecisionRecord = z.object({
   outcome: TxOutcome,
   fenced: z.boolean(),

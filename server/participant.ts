@@ -39,6 +39,7 @@ import type {
   ServerRef,
   TxOutcome,
 } from '../lib/messages';
+import { copyOfWrite, type Copy } from './store';
 
 export interface ParticipantConfig {
   readonly selfId: string;
@@ -70,12 +71,8 @@ export type Vote =
   | { readonly vote: 'yes'; readonly version: number }
   | { readonly vote: 'no'; readonly error: DhtError };
 
-/** A committed value to write to the store. */
-export interface Apply {
-  readonly key: string;
-  readonly value: string;
-  readonly version: number;
-}
+/** A committed write to store: a value, or for a delete a tombstone, at the commit's version. */
+export type Apply = { readonly key: string } & Copy;
 
 /** A decision this participant reached or learned by recovery (for the shell to apply and log). */
 export interface Resolution {
@@ -137,7 +134,9 @@ interface Proposal {
 interface PreparedTx {
   readonly txid: string;
   readonly key: string;
-  readonly value: string;
+  /** What the commit writes: the value of a set, or `deleted` for a delete (exactly one). */
+  readonly value?: string;
+  readonly deleted?: true;
   readonly replicas: readonly ServerRef[];
   /** 1 + this participant's index among the replicas: its ballot slot. */
   readonly slot: number;
@@ -161,7 +160,9 @@ interface PreparedTx {
  */
 export interface PreparedRecord {
   readonly key: string;
-  readonly value: string;
+  /** The value of a set, or `deleted` for a delete (exactly one). */
+  readonly value?: string;
+  readonly deleted?: true;
   readonly replicas: readonly ServerRef[];
   readonly votedVersion: number;
   readonly promised: Ballot;
@@ -280,12 +281,17 @@ export class Participant {
       );
     }
 
+    assert(
+      (request.value === undefined) !== (request.deleted === undefined),
+      'a prepare carries a value or a delete, not both (checked at the edge)',
+    );
     const slot = index + 1;
     const ballotZero = coordinatorBallot(request.epoch);
     const tx: PreparedTx = {
       txid: request.txid,
       key: request.key,
       value: request.value,
+      deleted: request.deleted,
       replicas: request.replicas,
       slot,
       votedVersion: context.currentVersion,
@@ -625,7 +631,7 @@ export class Participant {
       this.markChanged('last-commit', tx.key);
     }
     return outcome.state === 'committed'
-      ? { key: tx.key, value: tx.value, version: outcome.version }
+      ? { key: tx.key, ...copyOfWrite({ ...tx, version: outcome.version }) }
       : undefined;
   }
 
@@ -700,7 +706,7 @@ export class Participant {
       const tx: PreparedTx = {
         txid,
         key: r.key,
-        value: r.value,
+        ...(r.deleted === true ? { deleted: true as const } : { value: r.value }),
         replicas: r.replicas,
         slot,
         votedVersion: r.votedVersion,
@@ -729,7 +735,7 @@ export class Participant {
         if (tx === undefined) return { table, key };
         const record: PreparedRecord = {
           key: tx.key,
-          value: tx.value,
+          ...(tx.deleted === true ? { deleted: true as const } : { value: tx.value }),
           replicas: tx.replicas,
           votedVersion: tx.votedVersion,
           promised: tx.promised,

@@ -6,6 +6,8 @@
 // next one re-plans against the view leader's placement, which an interrupted phase left as is.
 // It remembers the epoch of the transfer that stored each copy here, until a placement vouches
 // for it: the planner offers copies the placement does not vouch for to all their replicas.
+// Tombstones (deletes) are copies like values: planned, pushed, offered and dropped exactly as
+// values are, so a delete reaches every next replica before any old copy is forgotten.
 
 import { call } from '../lib/http-client';
 import type { Logger } from '../lib/logger';
@@ -79,7 +81,7 @@ export class Rebalancer {
     }
     const arrivals = arrivalsFor(this.received, view.placement.epoch, view.epoch);
     for (const key of this.received.keys()) {
-      if (!arrivals.has(key) || host.store.get(key) === undefined) {
+      if (!arrivals.has(key) || host.store.copyOf(key) === undefined) {
         this.received.delete(key);
         host.store.deleteRecord(RECEIVED_TABLE, key);
       }
@@ -88,7 +90,7 @@ export class Rebalancer {
       selfId: host.selfId,
       previous: view.placement.servers,
       next: view.servers,
-      keys: [...host.store.keys()],
+      keys: [...host.store.copyKeys()],
       arrivals,
     });
 
@@ -134,7 +136,7 @@ export class Rebalancer {
     const keys = [...push, ...offer];
     for (let i = 0; i < keys.length; i += TRANSFER_BATCH_KEYS_MAX) {
       const digests = keys.slice(i, i + TRANSFER_BATCH_KEYS_MAX).flatMap((key) => {
-        const held = this.host.store.get(key);
+        const held = this.host.store.copyOf(key);
         return held === undefined ? [] : [{ key, version: held.version }];
       });
       let missing: string[] = [];
@@ -177,9 +179,9 @@ export class Rebalancer {
     let batch: Entry[] = [];
     let bytes = 0;
     for (const key of keys) {
-      const held = this.host.store.get(key);
+      const held = this.host.store.copyOf(key);
       if (held === undefined) continue;
-      const size = key.length + held.value.length + 32;
+      const size = key.length + (held.value?.length ?? 0) + 32;
       if (
         batch.length > 0 &&
         (batch.length >= TRANSFER_BATCH_KEYS_MAX || bytes + size > TRANSFER_BATCH_BYTES_MAX)
@@ -188,7 +190,7 @@ export class Rebalancer {
         batch = [];
         bytes = 0;
       }
-      batch.push({ key, value: held.value, version: held.version });
+      batch.push({ key, ...held }); // a value, or a tombstone (`deleted: true`)
       bytes += size;
     }
     if (batch.length > 0) yield batch;

@@ -39,7 +39,14 @@ import {
   writeParticipantChanges,
 } from './participant-records';
 import { Rebalancer } from './rebalancer';
-import type { Store } from './store';
+import {
+  copyOfWrite,
+  isTombstone,
+  putCopyIfNewer,
+  sameCopy,
+  type Store,
+  type Versioned,
+} from './store';
 import { claimOfCommit, claimOfCopy, claimsToVouch, unbacked, type Claim } from './version-claims';
 
 const PARTICIPANT_TICK_MS = 100;
@@ -165,11 +172,7 @@ export class StorageServer {
         await store.flush();
         return {};
       })
-      .route(ServerApi.get, ({ key }) => {
-        const held = store.get(key);
-        if (held === undefined) throw new DhtError('not_found', 'key not found');
-        return { value: held.value, version: held.version };
-      })
+      .route(ServerApi.get, ({ key }) => liveValue(store, key))
       .route(ServerApi.queryAllKeys, () => ({ keys: [...store.keys()].sort() }))
       .route(ServerApi.status, () => ({
         serverId: this.serverId,
@@ -249,9 +252,7 @@ export class StorageServer {
           keyPending: this.participant.isPending(key),
         });
         if (refusal !== undefined) throw refusal;
-        const held = store.get(key);
-        if (held === undefined) throw new DhtError('not_found', 'key not found');
-        return { value: held.value, version: held.version };
+        return liveValue(store, key);
       })
       .route(
         ServerApi.transfer,
@@ -263,7 +264,7 @@ export class StorageServer {
           );
           let stored = 0;
           for (const e of entries) {
-            if (!store.putIfNewer(e.key, e.value, e.version)) continue;
+            if (!putCopyIfNewer(store, e.key, copyOfWrite(e))) continue;
             this.rebalancer.noteReceived(e.key, epoch);
             stored++;
           }
@@ -387,12 +388,16 @@ export class StorageServer {
     return { epoch: this.tracker.epoch, viewIds: this.tracker.viewIds };
   }
 
-  /** Store a committed value; false when the held copy is newer or differs (logged, not stored). */
-  private apply({ key, value, version }: Apply, txid: string): boolean {
-    const held = this.store.get(key);
-    // Already there (the same value at the same version, say a local set of the same bytes).
-    if (held !== undefined && held.version === version && held.value === value) return true;
-    const stored = this.store.putIfNewer(key, value, version);
+  /**
+   * Store a committed write (a value, or a delete's tombstone); false when the held copy is newer
+   * or differs (logged, not stored).
+   */
+  private apply(apply: Apply, txid: string): boolean {
+    const { key, version } = apply;
+    const held = this.store.copyOf(key);
+    // Already there (the same copy at the same version, say a local set of the same bytes).
+    if (held !== undefined && sameCopy(held, apply)) return true;
+    const stored = putCopyIfNewer(this.store, key, apply);
     if (!stored) {
       this.logger.warn(
         { key, version, held: this.store.versionOf(key), txid },
@@ -631,6 +636,16 @@ export class StorageServer {
       this.logger.warn({ err: String(err), epoch, phase }, 'could not report rebalance progress');
     }
   }
+}
+
+/** The live value of `key` for a read; a tombstone reads as absent (reason `key_deleted`). */
+function liveValue(store: Store, key: string): Versioned {
+  const copy = store.copyOf(key);
+  if (copy === undefined) throw new DhtError('not_found', 'key not found');
+  if (isTombstone(copy)) {
+    throw new DhtError('not_found', `key deleted (version ${copy.version})`, 'key_deleted');
+  }
+  return { value: copy.value, version: copy.version };
 }
 
 function sleep(ms: number): Promise<void> {

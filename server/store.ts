@@ -1,25 +1,60 @@
 // The server's bucket and its small tables of protocol state. Two implementations: this in-memory
-// one (`--in-memory`) and server/durable-store.ts (LevelDB, the default). Every value carries a
-// per-key version so replicas and rebalancing keep the newest copy. Writes are visible at once;
+// one (`--in-memory`) and server/durable-store.ts (LevelDB, the default). Every copy carries a
+// per-key version so replicas and rebalancing keep the newest. Writes are visible at once;
 // `flush()` resolves once they are durable, and the shell awaits it before answering a request
 // whose answer depends on them.
+//
+// A delete is a copy too: a *tombstone*, held at its version exactly like a value, so that the
+// same version order that makes the newest value win everywhere (commits, transfers, offers, a
+// replica that was away) makes the delete win, and an older value never comes back. Reads see
+// tombstones as absent. docs/design.md, "Delete and tombstones", has the argument and why
+// tombstones are kept.
 
+import { assert } from '../lib/assert';
+
+/** A live value at its version. */
 export interface Versioned {
   readonly value: string;
   readonly version: number;
+  readonly deleted?: undefined;
 }
 
+/** A delete at its version: held, ordered and moved like a value; read as absent. */
+export interface Tombstone {
+  readonly deleted: true;
+  readonly version: number;
+  readonly value?: undefined;
+}
+
+/** What a server holds of a key: the unit of replication. */
+export type Copy = Versioned | Tombstone;
+
 export interface Store {
+  /** The live value of a key: undefined when absent or deleted. What reads see. */
   get(key: string): Versioned | undefined;
-  /** Current version of a key, 0 when absent. */
+  /** What is held of a key, a tombstone included: what replication and rebalancing see. */
+  copyOf(key: string): Copy | undefined;
+  /** Version of the copy held (a tombstone's too), 0 when none. */
   versionOf(key: string): number;
-  /** Store unconditionally (local `set`, a decided commit). */
+  /** Store a value unconditionally (local `set`). */
   put(key: string, value: string, version: number): void;
-  /** Store only if `version` is newer than what is held; returns whether it stored. */
+  /** Store a value only if `version` is newer than the copy held; returns whether it stored. */
   putIfNewer(key: string, value: string, version: number): boolean;
+  /** Store a tombstone only if `version` is newer than the copy held; returns whether it stored. */
+  putTombstoneIfNewer(key: string, version: number): boolean;
+  /**
+   * Forget a key altogether, a tombstone included. Only for a copy this server no longer
+   * replicates, once every next replica holds it (the rebalancing cleanup): a delete is a
+   * tombstone, never this.
+   */
   delete(key: string): void;
+  /** The keys with a live value (what `query_all_keys` lists). */
   keys(): IterableIterator<string>;
+  /** Every key held, tombstones included (what rebalancing moves). */
+  copyKeys(): IterableIterator<string>;
+  /** The live values. */
   entries(): IterableIterator<[string, Versioned]>;
+  /** How many keys have a live value. */
   readonly size: number;
 
   /** Record tables: the 2PC participant's state (server/participant-records.ts). */
@@ -30,12 +65,66 @@ export interface Store {
 
   /** Resolves once every write made before the call is durable; rejects if one failed. */
   flush(): Promise<void>;
+
+  /** How many tombstones are held. */
+  readonly tombstones: number;
+}
+
+export function isTombstone(copy: Copy): copy is Tombstone {
+  return copy.deleted === true;
+}
+
+/** Store `copy` (a committed write, a transferred entry) only if it is newer than the copy held. */
+export function putCopyIfNewer(store: Store, key: string, copy: Copy): boolean {
+  return isTombstone(copy)
+    ? store.putTombstoneIfNewer(key, copy.version)
+    : store.putIfNewer(key, copy.value, copy.version);
+}
+
+/** The same copy: the same version, and both the same value or both tombstones. */
+export function sameCopy(a: Copy, b: Copy): boolean {
+  return a.version === b.version && a.deleted === b.deleted && a.value === b.value;
+}
+
+/**
+ * The copy a validated wire entry or prepare carries: a `value`, or `deleted: true`, exactly one
+ * (lib/messages.ts checks it at the edge).
+ */
+export function copyOfWrite(write: {
+  readonly value?: string;
+  readonly deleted?: true;
+  readonly version: number;
+}): Copy {
+  if (write.deleted === true) {
+    assert(write.value === undefined, 'a delete carries no value');
+    return { deleted: true, version: write.version };
+  }
+  assert(write.value !== undefined, 'a write carries a value or a delete');
+  return { value: write.value, version: write.version };
+}
+
+/** The keys of `copies` that hold a live value. */
+export function* liveKeys(copies: ReadonlyMap<string, Copy>): IterableIterator<string> {
+  for (const [key, copy] of copies) if (!isTombstone(copy)) yield key;
+}
+
+/** The live values of `copies`. */
+export function* liveEntries(
+  copies: ReadonlyMap<string, Copy>,
+): IterableIterator<[string, Versioned]> {
+  for (const [key, copy] of copies) if (!isTombstone(copy)) yield [key, copy];
 }
 
 export class MemoryStore implements Store {
-  private readonly map = new Map<string, Versioned>();
+  private readonly map = new Map<string, Copy>();
+  private tombstoneCount = 0;
 
   get(key: string): Versioned | undefined {
+    const copy = this.map.get(key);
+    return copy === undefined || isTombstone(copy) ? undefined : copy;
+  }
+
+  copyOf(key: string): Copy | undefined {
     return this.map.get(key);
   }
 
@@ -44,29 +133,54 @@ export class MemoryStore implements Store {
   }
 
   put(key: string, value: string, version: number): void {
-    this.map.set(key, { value, version });
+    this.set(key, { value, version });
   }
 
   putIfNewer(key: string, value: string, version: number): boolean {
     if (version <= this.versionOf(key)) return false;
-    this.map.set(key, { value, version });
+    this.set(key, { value, version });
+    return true;
+  }
+
+  putTombstoneIfNewer(key: string, version: number): boolean {
+    if (version <= this.versionOf(key)) return false;
+    this.set(key, { deleted: true, version });
     return true;
   }
 
   delete(key: string): void {
+    const held = this.map.get(key);
+    if (held === undefined) return;
+    if (isTombstone(held)) this.tombstoneCount--;
     this.map.delete(key);
   }
 
   keys(): IterableIterator<string> {
+    return liveKeys(this.map);
+  }
+
+  copyKeys(): IterableIterator<string> {
     return this.map.keys();
   }
 
   entries(): IterableIterator<[string, Versioned]> {
-    return this.map.entries();
+    return liveEntries(this.map);
   }
 
   get size(): number {
-    return this.map.size;
+    return this.map.size - this.tombstoneCount;
+  }
+
+  get tombstones(): number {
+    return this.tombstoneCount;
+  }
+
+  private set(key: string, copy: Copy): void {
+    const held = this.map.get(key);
+    this.tombstoneCount +=
+      Number(isTombstone(copy)) - Number(held !== undefined && isTombstone(held));
+    this.map.set(key, copy);
+    assert(this.tombstoneCount >= 0 && this.tombstoneCount <= this.map.size, 'tombstones counted');
   }
 
   private readonly tables = new Map<string, Map<string, string>>();

@@ -584,7 +584,7 @@ describe('with a view leader and three servers', () => {
 describe('with a view leader and no servers', () => {
   cleanupProcessesAfterAll();
 
-  test('setr and getr exit 4 (unavailable, nothing set); query_servers shows the empty view', async () => {
+  test('setr, delr and getr exit 4 (unavailable, nothing set); query_servers shows the empty view', async () => {
     const viewLeader = await startViewLeader(PORTS.server(10));
     const client = (args: string[]): Promise<CliResult> =>
       cli(['--viewleader', viewLeader.address, ...args]);
@@ -601,6 +601,11 @@ describe('with a view leader and no servers', () => {
     );
     expectJsonError(
       await client(['--json', 'getr', 'empty view key']),
+      EXIT_UNAVAILABLE,
+      'unavailable',
+    );
+    expectJsonError(
+      await client(['--json', 'delr', 'empty view key']),
       EXIT_UNAVAILABLE,
       'unavailable',
     );
@@ -627,6 +632,7 @@ describe('with nothing listening', () => {
     ['query_servers'],
     ['locate', 'k'],
     ['setr', 'k', 'v'],
+    ['delr', 'k'],
     ['getr', 'k'],
     ['lock_get', 'L', 'alice'],
     ['lock_release', 'L', 'alice'],
@@ -675,6 +681,8 @@ describe('with nothing listening', () => {
     ['getr without KEY', ['getr']],
     ['setr without KEY', ['setr']],
     ['setr with three arguments', ['setr', 'a', 'b', 'c']],
+    ['delr without KEY', ['delr']],
+    ['delr with two keys', ['delr', 'a', 'b']],
     ['set without KEY', ['set']],
     ['locate without KEY', ['locate']],
     ['print without TEXT', ['print']],

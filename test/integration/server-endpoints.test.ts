@@ -138,6 +138,11 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
     { ...PREPARE_BASE, key: KEY_TOO_LONG },
     { ...PREPARE_BASE, key: KEY_TOO_LONG_WIDE },
     { ...PREPARE_BASE, value: 5 },
+    // A delete carries `deleted: true` instead of a value: exactly one of the two.
+    { ...PREPARE_BASE, deleted: true },
+    { ...without('value'), deleted: false },
+    { ...without('value'), deleted: 'yes' },
+    { ...without('value'), deleted: null },
     { ...PREPARE_BASE, value: VALUE_TOO_LARGE },
     { ...PREPARE_BASE, value: VALUE_TOO_LARGE_WIDE },
     { ...PREPARE_BASE, epoch: '1' },
@@ -214,6 +219,16 @@ const SERVER_BAD: Readonly<Record<string, readonly unknown[]>> = {
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 5, version: 1 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 'v', version: -1 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: 'transfer bad', value: 'v', version: 2 ** 53 }] },
+    // A tombstone is `deleted: true` without a value; on the stored key, so that a wrong
+    // acceptance would show in its keys.
+    {
+      epoch: 0,
+      sourceId: 's',
+      entries: [{ key: 'present', value: 'v', deleted: true, version: 9 }],
+    },
+    { epoch: 0, sourceId: 's', entries: [{ key: 'present', deleted: false, version: 9 }] },
+    { epoch: 0, sourceId: 's', entries: [{ key: 'present', deleted: 1, version: 9 }] },
+    { epoch: 0, sourceId: 's', entries: [{ key: 'present', version: 9 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: '', value: 'v', version: 1 }] },
     { epoch: 0, sourceId: 's', entries: [{ key: KEY_TOO_LONG, value: 'v', version: 1 }] },
     {
@@ -610,6 +625,47 @@ describe('two-phase commit answers', () => {
     expect((await status()).pendingTransactions).toBe(0);
   });
 
+  test('a delete commits a tombstone: reads answer not_found (key_deleted), lists leave it out', async () => {
+    const key = 'deleted key';
+    const { epoch } = await settled();
+    await ok(server.address, '/set', { key, value: 'doomed' }); // version 1
+    const before = await status();
+    const txid = randomUUID();
+    const replicas = [{ id: serverId, address: server.address }];
+    expect(
+      await ok(server.address, '/prepare', { txid, key, deleted: true, epoch, serverId, replicas }),
+    ).toEqual({ vote: 'yes', version: 1 });
+    expect(await ok(server.address, '/commit', { txid, key, version: 2 })).toEqual({});
+    for (const path of ['/read', '/get']) {
+      const answer = await post(server.address, path, { key, epoch, serverId });
+      expect({ path, status: answer.status, body: answer.body }).toEqual({
+        path,
+        status: 404,
+        body: { kind: 'not_found', reason: 'key_deleted', error: 'key deleted (version 2)' },
+      });
+    }
+    const absent = await post(server.address, '/get', { key: 'never set here' });
+    expect(absent.body).toEqual({ kind: 'not_found', error: 'key not found' });
+    expect(
+      (await ok<{ keys: string[] }>(server.address, '/query_all_keys', {})).keys,
+    ).not.toContain(key);
+    expect((await status()).keyCount).toBe(before.keyCount - 1);
+    // The tombstone's version counts: a delete of a deleted key, or a set, goes above it.
+    const again = randomUUID();
+    expect(
+      await ok(server.address, '/prepare', {
+        txid: again,
+        key,
+        value: 'revived',
+        epoch,
+        serverId,
+        replicas,
+      }),
+    ).toEqual({ vote: 'yes', version: 2 });
+    expect(await ok(server.address, '/commit', { txid: again, key, version: 3 })).toEqual({});
+    expect(await ok(server.address, '/get', { key })).toEqual({ value: 'revived', version: 3 });
+  });
+
   test('an aborted transaction applies nothing and frees the key', async () => {
     const key = 'aborted key';
     const txid = randomUUID();
@@ -633,7 +689,9 @@ describe('rebalancing answers', () => {
   /** Transfers and offers from an older epoch are refused: stamp them with the server's own. */
   const currentEpoch = async (): Promise<number> =>
     (await ok<{ epoch: number }>(server.address, '/status', {})).epoch;
-  const transfer = async (entries: { key: string; value: string; version: number }[]) =>
+  const transfer = async (
+    entries: { key: string; value?: string; deleted?: true; version: number }[],
+  ) =>
     ok<{ stored: number }>(server.address, '/transfer', {
       epoch: await currentEpoch(),
       sourceId: 'test',
@@ -664,6 +722,33 @@ describe('rebalancing answers', () => {
     expect(await get(key)).toEqual({ value: 'five', version: 5 });
     expect(await transfer([{ key, value: 'seven', version: 7 }])).toEqual({ stored: 1 });
     expect(await get(key)).toEqual({ value: 'seven', version: 7 });
+  });
+
+  test('transfer carries tombstones: the higher version wins, value or tombstone', async () => {
+    const key = 'transferred tombstone';
+    const deleted = async (): Promise<unknown> =>
+      (await post(server.address, '/get', { key })).body;
+    expect(await transfer([{ key, value: 'four', version: 4 }])).toEqual({ stored: 1 });
+    expect(await transfer([{ key, deleted: true, version: 5 }])).toEqual({ stored: 1 });
+    expect(await deleted()).toMatchObject({ kind: 'not_found', reason: 'key_deleted' });
+    // An older value (a replica that was away) or the same version again: not stored.
+    expect(await transfer([{ key, value: 'four', version: 4 }])).toEqual({ stored: 0 });
+    expect(await transfer([{ key, value: 'five?', version: 5 }])).toEqual({ stored: 0 });
+    expect(await transfer([{ key, deleted: true, version: 3 }])).toEqual({ stored: 0 });
+    expect(await deleted()).toMatchObject({ kind: 'not_found', reason: 'key_deleted' });
+    // An offer counts the tombstone's version: older copies are not missing, newer ones are.
+    const { missing } = await ok<{ missing: string[] }>(server.address, '/offer', {
+      epoch: await currentEpoch(),
+      entries: [{ key, version: 4 }],
+    });
+    expect(missing).toEqual([]);
+    const newer = await ok<{ missing: string[] }>(server.address, '/offer', {
+      epoch: await currentEpoch(),
+      entries: [{ key, version: 6 }],
+    });
+    expect(newer.missing).toEqual([key]);
+    expect(await transfer([{ key, value: 'six', version: 6 }])).toEqual({ stored: 1 });
+    expect(await get(key)).toEqual({ value: 'six', version: 6 });
   });
 
   test('offer reports only the keys the server lacks or holds older', async () => {

@@ -54,6 +54,7 @@ export class Cluster {
 
   private constructor(
     private readonly options: ClusterOptions,
+    /** Replaced by `restartViewLeader`, on the same port. */
     public viewLeader: Proc,
   ) {}
 
@@ -66,6 +67,18 @@ export class Cluster {
 
   get vl(): string {
     return this.viewLeader.address;
+  }
+
+  /**
+   * SIGKILL the view leader and start a new one on its port. It keeps its state in memory only, so
+   * it comes back with no view, no placement and no expired IDs: the servers rejoin at their next
+   * heartbeat, an expelled one that still runs included (docs/design.md, "Known limitations").
+   */
+  async restartViewLeader(): Promise<Proc> {
+    this.viewLeader.child.kill('SIGKILL');
+    await this.viewLeader.exited;
+    this.viewLeader = await startViewLeader(this.options);
+    return this.viewLeader;
   }
 
   /**

@@ -24,11 +24,13 @@ import type {
 } from '../../lib/messages';
 import {
   Participant,
+  type Apply,
   type ParticipantConfig,
   type PeerSend,
   type Step,
   type ViewContext,
 } from '../../server/participant';
+import type { Copy } from '../../server/store';
 import type { Random } from './random';
 
 export const HARNESS_CONFIG = {
@@ -40,10 +42,8 @@ export const HARNESS_CONFIG = {
 
 const NO_EPOCH = -1;
 
-export interface Stored {
-  readonly value: string;
-  readonly version: number;
-}
+/** A value, or a delete's tombstone, at its version (as server/store.ts holds it). */
+export type Stored = Copy;
 
 export interface SimNode {
   readonly ref: ServerRef;
@@ -107,7 +107,8 @@ export type Envelope =
 export interface SimTransaction {
   readonly txid: string;
   readonly key: string;
-  readonly value: string;
+  /** The value written; null for a delr (a tombstone). */
+  readonly value: string | null;
   readonly replicas: readonly ServerRef[];
   readonly coordinator: Coordinator;
   crashed: boolean;
@@ -201,8 +202,16 @@ export class SimCluster {
 
   // ---- transactions -------------------------------------------------------------------------------
 
-  /** A coordinator starts a setr with the current view (or one it cached: `epoch`). */
-  begin(key: string, value: string, replicaIds: readonly string[], epoch?: number): SimTransaction {
+  /**
+   * A coordinator starts a setr (a delr when `value` is null) with the current view (or one it
+   * cached: `epoch`).
+   */
+  begin(
+    key: string,
+    value: string | null,
+    replicaIds: readonly string[],
+    epoch?: number,
+  ): SimTransaction {
     const replicas = replicaIds.map((id) => this.node(id).ref);
     const tx: SimTransaction = {
       txid: `tx${this.transactions.length + 1}`,
@@ -214,7 +223,9 @@ export class SimCluster {
     };
     this.transactions.push(tx);
     const viewEpoch = epoch ?? this.currentView.epoch;
-    this.trace.push(`begin ${tx.txid} ${key}=${value} on ${replicaIds.join(',')} @${viewEpoch}`);
+    this.trace.push(
+      `begin ${tx.txid} ${key}=${value ?? '(delete)'} on ${replicaIds.join(',')} @${viewEpoch}`,
+    );
     this.coordinatorSends(tx, viewEpoch, tx.coordinator.start());
     return tx;
   }
@@ -311,11 +322,12 @@ export class SimCluster {
     for (const node of this.nodes) {
       for (const [key, held] of node.store) {
         const at = `${key}@${held.version}`;
+        const content = held.deleted === true ? '(deleted)' : held.value;
         const other = valueAt.get(at);
-        if (other !== undefined && other !== held.value) {
-          throw new Error(`two values at ${at}: ${other} and ${held.value}`);
+        if (other !== undefined && other !== content) {
+          throw new Error(`two values at ${at}: ${other} and ${content}`);
         }
-        valueAt.set(at, held.value);
+        valueAt.set(at, content);
       }
     }
   }
@@ -346,7 +358,7 @@ export class SimCluster {
           return { type: 'ok', body: undefined };
         case 'commit': {
           const apply = participant.commit(request.txid, request.key, request.version);
-          if (apply !== undefined) this.applyTo(node, apply.key, apply.value, apply.version);
+          if (apply !== undefined) this.applyTo(node, apply);
           return { type: 'ok', body: undefined };
         }
         case 'abort':
@@ -367,7 +379,7 @@ export class SimCluster {
   private carryOut(node: SimNode, step: Step): void {
     for (const r of step.resolutions) {
       this.trace.push(`${node.ref.id} resolves ${describeOutcome(r.outcome)} (${r.why})`);
-      if (r.apply !== undefined) this.applyTo(node, r.apply.key, r.apply.value, r.apply.version);
+      if (r.apply !== undefined) this.applyTo(node, r.apply);
     }
     for (const send of step.sends) this.peerSend(node, send);
   }
@@ -437,7 +449,7 @@ export class SimCluster {
               request: {
                 txid,
                 key,
-                value: tx.value,
+                ...(tx.value === null ? { deleted: true as const } : { value: tx.value }),
                 epoch,
                 serverId: replica.id,
                 replicas: [...tx.replicas],
@@ -505,9 +517,9 @@ export class SimCluster {
     return this.node(id).paused;
   }
 
-  private applyTo(node: SimNode, key: string, value: string, version: number): void {
+  private applyTo(node: SimNode, { key, ...copy }: Apply): void {
     const held = node.store.get(key);
-    if (held === undefined || held.version < version) node.store.set(key, { value, version });
+    if (held === undefined || held.version < copy.version) node.store.set(key, copy);
   }
 }
 

@@ -9,16 +9,18 @@
 // - `unknown` (exit 3, a killed client): a write that may or may not have taken effect, at any
 //   time after `start` (its `end` is +infinity); an unknown read told us nothing.
 //
-// A read's `value` is `null` when it found no value (not_found).
+// The register may be absent (`null`): a delete (delr) is a write of "absent", and a read that
+// answered not_found observed "absent". A read's `value` is `null` then; a delete's is always
+// `null`. Written values are unique; deletes, all writing the same "absent", need not be.
 
 import { assert } from '../../lib/assert';
 
-export type OperationType = 'write' | 'read';
+export type OperationType = 'write' | 'delete' | 'read';
 export type OperationOutcome = 'ok' | 'fail' | 'unknown';
 
 export interface Operation {
   readonly type: OperationType;
-  /** The value written, or the value read (`null`: the key was absent). */
+  /** The value written (`null` for a delete), or the value read (`null`: the key was absent). */
   readonly value: string | null;
   /** When the caller issued it (any clock, the same for the whole history). */
   readonly start: number;
@@ -48,7 +50,7 @@ interface Candidate {
   readonly start: number;
   /** +Infinity for an unknown write. */
   readonly end: number;
-  /** An `ok` operation must be linearized; an `unknown` write may be left out. */
+  /** An `ok` operation must be linearized; an `unknown` write or delete may be left out. */
   readonly required: boolean;
 }
 
@@ -59,7 +61,8 @@ export function checkRegister(
   const initial = options.initial ?? null;
   const stepsMax = options.searchStepsMax ?? SEARCH_STEPS_MAX_DEFAULT;
   for (const op of history) {
-    assert(op.type === 'read' || op.value !== null, 'a write writes a value');
+    assert(op.type !== 'write' || op.value !== null, 'a write writes a value');
+    assert(op.type !== 'delete' || op.value === null, 'a delete writes "absent" (null)');
     assert(op.outcome === 'unknown' || op.start <= op.end, 'an operation ends after it starts');
   }
   const writes = new Map<string, Operation>();
@@ -70,7 +73,8 @@ export function checkRegister(
     writes.set(op.value, op);
   }
 
-  const precheck = checkReadsAgainstWrites(history, writes, initial);
+  const deletes = history.filter((op) => op.type === 'delete');
+  const precheck = checkReadsAgainstWrites(history, writes, deletes, initial);
   if (precheck !== undefined) return precheck;
 
   const candidates: Candidate[] = [];
@@ -95,12 +99,20 @@ export function checkRegister(
 function checkReadsAgainstWrites(
   history: readonly Operation[],
   writes: ReadonlyMap<string, Operation>,
+  deletes: readonly Operation[],
   initial: string | null,
 ): CheckResult | undefined {
   for (const read of history) {
     if (read.type !== 'read' || read.outcome !== 'ok') continue;
     if (read.value === initial) continue;
-    const write = read.value === null ? undefined : writes.get(read.value);
+    if (read.value === null) {
+      // "Absent" after a value: some delete that did not fail must have begun before the read ended.
+      if (!deletes.some((d) => d.outcome !== 'fail' && d.start <= read.end)) {
+        return fail(`${describe(read)} found the key absent, but no delete could have removed it`);
+      }
+      continue;
+    }
+    const write = writes.get(read.value);
     if (write === undefined) {
       return fail(`${describe(read)} returned a value that was never written`);
     }
@@ -192,7 +204,7 @@ class Search {
       const found = this.explore(
         linearized,
         order,
-        c.op.type === 'write' ? c.op.value : state,
+        c.op.type === 'read' ? state : c.op.value, // a delete writes null: absent
         requiredDone + (c.required ? 1 : 0),
       );
       order.pop();

@@ -30,6 +30,15 @@ const r = (
   outcome,
 });
 
+/** A delete (delr): a write of "absent". */
+const d = (start: number, end: number, outcome: OperationOutcome = 'ok'): Operation => ({
+  type: 'delete',
+  value: null,
+  start,
+  end,
+  outcome,
+});
+
 function expectOk(history: Operation[], initial?: string | null): void {
   const result = checkRegister(history, { initial });
   expect(result).toEqual({ ok: true });
@@ -153,6 +162,55 @@ describe('rejects non-linearizable histories', () => {
   });
 });
 
+describe('deletes: a delete writes "absent", a not_found read observes it', () => {
+  test.each<[string, Operation[]]>([
+    ['a delete, then a read of the absent key', [w('a', 0, 1), d(2, 3), r(null, 4, 5)]],
+    ['a delete of a key that never existed', [d(0, 1), r(null, 2, 3)]],
+    ['a set after a delete', [w('a', 0, 1), d(2, 3), w('b', 4, 5), r('b', 6, 7)]],
+    [
+      'a read concurrent with a delete sees the old value or absent',
+      [w('a', 0, 1), d(2, 10), r('a', 3, 4), r(null, 5, 6), r(null, 11, 12)],
+    ],
+    ['several deletes (all write the same "absent")', [d(0, 1), w('a', 2, 3), d(4, 5), d(6, 7)]],
+    ['an unknown delete that took effect', [w('a', 0, 1), d(2, 3, 'unknown'), r(null, 10, 11)]],
+    ['an unknown delete that never took effect', [w('a', 0, 1), d(2, 3, 'unknown'), r('a', 9, 10)]],
+    ['a failed delete that nobody saw', [w('a', 0, 1), d(2, 3, 'fail'), r('a', 4, 5)]],
+    [
+      'a delete and a set concurrent: either order, as later reads show',
+      [w('a', 0, 1), d(2, 8), w('b', 3, 7), r(null, 9, 10)],
+    ],
+    ['the same, the other way round', [w('a', 0, 1), d(2, 8), w('b', 3, 7), r('b', 9, 10)]],
+  ])('accepted: %s', (_name, history) => {
+    expectOk(history);
+  });
+
+  test('accepted: a delete of the initial value', () => {
+    expectOk([r('x', 0, 1), d(2, 3), r(null, 4, 5)], 'x');
+  });
+
+  test('rejected: a value read after the delete completed (the delete undone)', () => {
+    expectRejected([w('a', 0, 1), d(2, 3), r('a', 4, 5)], /not linearizable/);
+  });
+
+  test('rejected: absent, then the deleted value again', () => {
+    expectRejected([w('a', 0, 10), d(0, 10), r(null, 11, 12), r('a', 13, 14)], /not linearizable/);
+  });
+
+  test.each<[string, Operation[]]>([
+    ['no delete at all', [r(null, 0, 1)]],
+    ['only a failed delete', [d(0, 1, 'fail'), r(null, 2, 3)]],
+    ['the delete began after the read ended', [r(null, 0, 1), d(2, 3)]],
+  ])('rejected: the initial value read as absent with %s', (_name, history) => {
+    expectRejected(history, /no delete could have removed it/, 'x');
+  });
+
+  test('a delete writes null, and only a delete', () => {
+    expect(() =>
+      checkRegister([{ type: 'delete', value: 'a', start: 0, end: 1, outcome: 'ok' }]),
+    ).toThrow(/absent/);
+  });
+});
+
 describe('random histories', () => {
   /**
    * Simulate a correct register: each process issues operations one after another, each taking
@@ -162,6 +220,8 @@ describe('random histories', () => {
     seed: number,
     processes: number,
     opsPerProcess: number,
+    /** The share of writes that are deletes instead. */
+    deleteShare = 0,
   ): Operation[] {
     const random = uniform(seed);
     type Pending = { op: Omit<Operation, 'value'> & { value: string | null }; at: number };
@@ -177,11 +237,10 @@ describe('random histories', () => {
         const roll = random();
         const outcome: OperationOutcome =
           !isWrite || roll < 0.85 ? 'ok' : roll < 0.93 ? 'unknown' : 'fail';
-        const value = isWrite ? `v${written++}` : null;
-        pending.push({
-          op: { type: isWrite ? 'write' : 'read', value, start, end, outcome, process: `p${p}` },
-          at,
-        });
+        const isDelete = isWrite && deleteShare > 0 && random() < deleteShare;
+        const value = isWrite && !isDelete ? `v${written++}` : null;
+        const type = isDelete ? 'delete' : isWrite ? 'write' : 'read';
+        pending.push({ op: { type, value, start, end, outcome, process: `p${p}` }, at });
         t = end + random() * 2;
         if (outcome === 'unknown') break; // a killed client issues nothing more
       }
@@ -190,7 +249,7 @@ describe('random histories', () => {
     pending.sort((a, b) => a.at - b.at);
     let current: string | null = null;
     return pending.map(({ op }) => {
-      if (op.type === 'write') {
+      if (op.type !== 'read') {
         // An unknown write takes effect half of the time; a failed one never.
         if (op.outcome === 'ok' || (op.outcome === 'unknown' && random() < 0.5)) current = op.value;
         return op;
@@ -206,6 +265,36 @@ describe('random histories', () => {
       expect(checkRegister(history)).toEqual({ ok: true });
     },
   );
+
+  test.each([1, 2, 3, 4, 5, 6])(
+    'a simulated correct register with deletes is accepted (seed %i)',
+    (seed) => {
+      const history = linearizableHistory(seed, 5, 40, 0.3);
+      expect(history.some((o) => o.type === 'delete' && o.outcome === 'ok')).toBe(true);
+      expect(history.some((o) => o.type === 'read' && o.value === null && o.start > 20)).toBe(true);
+      expect(checkRegister(history)).toEqual({ ok: true });
+    },
+  );
+
+  test('a deleted value coming back, planted in a long correct history with deletes, is found', () => {
+    const history = linearizableHistory(7, 4, 50, 0.3);
+    const lastEnd = Math.max(...history.filter((o) => o.outcome !== 'unknown').map((o) => o.end));
+    const resurrected = history.find((o) => o.type === 'write' && o.outcome === 'ok');
+    expect(resurrected).toBeDefined();
+    history.push(
+      { type: 'delete', value: null, start: lastEnd + 1, end: lastEnd + 2, outcome: 'ok' },
+      {
+        type: 'read',
+        value: resurrected!.value,
+        start: lastEnd + 3,
+        end: lastEnd + 4,
+        outcome: 'ok',
+        process: 'late',
+      },
+    );
+    const result = checkRegister(history);
+    expect(result.ok).toBe(false);
+  });
 
   test('a stale read planted in a long correct history is found', () => {
     const history = linearizableHistory(42, 4, 50);

@@ -717,6 +717,68 @@ describe('commit (the decision)', () => {
 
 // ---- learner: abort ---------------------------------------------------------------------------
 
+describe('a delete (delr): the same transaction, its commit writes a tombstone', () => {
+  /** s1 holding t1, a delete of k, prepared at T0 with version 3. */
+  function preparedDelete(): Participant {
+    const p = participant(S1);
+    const vote = p.prepare(request(S1, { value: undefined, deleted: true }), context(), T0);
+    expect(vote).toEqual({ vote: 'yes', version: 3 });
+    return p;
+  }
+
+  test('prepared like a set: votes the version held, holds the key', () => {
+    const p = preparedDelete();
+    expect(p.isPending('k')).toBe(true);
+    expect(refusal(p.prepare(request(S1, { txid: 't2' }), context(), T0))).toEqual({
+      kind: 'aborted',
+      reason: 'key_busy',
+    });
+  });
+
+  test('the commit applies a tombstone at the commit version, no value', () => {
+    const p = preparedDelete();
+    expect(p.commit('t1', 'k', 4)).toEqual({ key: 'k', deleted: true, version: 4 });
+    expect(p.outcomeOf('t1')).toEqual({ state: 'committed', version: 4 });
+    expect(p.commit('t1', 'k', 4)).toBeUndefined();
+  });
+
+  test('a commit version not above the vote is refused, as for a set', () => {
+    const p = preparedDelete();
+    expect(dhtError(() => p.commit('t1', 'k', 3))).toEqual({
+      kind: 'invalid',
+      reason: 'bad_request',
+    });
+    expect(p.isPending('k')).toBe(true);
+  });
+
+  test('a recovery that chooses the commit applies the tombstone (Resolution.apply)', () => {
+    const p = preparedDelete();
+    p.accept('t1', 'k', B0, committed(4), ALL);
+    p.tick(recoveryAt(S1), ALL);
+    const B = ballot(1, 2);
+    p.onPromise('t1', S0, B, PROMISED);
+    const step = p.onAccepted('t1', S2, B, 'accepted');
+    expect(step.resolutions).toEqual([
+      { ...resolved(committed(4)), apply: { key: 'k', deleted: true, version: 4 } },
+    ]);
+  });
+
+  test('an aborted delete applies nothing', () => {
+    const p = preparedDelete();
+    p.abort('t1', 'k');
+    expect(p.outcomeOf('t1')).toEqual(ABORTED);
+    expect(p.isPending('k')).toBe(false);
+  });
+
+  test('a prepare carrying both a value and a delete is a programmer error (the edge refuses it)', () => {
+    const p = participant(S1);
+    expect(thrown(() => p.prepare(request(S1, { deleted: true }), context(), T0))).toBeInstanceOf(
+      AssertionError,
+    );
+    expect(p.isPending('k')).toBe(false);
+  });
+});
+
 describe('abort (the decision)', () => {
   test('aborts a prepared transaction and frees its key; nothing is applied, nothing recovered', () => {
     const p = prepared();

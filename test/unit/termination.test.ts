@@ -206,7 +206,10 @@ function expectVariety(coverage: Coverage, servers = 3): void {
   if (servers > 1) expect(coverage.unknown).toBeGreaterThan(0);
 }
 
-/** A setr on one of two keys, on up to 3 servers of a view (maybe a cached, older one). */
+/**
+ * A setr on one of two keys, on up to 3 servers of a view (maybe a cached, older one); every
+ * fourth transaction is a delr instead (a tombstone, at its version like a value).
+ */
 function beginRandom(cluster: SimCluster, random: Random): void {
   const views = cluster.views;
   const view = random.next() < 0.8 ? views[views.length - 1] : random.pick(views);
@@ -217,7 +220,8 @@ function beginRandom(cluster: SimCluster, random: Random): void {
   }
   const replicas = ids.slice(0, Math.min(3, ids.length));
   const key = random.pick(['a', 'b']);
-  cluster.begin(key, `${key}${cluster.transactions.length + 1}`, replicas, view.epoch);
+  const n = cluster.transactions.length + 1;
+  cluster.begin(key, n % 4 === 0 ? null : `${key}${n}`, replicas, view.epoch);
 }
 
 describe('random interleavings (seeded; a failure names its seed)', () => {
