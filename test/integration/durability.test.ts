@@ -286,51 +286,41 @@ interface Recorded extends Operation {
   readonly key: string;
 }
 
-/** One setr or getr through the SDK, recorded with its interval and outcome. */
+type LoadOp =
+  { readonly type: 'write'; readonly value: string } | { readonly type: 'delete' | 'read' };
+
+/** One setr, delr or getr through the SDK, recorded with its interval and outcome. */
 async function recordOne(
   client: DhtClient,
   who: string,
   key: string,
-  written: string | undefined,
+  op: LoadOp,
 ): Promise<Recorded> {
   const start = performance.now();
+  const done = (value: string | null, outcome: Operation['outcome']): Recorded => ({
+    key,
+    type: op.type,
+    value,
+    start,
+    end: performance.now(),
+    outcome,
+    process: who,
+  });
   try {
-    if (written !== undefined) {
-      await client.setr(key, written);
-      return {
-        key,
-        type: 'write',
-        value: written,
-        start,
-        end: performance.now(),
-        outcome: 'ok',
-        process: who,
-      };
-    }
-    const { value } = await client.getr(key);
-    return { key, type: 'read', value, start, end: performance.now(), outcome: 'ok', process: who };
+    if (op.type === 'write') await client.setr(key, op.value);
+    if (op.type === 'delete') await client.delr(key);
+    if (op.type === 'read') return done((await client.getr(key)).value, 'ok');
+    return done(op.type === 'write' ? op.value : null, 'ok');
   } catch (err) {
     if (!(err instanceof DhtError)) throw err;
-    const end = performance.now();
-    if (written === undefined && err.kind === 'not_found') {
-      return { key, type: 'read', value: null, start, end, outcome: 'ok', process: who };
-    }
+    if (op.type === 'read' && err.kind === 'not_found') return done(null, 'ok');
     // The contract: only exit 3 (`unknown`) may have taken effect; every other error did not.
-    const outcome = err.kind === 'unknown' ? 'unknown' : 'fail';
-    return {
-      key,
-      type: written === undefined ? 'read' : 'write',
-      value: written ?? null,
-      start,
-      end,
-      outcome,
-      process: who,
-    };
+    return done(op.type === 'write' ? op.value : null, err.kind === 'unknown' ? 'unknown' : 'fail');
   }
 }
 
 test(
-  'every process SIGKILLed at once under concurrent setr, all restarted: every acknowledged write is there, histories linearizable',
+  'every process SIGKILLed at once under concurrent setr and delr, all restarted: every acknowledged write is there, histories linearizable',
   async () => {
     const cluster = await startCluster(6, { servers: 3, failureTimeoutS: 5, prepareTimeoutS: 1 });
     const history: Recorded[] = [];
@@ -341,12 +331,14 @@ test(
       const client = new DhtClient({ viewLeader: cluster.vl, timeoutMs: 1000, waitMs: 0 });
       for (let i = 0; !stop && history.length < LOAD_OPS_MAX; i++) {
         const key = LOAD_KEYS[(w + i) % LOAD_KEYS.length];
-        const op = await recordOne(
-          client,
-          `w${w}`,
-          key,
-          i % 2 === 0 ? `w${w}-${writes++}` : undefined,
-        );
+        const kind = i % 5;
+        const load: LoadOp =
+          kind === 4
+            ? { type: 'delete' }
+            : kind % 2 === 0
+              ? { type: 'write', value: `w${w}-${writes++}` }
+              : { type: 'read' };
+        const op = await recordOne(client, `w${w}`, key, load);
         history.push(op);
         if (op.outcome === 'ok') phase[phase.restarted ? 'after' : 'before']++;
         if (op.outcome !== 'ok') await new Promise((r) => setTimeout(r, 50)); // the outage: pace
@@ -370,7 +362,10 @@ test(
 
     // A last read of every key, once everything is settled, closes each history.
     const reader = new DhtClient({ viewLeader: cluster.vl, waitMs: 10_000 });
-    for (const key of LOAD_KEYS) history.push(await recordOne(reader, 'final', key, undefined));
+    for (const key of LOAD_KEYS) {
+      history.push(await recordOne(reader, 'final', key, { type: 'read' }));
+    }
+    expect(history.some((op) => op.type === 'delete' && op.outcome === 'ok')).toBe(true);
     for (const key of LOAD_KEYS) {
       const result = checkRegister(history.filter((op) => op.key === key));
       if (!result.ok) throw new Error(`key ${key}: ${result.explanation}`);
