@@ -33,15 +33,20 @@ export class SyncCounter {
     assert(pids.length > 0, 'at least one process to count');
     const events = SYNC_SYSCALLS.map((s) => `syscalls:sys_enter_${s}`).join(',');
     const child = track(
-      spawn('perf', ['stat', '-x', ',', '-I', String(INTERVAL_MS), '-e', events, '-p', pids.join(',')], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      }),
+      spawn(
+        'perf',
+        ['stat', '-x', ',', '-I', String(INTERVAL_MS), '-e', events, '-p', pids.join(',')],
+        {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      ),
     );
     const counter = new SyncCounter(child);
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
-          () => reject(new Error(`perf stat did not start counting within ${ATTACH_TIMEOUT_MS} ms`)),
+          () =>
+            reject(new Error(`perf stat did not start counting within ${ATTACH_TIMEOUT_MS} ms`)),
           ATTACH_TIMEOUT_MS,
         );
         const settle = (err?: Error): void => {
