@@ -19,6 +19,8 @@ import type { Store } from './store';
 const DRAIN_POLL_MS = 20;
 /** The store's record table of `received` (key -> epoch of the transfer that stored it). */
 const RECEIVED_TABLE = 'received';
+/** Record deletions queued at once while pruning (well under STORE_QUEUE_OPS_MAX). */
+const RECEIVED_PRUNE_CHUNK = 4096;
 const TRANSFER_RETRY_MS = 200;
 /** A target that stays unreachable this long is dead: the next view will say so. */
 const TRANSFER_ATTEMPTS_MAX = 3000;
@@ -80,11 +82,14 @@ export class Rebalancer {
       await sleep(DRAIN_POLL_MS);
     }
     const arrivals = arrivalsFor(this.received, view.placement.epoch, view.epoch);
-    for (const key of this.received.keys()) {
-      if (!arrivals.has(key) || host.store.copyOf(key) === undefined) {
-        this.received.delete(key);
-        host.store.deleteRecord(RECEIVED_TABLE, key);
-      }
+    let pruned = 0;
+    for (const key of [...this.received.keys()]) {
+      if (arrivals.has(key) && host.store.copyOf(key) !== undefined) continue;
+      this.received.delete(key);
+      host.store.deleteRecord(RECEIVED_TABLE, key);
+      // The store's write queue is bounded: hundreds of thousands of vouched copies are pruned
+      // a chunk at a time, each chunk synced before the next is queued.
+      if (++pruned % RECEIVED_PRUNE_CHUNK === 0) await host.store.flush();
     }
     const plan = planRebalance({
       selfId: host.selfId,

@@ -218,7 +218,7 @@ export class StorageServer {
         await this.refuseUnbacked([claimOfCommit(key, version)]);
         const apply = this.participant.commit(txid, key, version);
         const applied = apply === undefined || this.apply(apply, txid);
-        await this.persist();
+        await this.persist(); // the contract: a committed value is on disk before it is acknowledged
         if (!applied) {
           // Decided, but this copy is newer than the commit (a local set, a stray push): the
           // coordinator must not report "applied on all replicas".
@@ -595,7 +595,10 @@ export class StorageServer {
     this.viewServers = view.servers;
     this.logger.info({ epoch: view.epoch, servers: view.servers.length }, 'view installed');
     this.participant.epochChanged(performance.now());
-    void this.copyPhase(view, run);
+    this.copyPhase(view, run).catch((err: unknown) => {
+      // A refused store write (full queue, failed disk): the next view or restart copies again.
+      this.logger.error({ err: String(err), epoch: view.epoch }, 'copy phase failed');
+    });
   }
 
   /** Copy, report `copied`, then wait at the barrier (the view leader's placement). */
