@@ -688,6 +688,11 @@ export class Participant {
     return out;
   }
 
+  /** Changes taken but not written (the store refused them): they are taken again next time. */
+  keepChanges(changes: readonly ParticipantChange[]): void {
+    for (const change of changes) this.markChanged(change.table, change.key);
+  }
+
   /**
    * A restarted participant takes back what it had synced: its prepared transactions (recovered
    * at once, staggered: their coordinator may be gone), its decisions and fences (in the order

@@ -88,6 +88,8 @@ export class StorageServer {
   private viewLeaderLost: { sinceMs: number; warnedMs: number } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private serverId: string;
+  /** Keys whose decided commit the store refused to write (see `apply`). */
+  private readonly unapplied = new Set<string>();
   private participant: Participant;
   private rebalancer: Rebalancer;
 
@@ -249,7 +251,7 @@ export class StorageServer {
           epoch: this.tracker.epoch,
           rebalancing: this.tracker.rebalancing,
           leased: this.leased(),
-          keyPending: this.participant.isPending(key),
+          keyPending: this.participant.isPending(key) || this.unapplied.has(key),
         });
         if (refusal !== undefined) throw refusal;
         return liveValue(store, key);
@@ -397,7 +399,15 @@ export class StorageServer {
     const held = this.store.copyOf(key);
     // Already there (the same copy at the same version, say a local set of the same bytes).
     if (held !== undefined && sameCopy(held, apply)) return true;
-    const stored = putCopyIfNewer(this.store, key, apply);
+    let stored: boolean;
+    try {
+      stored = putCopyIfNewer(this.store, key, apply);
+    } catch (err) {
+      // Decided, but the store refused the write (a failed disk): reads of the key would serve
+      // the older copy, so they are refused until a restart recovers the transaction.
+      this.unapplied.add(key);
+      throw err;
+    }
     if (!stored) {
       this.logger.warn(
         { key, version, held: this.store.versionOf(key), txid },
@@ -416,17 +426,24 @@ export class StorageServer {
    * durable: nothing it promised, accepted or decided may be told to anyone before that.
    */
   private async persist(): Promise<void> {
-    writeParticipantChanges(this.store, this.participant.takeChanges());
+    const changes = this.participant.takeChanges();
+    try {
+      writeParticipantChanges(this.store, changes);
+    } catch (err) {
+      // A full write queue (or a failed disk) refused part of them: they are written next time.
+      this.participant.keepChanges(changes);
+      throw err;
+    }
     await this.store.flush();
   }
 
   /** Apply and log what the participant decided; once durable, send what it asks to send. */
   private async carryOut(step: Step): Promise<void> {
-    for (const r of step.resolutions) {
-      if (r.apply !== undefined) this.apply(r.apply, r.txid);
-      this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
-    }
     try {
+      for (const r of step.resolutions) {
+        if (r.apply !== undefined) this.apply(r.apply, r.txid);
+        this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
+      }
       await this.persist();
     } catch (err) {
       this.logger.error({ err: String(err) }, 'could not make the transaction state durable');

@@ -32,6 +32,10 @@ import {
   type Step,
   type ViewContext,
   type Vote,
+  type ParticipantChange,
+  type PreparedRecord,
+  type DecisionRecord,
+  type LastCommitRecord,
 } from '../../server/participant';
 
 const PREPARE_TIMEOUT_MS = 5000;
@@ -1674,5 +1678,95 @@ describe('acceptors and proposers wired together', () => {
     nodes.s0.p.accept('t1', 'k', B0, committed(4), view(PAIR));
     pump(nodes, 's1', nodes.s1.p.tick(recoveryAt(S1, PAIR), view(PAIR)));
     expect(outcomes(nodes)).toEqual({ s0: ABORTED, s1: ABORTED });
+  });
+});
+
+// ---- durability: what a restarted participant takes back ------------------------------------------
+
+describe('durable state (takeChanges, restore, keepChanges)', () => {
+  /** The records a shell would hold after writing every change so far (as participant-records). */
+  function applyChanges(
+    tables: Map<string, Map<string, unknown>>,
+    changes: readonly ParticipantChange[],
+  ): void {
+    for (const c of changes) {
+      let rows = tables.get(c.table);
+      if (rows === undefined) tables.set(c.table, (rows = new Map()));
+      if (c.record === undefined) rows.delete(c.key);
+      else rows.set(c.key, JSON.parse(JSON.stringify(c.record)));
+    }
+  }
+
+  function restored(tables: Map<string, Map<string, unknown>>, self = S1): Participant {
+    const p = participant(self);
+    const rows = <T>(t: string) => [...(tables.get(t) ?? new Map<string, T>())] as [string, T][];
+    p.restore(
+      {
+        prepared: rows<PreparedRecord>('prepared'),
+        decided: rows<DecisionRecord>('decided'),
+        lastCommits: rows<LastCommitRecord>('last-commit'),
+      },
+      T0 + 50,
+    );
+    return p;
+  }
+
+  test('a restart keeps votes, promises, acceptances, decisions, fences and last commits', () => {
+    const tables = new Map<string, Map<string, unknown>>();
+    const p = participant(S1);
+    // t1: prepared, then promised a recovery ballot and accepted a commit at it.
+    expect(p.prepare(request(S1), context(), T0).vote).toBe('yes');
+    p.promise('t1', 'k', ballot(2, 1), ALL);
+    p.accept('t1', 'k', ballot(2, 1), committed(4), ALL);
+    // t2: prepared and committed; t3: prepared and aborted; t4: never prepared, fenced.
+    p.prepare(request(S1, { txid: 't2', key: 'k2' }), context(), T0);
+    p.commit('t2', 'k2', 4);
+    p.prepare(request(S1, { txid: 't3', key: 'k3' }), context(), T0);
+    p.abort('t3', 'k3');
+    p.promise('t4', 'k4', ballot(1, 1), ALL);
+    applyChanges(tables, p.takeChanges());
+    expect(p.takeChanges()).toEqual([]); // taken once
+
+    const q = restored(tables);
+    expect(q.isPending('k')).toBe(true);
+    expect(q.outcomeOf('t2')).toEqual(committed(4));
+    expect(q.outcomeOf('t3')).toEqual(ABORTED);
+    expect(q.outcomeOf('t4')).toEqual(ABORTED);
+    // The promise holds: a lower ballot is refused; what was accepted is reported.
+    expect(q.promise('t1', 'k', ballot(1, 3), ALL)).toEqual({
+      state: 'superseded',
+      promised: ballot(2, 1),
+    });
+    expect(q.promise('t1', 'k', ballot(3, 3), ALL)).toEqual({
+      state: 'promised',
+      accepted: at(ballot(2, 1), committed(4)),
+    });
+    // A late prepare of the fenced transaction is still refused.
+    expect(q.prepare(request(S1, { txid: 't4', key: 'k4' }), context(), T0).vote).toBe('no');
+  });
+
+  test('a restored undecided transaction is recovered at once (staggered), not after a timeout', () => {
+    const tables = new Map<string, Map<string, unknown>>();
+    const p = participant(S1);
+    p.prepare(request(S1), context(), T0);
+    applyChanges(tables, p.takeChanges());
+    const q = restored(tables);
+    // s1 is slot 2: one stagger after the restore, well before a prepare timeout.
+    expect(q.tick(T0 + 50 + RECOVERY_STAGGER_MS, ALL).sends).toHaveLength(2);
+  });
+
+  test('a decision removes the prepared record; changes not written are taken again', () => {
+    const tables = new Map<string, Map<string, unknown>>();
+    const p = participant(S1);
+    p.prepare(request(S1), context(), T0);
+    applyChanges(tables, p.takeChanges());
+    p.commit('t1', 'k', 4);
+    const changes = p.takeChanges();
+    p.keepChanges(changes); // the store refused them
+    const again = p.takeChanges();
+    expect(again).toEqual(changes);
+    applyChanges(tables, again);
+    expect(tables.get('prepared')?.size).toBe(0);
+    expect(restored(tables).outcomeOf('t1')).toEqual(committed(4));
   });
 });
