@@ -1,4 +1,5 @@
-// A durable Store on LevelDB (classic-level), with group commit. Prototype: not wired in yet.
+// A durable Store on LevelDB (classic-level), with group commit: every server's store unless it
+// runs --in-memory (server/startup.ts opens it).
 // docs/libraries.md ("Storage engine: measured") has the measurements and why LevelDB.
 //
 // Design
@@ -11,8 +12,9 @@
 // - Durability is awaited separately: `flush()` resolves once every write made before the call
 //   is on disk. The shell's rule: a request that changed state answers only after
 //   `await store.flush()` (a yes vote, a commit, a local set, a delete, a received transfer). A
-//   request that only reads may see a write that is not durable yet; if `unsyncedWrites > 0` it
-//   awaits `flush()` too before answering, or a crash could take back a value a client has seen.
+//   read may see a write that is not durable yet: only a chosen commit or a received copy, whose
+//   cause is durable elsewhere, so a crash cannot take back a value a reader saw (docs/design.md,
+//   "Durability and recovery of a server").
 // - A failed sync is fatal (lib/group-commit.ts: after a failed fsync, retrying is unsafe): every
 //   unsynced write's flush rejects, and every later write throws SyncFailedError: the requests
 //   that needed them are refused, nothing more is acknowledged. Reads go on from memory (the
