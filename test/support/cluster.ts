@@ -190,6 +190,15 @@ export class Cluster {
       `a settled view of ${count} servers`,
       async () => {
         const view = await this.view();
+        // A server with a long heartbeat interval learns a newer view from any request of that
+        // epoch (as from a client's read); without one it would wait for its next heartbeat.
+        await Promise.all(
+          view.servers.map((s) =>
+            call(s.address, ServerApi.read, { key: 'settle', epoch: view.epoch, serverId: s.id })
+              .then(() => undefined)
+              .catch(() => undefined),
+          ),
+        );
         if (view.servers.length !== count || view.rebalancing) return undefined;
         const statuses = await Promise.all(view.servers.map((s) => status(s.address)));
         return statuses.every((s) => s.epoch === view.epoch && !s.rebalancing) ? view : undefined;
