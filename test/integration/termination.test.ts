@@ -3,20 +3,20 @@
 // heartbeat intervals, and the double failure of a coordinator and its key's primary. After each,
 // every surviving replica of the key must hold the same value, and reads must not flip.
 
-import { call, keepAliveAgent } from '../../lib/http-client';
-import { ServerApi, type ServerRef } from '../../lib/messages';
+import { keepAliveAgent } from '../../lib/http-client';
+import type { ServerRef } from '../../lib/messages';
 import { allocateReplicas } from '../../lib/ring';
 import {
   Cluster,
   expectCode,
   localValues,
   pendingCounts,
+  startClusterInSlot,
   type ClusterOptions,
 } from '../support/cluster';
 import { cleanupProcessesAfterAll, portBlock, waitFor } from '../support/processes';
 
 const PORTS = portBlock(11);
-const PORTS_PER_TEST = 6;
 const TEST_TIMEOUT_MS = 60_000;
 const PAUSE_FOREVER_MS = '60000';
 
@@ -29,38 +29,29 @@ function startCluster(
   slot: number,
   options: Omit<ClusterOptions, 'viewLeaderPort' | 'serverPort'>,
 ): Promise<Cluster> {
-  return Cluster.start({
-    ...options,
-    viewLeaderPort: PORTS.viewleader + slot * PORTS_PER_TEST,
-    serverPort: (i) => PORTS.server(slot * PORTS_PER_TEST + i),
-  });
+  return startClusterInSlot(PORTS, slot, options);
 }
 
-/** A key whose primary (first replica) is the server at `address`. */
-async function keyWithPrimary(cluster: Cluster, address: string, prefix: string): Promise<string> {
+/** `count` keys whose primary (first replica) is the server at `address`. */
+async function keysWithPrimary(
+  cluster: Cluster,
+  address: string,
+  prefix: string,
+  count = 1,
+): Promise<string[]> {
   const view = await cluster.view();
-  for (let i = 0; i < 10_000; i++) {
+  const keys: string[] = [];
+  for (let i = 0; i < 10_000 && keys.length < count; i++) {
     const key = `${prefix}/${i}`;
-    if (allocateReplicas(key, view)[0].address === address) return key;
+    if (allocateReplicas(key, view)[0].address === address) keys.push(key);
   }
-  throw new Error(`no key with primary ${address}`);
+  if (keys.length < count) throw new Error(`not ${count} keys with primary ${address}`);
+  return keys;
 }
 
 async function waitPrepared(replicas: readonly ServerRef[]): Promise<void> {
   await waitFor('every replica to hold the transaction prepared', async () =>
     (await pendingCounts(replicas)).every((n) => n === 1) ? true : undefined,
-  );
-}
-
-/** A read carrying the current epoch makes every server that lags behind ask for the view now. */
-async function nudge(cluster: Cluster): Promise<void> {
-  const view = await cluster.view();
-  await Promise.all(
-    view.servers.map((s) =>
-      call(s.address, ServerApi.read, { key: 'nudge', epoch: view.epoch, serverId: s.id }).catch(
-        () => undefined,
-      ),
-    ),
   );
 }
 
@@ -89,7 +80,7 @@ test(
       },
     });
     const primary = [...cluster.servers.keys()].sort()[0];
-    const key = await keyWithPrimary(cluster, primary, 'split');
+    const [key] = await keysWithPrimary(cluster, primary, 'split');
     expectCode(await cluster.cli('setr', key, 'v0'), [0], 'setr v0');
     const replicas = await cluster.replicasOf(key);
 
@@ -105,8 +96,7 @@ test(
     expectCode(result, [0, 1, 3, 75], 'the delayed setr');
 
     // S2 may have nothing left to hear about (the survivors decided in epoch 1, before the
-    // restart): it learns the new view from any request of the new epoch, as from a client's read.
-    await nudge(cluster);
+    // restart): settled() nudges it with a read of the new epoch, as a client's read would.
     await cluster.settled(3, 45_000);
     const survivors = replicas.slice(1);
     await waitFor('the survivors to decide', async () =>
@@ -137,11 +127,8 @@ test(
     });
     // Four transactions at once (the split was a race: 1 run in 4 in the review).
     const primary = [...cluster.servers.keys()].sort()[0];
+    const keys = await keysWithPrimary(cluster, primary, 'paused', 4);
     const view = await cluster.view();
-    const keys: string[] = [];
-    for (let i = 0; keys.length < 4; i++) {
-      if (allocateReplicas(`paused/${i}`, view)[0].address === primary) keys.push(`paused/${i}`);
-    }
     for (const key of keys) expectCode(await cluster.cli('setr', key, 'v0'), [0], 'setr v0');
     const replicas = allocateReplicas(keys[0], view); // all three servers, the primary first
     const survivors = replicas.slice(1);
@@ -188,7 +175,7 @@ test(
     // stays in the view, and the survivors must not wait for it to leave.
     const cluster = await startCluster(2, { servers: 3, failureTimeoutS: 60 });
     const primary = [...cluster.servers.keys()].sort()[0];
-    const key = await keyWithPrimary(cluster, primary, 'double');
+    const [key] = await keysWithPrimary(cluster, primary, 'double');
     expectCode(await cluster.cli('setr', key, 'v0'), [0], 'setr v0');
     const replicas = await cluster.replicasOf(key);
 

@@ -18,15 +18,15 @@ import {
   localValues,
   pendingCounts,
   status,
+  startClusterInSlot,
   type ClusterOptions,
 } from '../support/cluster';
 import { checkRegister, type Operation, type OperationOutcome } from '../support/linearizability';
 import { cleanupProcessesAfterAll, portBlock, waitFor, type CliResult } from '../support/processes';
 
+/** Each test has its own slot of ports (startClusterInSlot), so no test meets the processes or
+ * the kept-alive connections of another. */
 const PORTS = portBlock(5);
-/** Each test has its own ports (a view leader and up to five servers), so no test meets the
- * processes or the kept-alive connections of another. */
-const PORTS_PER_TEST = 6;
 const KEY = 'account/42';
 const TEST_TIMEOUT_MS = 45_000;
 /** The contract: a coordinator that dies mid-commit blocks its key for at most 10 s. */
@@ -43,11 +43,7 @@ function startCluster(
   slot: number,
   options: Omit<ClusterOptions, 'viewLeaderPort' | 'serverPort'>,
 ): Promise<Cluster> {
-  return Cluster.start({
-    ...options,
-    viewLeaderPort: PORTS.viewleader + slot * PORTS_PER_TEST,
-    serverPort: (i) => PORTS.server(slot * PORTS_PER_TEST + i),
-  });
+  return startClusterInSlot(PORTS, slot, options);
 }
 
 async function setrOk(cluster: Cluster, key: string, value: string): Promise<void> {

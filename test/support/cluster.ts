@@ -9,7 +9,15 @@ import { call } from '../../lib/http-client';
 import { DhtError } from '../../lib/errors';
 import { ServerApi, ViewLeaderApi, type ServerRef, type View } from '../../lib/messages';
 import { allocateReplicas } from '../../lib/ring';
-import { ROOT, runClient, startProcess, waitFor, type CliResult, type Proc } from './processes';
+import {
+  ROOT,
+  runClient,
+  startProcess,
+  waitFor,
+  type CliResult,
+  type PortBlock,
+  type Proc,
+} from './processes';
 
 export interface ServerOptions {
   /** --heartbeat-interval (s); 0.2 unless given. */
@@ -219,6 +227,25 @@ function startViewLeader(options: ClusterOptions): Promise<Proc> {
     args.push('--data-dir', path.join(options.dataRoot, 'viewleader'));
   }
   return startProcess('dht-viewleader', args);
+}
+
+/**
+ * Each test of a file gets its own ports in the file's block (a view leader, up to five servers),
+ * so no test meets the processes or the kept-alive connections of another.
+ */
+export const PORTS_PER_TEST = 6;
+
+/** `Cluster.start` on the ports of test number `slot` of a file's port block. */
+export function startClusterInSlot(
+  ports: PortBlock,
+  slot: number,
+  options: Omit<ClusterOptions, 'viewLeaderPort' | 'serverPort'>,
+): Promise<Cluster> {
+  return Cluster.start({
+    ...options,
+    viewLeaderPort: ports.viewleader + slot * PORTS_PER_TEST,
+    serverPort: (i) => ports.server(slot * PORTS_PER_TEST + i),
+  });
 }
 
 export function status(address: string) {

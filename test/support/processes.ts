@@ -217,10 +217,12 @@ export async function waitFor<T>(
  * A block of ports private to one test file, so files can run in parallel. The blocks sit below
  * Linux's ephemeral range (32768..60999 by default), so an outgoing connection never holds one.
  */
-export function portBlock(fileIndex: number): {
-  viewleader: number;
-  server: (i: number) => number;
-} {
+export interface PortBlock {
+  readonly viewleader: number;
+  readonly server: (i: number) => number;
+}
+
+export function portBlock(fileIndex: number): PortBlock {
   const base = 21000 + fileIndex * 50;
   return { viewleader: base, server: (i) => base + 1 + i };
 }
