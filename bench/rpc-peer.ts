@@ -25,6 +25,7 @@ export const BenchEcho: Endpoint<typeof EchoRequest, typeof EchoResponse> = {
   path: ECHO_PATH,
   request: EchoRequest,
   response: EchoResponse,
+  readOnly: true,
 };
 
 export interface PeerAddresses {

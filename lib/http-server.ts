@@ -11,7 +11,6 @@ import { formatAddress } from './address';
 import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
 import {
-  BATCH_ENTRIES_PER_YIELD,
   BATCH_RESPONSE_CHARS_MAX,
   REQUEST_BODY_BYTES_MAX,
   TRANSFER_BODY_BYTES_MAX,
@@ -33,7 +32,10 @@ interface Answer {
 
 export class RpcServer {
   readonly app = express();
-  private readonly handlers = new Map<string, (body: unknown) => Promise<Answer>>();
+  private readonly handlers = new Map<
+    string,
+    { readonly invoke: (body: unknown) => Promise<Answer>; readonly readOnly: boolean }
+  >();
 
   constructor(private readonly logger: Logger) {
     this.app.disable('x-powered-by');
@@ -58,7 +60,7 @@ export class RpcServer {
         return { status: 500, body: { kind: 'unknown', error: 'internal error' } };
       }
     };
-    this.handlers.set(endpoint.path, invoke);
+    this.handlers.set(endpoint.path, { invoke, readOnly: endpoint.readOnly });
     const parseJson = express.json({ limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX });
     this.app.post(endpoint.path, parseJson, async (req: Request, res: Response) => {
       if (rejectNonJson(req, res)) return;
@@ -71,10 +73,14 @@ export class RpcServer {
   /**
    * Several requests in one round trip (the client coalesces concurrent requests under load):
    * each runs through its route's validation and handler exactly as if it had come alone. They
-   * are independent requests, so they run as they would have on their own connections: started
-   * in order, BATCH_ENTRIES_PER_YIELD at a time, and awaited together, so that durable handlers
-   * share a disk sync. The answer is bounded by BATCH_RESPONSE_CHARS_MAX, checked between chunks
-   * (entries past it are not executed and answer `batch_full`).
+   * are independent requests, so they run as they would have on their own connections: all
+   * started at once, in order, and awaited together, so that durable handlers share one disk sync
+   * (running them in smaller groups cost a sync per group on every setr's critical path).
+   *
+   * The answer is bounded by BATCH_RESPONSE_CHARS_MAX: once it passes that, the answers of
+   * read-only entries are dropped (`batch_full`: they changed nothing, the client sends them
+   * again). Entries that changed state keep their answers, which are acknowledgments and votes
+   * of a few hundred characters; only reads return values.
    */
   private routeBatch(): void {
     const parseJson = express.json({ limit: TRANSFER_BODY_BYTES_MAX });
@@ -88,40 +94,23 @@ export class RpcServer {
         res.status(answer.status).json(answer.body);
         return;
       }
-      // Entries run in chunks of BATCH_ENTRIES_PER_YIELD, started in order and awaited together:
-      // handlers that wait for a disk sync then share it (group commit) instead of taking one sync
-      // each in turn. The answer is bounded between chunks: once it passes
-      // BATCH_RESPONSE_CHARS_MAX, the remaining entries are not executed (`batch_full`).
       const requests = parsed.data.requests;
+      const answers = await Promise.all(
+        requests.map(({ path, body }) => {
+          const route = this.handlers.get(path);
+          return route === undefined ? noEndpoint(path) : route.invoke(body);
+        }),
+      );
       const parts: string[] = [];
       let chars = 0;
-      for (let first = 0; first < requests.length; first += BATCH_ENTRIES_PER_YIELD) {
-        const chunk = requests.slice(first, first + BATCH_ENTRIES_PER_YIELD);
-        const answers: Answer[] =
-          chars > BATCH_RESPONSE_CHARS_MAX
-            ? chunk.map(() => BATCH_FULL)
-            : await Promise.all(
-                chunk.map(({ path, body }) => {
-                  const invoke = this.handlers.get(path);
-                  return invoke === undefined
-                    ? {
-                        status: 404,
-                        body: {
-                          kind: 'invalid',
-                          error: `no endpoint ${path}`,
-                          reason: 'bad_request',
-                        },
-                      }
-                    : invoke(body);
-                }),
-              );
-        for (const answer of answers) {
-          const part = JSON.stringify(answer);
-          chars += part.length;
-          parts.push(part);
-        }
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      answers.forEach((answer, i) => {
+        const readOnly = this.handlers.get(requests[i].path)?.readOnly ?? true;
+        const part = JSON.stringify(
+          chars > BATCH_RESPONSE_CHARS_MAX && readOnly ? BATCH_FULL : answer,
+        );
+        chars += part.length;
+        parts.push(part);
+      });
       res
         .status(200)
         .type('application/json')
@@ -201,6 +190,13 @@ function rejectNonJson(req: Request, res: Response): boolean {
     reason: 'bad_request',
   });
   return true;
+}
+
+function noEndpoint(path: string): Answer {
+  return {
+    status: 404,
+    body: { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' },
+  };
 }
 
 const BATCH_FULL: Answer = {

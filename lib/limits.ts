@@ -26,13 +26,11 @@ export const BATCH_REQUESTS_MAX = 256;
  */
 export const BATCH_ESTIMATED_BYTES_MAX = 4 * 1024 * 1024;
 /**
- * A /batch answer stops executing entries once its JSON passes this many characters; the rest
- * answer `retry`/`batch_full` unexecuted and the client sends them again. Responses cannot be
- * bounded by the request (one small read can return a 6 MiB escaped value).
+ * A /batch answer drops the answers of read-only entries once its JSON passes this many
+ * characters (they answer `retry`/`batch_full` and the client sends them again). Responses cannot
+ * be bounded by the request (one small read can return a 6 MiB escaped value).
  */
 export const BATCH_RESPONSE_CHARS_MAX = 16 * 1024 * 1024;
-/** A /batch yields to the event loop after this many entries, so heartbeats keep flowing. */
-export const BATCH_ENTRIES_PER_YIELD = 16;
 
 /**
  * Versions. Every write stores 1 + a version held or voted, so honest versions count the writes of

@@ -227,34 +227,44 @@ export interface Endpoint<Req extends z.ZodType, Res extends z.ZodType> {
   readonly path: string;
   readonly request: Req;
   readonly response: Res;
+  /**
+   * Changes nothing: its answer may be dropped and the request sent again (a /batch answer that
+   * is full drops the answers of read-only entries only).
+   */
+  readonly readOnly: boolean;
 }
 const endpoint = <Req extends z.ZodType, Res extends z.ZodType>(
   path: string,
   request: Req,
   response: Res,
-): Endpoint<Req, Res> => ({ path, request, response });
+): Endpoint<Req, Res> => ({ path, request, response, readOnly: false });
+const readEndpoint = <Req extends z.ZodType, Res extends z.ZodType>(
+  path: string,
+  request: Req,
+  response: Res,
+): Endpoint<Req, Res> => ({ path, request, response, readOnly: true });
 
 export const ViewLeaderApi = {
   heartbeat: endpoint('/heartbeat', HeartbeatRequest, HeartbeatResponse),
-  queryServers: endpoint('/query_servers', Empty, View),
+  queryServers: readEndpoint('/query_servers', Empty, View),
   rebalanceDone: endpoint('/rebalance_done', RebalanceDoneRequest, Ok),
   lockGet: endpoint('/lock_get', LockRequest, LockGetResponse),
   lockRelease: endpoint('/lock_release', LockRequest, Ok),
-  deadlocks: endpoint('/deadlocks', Empty, DeadlocksResponse),
+  deadlocks: readEndpoint('/deadlocks', Empty, DeadlocksResponse),
 } as const;
 
 export const ServerApi = {
   print: endpoint('/print', PrintRequest, Ok),
   set: endpoint('/set', SetRequest, Ok),
-  get: endpoint('/get', GetRequest, ValueResponse),
-  queryAllKeys: endpoint('/query_all_keys', Empty, KeysResponse),
-  status: endpoint('/status', Empty, StatusResponse),
+  get: readEndpoint('/get', GetRequest, ValueResponse),
+  queryAllKeys: readEndpoint('/query_all_keys', Empty, KeysResponse),
+  status: readEndpoint('/status', Empty, StatusResponse),
   prepare: endpoint('/prepare', PrepareRequest, PrepareResponse),
   accept: endpoint('/accept', AcceptRequest, Ok),
   commit: endpoint('/commit', CommitRequest, Ok),
   abort: endpoint('/abort', AbortRequest, Ok),
   decision: endpoint('/decision', DecisionRequest, DecisionResponse),
-  read: endpoint('/read', ReadRequest, ValueResponse),
+  read: readEndpoint('/read', ReadRequest, ValueResponse),
   transfer: endpoint('/transfer', TransferRequest, TransferResponse),
   offer: endpoint('/offer', OfferRequest, OfferResponse),
 } as const;

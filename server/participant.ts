@@ -145,6 +145,11 @@ interface PreparedTx {
   /** Acceptor state. */
   promised: Ballot;
   accepted: Accepted | undefined;
+  /**
+   * The shell synced a record holding `accepted.outcome` (see `acceptSynced`). Stays true while
+   * later acceptances keep that outcome: any of those records on disk says the same.
+   */
+  acceptedOutcomeSynced: boolean;
   /** The highest ballot heard of (a superseding promise elsewhere): the next round goes above. */
   highestSeen: Ballot;
   /** Proposer state. */
@@ -297,6 +302,7 @@ export class Participant {
       votedVersion: context.currentVersion,
       promised: ballotZero,
       accepted: undefined,
+      acceptedOutcomeSynced: false,
       highestSeen: ballotZero,
       nextRecoveryAtMs: nowMs + this.config.prepareTimeoutMs + this.stagger(slot),
       proposal: undefined,
@@ -356,8 +362,37 @@ export class Participant {
     }
     this.checkVersion(tx, outcome);
     this.promiseTo(tx, ballot);
-    tx.accepted = { ballot, outcome };
+    setAccepted(tx, { ballot, outcome });
     this.markChanged('prepared', tx.txid);
+  }
+
+  /**
+   * The shell synced this replica's acceptance of `outcome` for `txid` (the accept's answer may
+   * leave). Ignored if the transaction moved on to another outcome meanwhile.
+   */
+  acceptSynced(txid: string, outcome: TxOutcome): void {
+    const tx = this.pendingByTxid.get(txid);
+    if (tx?.accepted !== undefined && sameOutcome(tx.accepted.outcome, outcome)) {
+      tx.acceptedOutcomeSynced = true;
+    }
+  }
+
+  /**
+   * May the commit of `txid` at `version` be answered before its own records are synced? Yes
+   * when this replica's acceptance of that very commit is on disk: the prepared record holds the
+   * value and the acceptance holds the commit, so a restart finds the transaction undecided with
+   * the commit accepted, refuses reads of the key until the termination protocol decides it, and
+   * the protocol can only decide commit (it was chosen: that is why it is being applied). The
+   * commit's records then ride on the next sync instead of adding a synced round to every setr.
+   */
+  commitSyncedAsAccepted(txid: string, version: number): boolean {
+    const tx = this.pendingByTxid.get(txid);
+    return (
+      tx !== undefined &&
+      tx.acceptedOutcomeSynced &&
+      tx.accepted !== undefined &&
+      sameOutcome(tx.accepted.outcome, { state: 'committed', version })
+    );
   }
 
   // ---- learning a decision ----------------------------------------------------------------------
@@ -525,7 +560,7 @@ export class Participant {
     const value = highest?.outcome ?? ABORTED;
     proposal.value = value;
     if (compareBallots(tx.promised, proposal.ballot) !== 0) return; // promised higher meanwhile
-    tx.accepted = { ballot: proposal.ballot, outcome: value };
+    setAccepted(tx, { ballot: proposal.ballot, outcome: value });
     this.markChanged('prepared', tx.txid);
     proposal.accepts.add(this.config.selfId);
     for (const target of proposal.acceptors) {
@@ -717,6 +752,8 @@ export class Participant {
         votedVersion: r.votedVersion,
         promised: r.promised,
         accepted: r.accepted,
+        // What was read back from disk is synced.
+        acceptedOutcomeSynced: r.accepted !== undefined,
         highestSeen: r.promised,
         nextRecoveryAtMs: nowMs + this.stagger(slot),
         proposal: undefined,
@@ -772,4 +809,13 @@ function sameOutcome(a: TxOutcome, b: TxOutcome): boolean {
 
 function no(kind: 'aborted' | 'retry', message: string, reason: DhtError['reason']): Vote {
   return { vote: 'no', error: new DhtError(kind, message, reason) };
+}
+
+/** Accept `accepted`; the synced flag survives only if the outcome is the one synced. */
+function setAccepted(tx: PreparedTx, accepted: Accepted): void {
+  tx.acceptedOutcomeSynced =
+    tx.acceptedOutcomeSynced &&
+    tx.accepted !== undefined &&
+    sameOutcome(tx.accepted.outcome, accepted.outcome);
+  tx.accepted = accepted;
 }

@@ -214,13 +214,19 @@ export class StorageServer {
         }
         this.participant.accept(txid, key, ballot, outcome, this.viewContext());
         await this.persist();
+        this.participant.acceptSynced(txid, outcome);
         return {};
       })
       .route(ServerApi.commit, async ({ txid, key, version }) => {
         await this.refuseUnbacked([claimOfCommit(key, version)]);
+        // The contract: a committed value is on disk before it is acknowledged. Either this
+        // replica's synced acceptance of the commit already makes it so (the participant says
+        // why), or the commit's own records are synced first.
+        const onDisk = this.participant.commitSyncedAsAccepted(txid, version);
         const apply = this.participant.commit(txid, key, version);
         const applied = apply === undefined || this.apply(apply, txid);
-        await this.persist(); // the contract: a committed value is on disk before it is acknowledged
+        if (onDisk) this.persistSoon();
+        else await this.persist();
         if (!applied) {
           // Decided, but this copy is newer than the commit (a local set, a stray push): the
           // coordinator must not report "applied on all replicas".
@@ -435,6 +441,21 @@ export class StorageServer {
       throw err;
     }
     await this.store.flush();
+  }
+
+  /**
+   * Queue what the participant changed for the next sync without waiting for it: for changes
+   * whose answer does not depend on them being durable. A refused write is taken again by the
+   * next `persist`.
+   */
+  private persistSoon(): void {
+    const changes = this.participant.takeChanges();
+    try {
+      writeParticipantChanges(this.store, changes);
+    } catch (err) {
+      this.participant.keepChanges(changes);
+      this.logger.warn({ err: String(err) }, 'transaction records left for the next sync');
+    }
   }
 
   /** Apply and log what the participant decided; once durable, send what it asks to send. */

@@ -2,18 +2,27 @@
 // the style of deterministic simulation testing: every process is a core with its own clock and
 // its own view of the cluster, and every message is an envelope in flight that the test (or a
 // seeded random scheduler) delivers, drops, duplicates or times out, in any order. Processes can
-// crash, pause and resume; the view leader's views are installed by each server at its own pace.
-// No network, no timers, no real clock.
+// crash, pause, resume and restart; the view leader's views are installed by each server at its
+// own pace. No network, no timers, no real clock.
+//
+// Each server has a disk: what its shell synced (the participant's records and its bucket) and,
+// apart, what it wrote but has not synced yet. As with the real group commit, an answer that
+// needs its writes durable waits for the server's next sync, which is an event of its own
+// (`syncs: 'scheduled'`: the scheduler picks when) or follows every step (`'immediate'`). A crash
+// loses the unsynced writes and the answers waiting for them; a restart rebuilds the participant
+// and the bucket from the disk alone, as server/startup.ts does.
 //
 // What the shell of a real server does (server/storage-server.ts) is mirrored here in `serve`
 // and `carryOut`, so that the simulated server and the real one differ only in transport.
 //
 // `checkInvariants` states what must hold after every step: no two replicas decide one
-// transaction differently, nothing a coordinator reported contradicts the replicas' outcome, and
-// no two replicas hold different values at one version of a key.
+// transaction differently, nothing a coordinator reported contradicts the replicas' outcome, no
+// two replicas hold different values at one version of a key, and every replica that
+// acknowledged a commit has it on disk (decided, or accepted with the value prepared).
 
 import { Coordinator, type AckResult, type Send } from '../../client/coordinator';
 import { coordinatorBallot } from '../../lib/ballot';
+import { assert } from '../../lib/assert';
 import { DhtError } from '../../lib/errors';
 import type {
   Ballot,
@@ -25,8 +34,12 @@ import type {
 import {
   Participant,
   type Apply,
+  type DecisionRecord,
+  type LastCommitRecord,
+  type ParticipantChange,
   type ParticipantConfig,
   type PeerSend,
+  type PreparedRecord,
   type Step,
   type ViewContext,
 } from '../../server/participant';
@@ -45,10 +58,29 @@ const NO_EPOCH = -1;
 /** A value, or a delete's tombstone, at its version (as server/store.ts holds it). */
 export type Stored = Copy;
 
+/** What a server's data directory holds once synced. */
+export interface SimDisk {
+  readonly prepared: Map<string, PreparedRecord>;
+  readonly decided: Map<string, DecisionRecord>;
+  readonly lastCommits: Map<string, LastCommitRecord>;
+  readonly store: Map<string, Stored>;
+}
+
+/** A write handed to the store and not synced yet: lost if the process crashes. */
+type UnsyncedWrite =
+  | { readonly type: 'record'; readonly change: ParticipantChange }
+  | { readonly type: 'copy'; readonly key: string; readonly copy: Stored };
+
 export interface SimNode {
   readonly ref: ServerRef;
-  readonly participant: Participant;
-  readonly store: Map<string, Stored>;
+  participant: Participant;
+  store: Map<string, Stored>;
+  readonly disk: SimDisk;
+  unsynced: UnsyncedWrite[];
+  /** What the shell does once the writes so far are durable: answers, peer messages. */
+  afterSync: (() => void)[];
+  /** Commits this server acknowledged (txid -> version): each must be on its disk. */
+  readonly commitsAcknowledged: Map<string, number>;
   /** This process's own clock: it never agrees with the others'. */
   nowMs: number;
   view: ViewContext;
@@ -96,6 +128,8 @@ interface Call {
   readonly target: string;
   readonly request: Request;
   settled: boolean;
+  /** A copy of this request reached its server already (the network duplicates envelopes). */
+  delivered: boolean;
   readonly onReply: (reply: Reply) => void;
 }
 
@@ -124,14 +158,33 @@ export class SimCluster {
   /** Calls whose caller still waits for an answer, by ID (their envelopes may be lost). */
   private readonly waiting = new Map<number, Call>();
   private calls = 0;
+  /** Restarts that found a commit acknowledged before its records were synced, undecided. */
+  commitsRecoveredAfterRestart = 0;
+  /** Commits answered before their own records were synced (their acceptance was). */
+  commitsAnsweredBeforeSync = 0;
+  restarts = 0;
 
-  constructor(count: number, config: Partial<typeof HARNESS_CONFIG> = {}) {
+  constructor(
+    count: number,
+    private readonly config: Partial<typeof HARNESS_CONFIG> = {},
+    /** When servers sync: after every step, or when the scheduler says (`sync`). */
+    private readonly syncs: 'immediate' | 'scheduled' = 'immediate',
+  ) {
     this.nodes = Array.from({ length: count }, (_, i) => {
       const ref = { id: `s${i}`, address: `127.0.0.1:${38000 + i}` };
       return {
         ref,
         participant: new Participant({ ...HARNESS_CONFIG, ...config, selfId: ref.id }),
         store: new Map<string, Stored>(),
+        disk: {
+          prepared: new Map(),
+          decided: new Map(),
+          lastCommits: new Map(),
+          store: new Map(),
+        },
+        unsynced: [],
+        afterSync: [],
+        commitsAcknowledged: new Map<string, number>(),
         nowMs: 0,
         view: { epoch: NO_EPOCH, viewIds: new Set<string>() },
         crashed: false,
@@ -162,12 +215,15 @@ export class SimCluster {
     this.trace.push(`expel ${id} -> epoch ${this.currentView.epoch}`);
   }
 
-  /** `id` learns the current view at its heartbeat (an expelled server learns it is out). */
-  install(id: string): void {
+  /**
+   * `id` learns the current view at its heartbeat (an expelled server learns it is out; a
+   * restarted one, `resuming`, learns the view that still lists it).
+   */
+  install(id: string, resuming = false): void {
     const node = this.node(id);
     const view = this.currentView;
-    if (node.view.epoch === view.epoch) return;
-    if (node.view.epoch === NO_EPOCH && this.views.length > 1) return; // expelled for good
+    if (node.crashed || node.view.epoch === view.epoch) return;
+    if (!resuming && node.view.epoch === NO_EPOCH && this.views.length > 1) return; // expelled
     node.view = view.ids.has(id)
       ? { epoch: view.epoch, viewIds: view.ids }
       : { epoch: NO_EPOCH, viewIds: new Set() };
@@ -177,9 +233,44 @@ export class SimCluster {
 
   // ---- processes ----------------------------------------------------------------------------------
 
+  /** `id` dies: what it wrote but did not sync is lost. */
   crash(id: string): void {
-    this.node(id).crashed = true;
+    const node = this.node(id);
+    node.crashed = true;
+    node.unsynced = [];
+    node.afterSync = [];
     this.trace.push(`crash ${id}`);
+  }
+
+  /**
+   * A crashed `id` starts again on its data directory. It resumes its ID only if the view leader
+   * still lists it (otherwise it would join with a new ID: another server, not simulated here).
+   */
+  restart(id: string): void {
+    const node = this.node(id);
+    if (!node.crashed || !this.currentView.ids.has(id)) return;
+    node.participant = new Participant({ ...HARNESS_CONFIG, ...this.config, selfId: id });
+    node.participant.restore(
+      {
+        prepared: node.disk.prepared,
+        decided: node.disk.decided,
+        lastCommits: node.disk.lastCommits,
+      },
+      node.nowMs,
+    );
+    node.store = new Map(node.disk.store);
+    for (const [txid, version] of node.commitsAcknowledged) {
+      if (node.participant.outcomeOf(txid) === undefined) {
+        assert(node.participant.commitSyncedAsAccepted(txid, version), 'acknowledged on disk');
+        this.commitsRecoveredAfterRestart++;
+      }
+    }
+    node.crashed = false;
+    node.paused = false;
+    node.view = { epoch: NO_EPOCH, viewIds: new Set() };
+    this.restarts++;
+    this.trace.push(`restart ${id}`);
+    this.install(id, true);
   }
 
   pause(id: string): void {
@@ -198,6 +289,50 @@ export class SimCluster {
     if (node.crashed || node.paused) return;
     node.nowMs += ms;
     this.carryOut(node, node.participant.tick(node.nowMs, node.view));
+    this.syncIfImmediate(node);
+  }
+
+  /** Servers with writes or answers waiting for a sync. */
+  unsyncedNodes(): string[] {
+    return this.nodes
+      .filter((n) => !n.crashed && !n.paused && (n.unsynced.length > 0 || n.afterSync.length > 0))
+      .map((n) => n.ref.id);
+  }
+
+  /**
+   * `id` syncs everything it wrote so far (group commit: in order, all together), then does what
+   * waited for it: answers leave, peer messages go out.
+   */
+  sync(id: string): void {
+    const node = this.node(id);
+    if (node.crashed || node.paused) return;
+    this.write(node);
+    for (const w of node.unsynced) {
+      if (w.type === 'copy') {
+        node.disk.store.set(w.key, w.copy);
+        continue;
+      }
+      const { change } = w;
+      switch (change.table) {
+        case 'prepared':
+          setOrDelete(node.disk.prepared, change.key, change.record);
+          break;
+        case 'decided':
+          setOrDelete(node.disk.decided, change.key, change.record);
+          break;
+        case 'last-commit':
+          setOrDelete(node.disk.lastCommits, change.key, change.record);
+          break;
+      }
+    }
+    node.unsynced = [];
+    const waiting = node.afterSync;
+    node.afterSync = [];
+    for (const action of waiting) action();
+  }
+
+  private syncIfImmediate(node: SimNode): void {
+    if (this.syncs === 'immediate') this.sync(node.ref.id);
   }
 
   // ---- transactions -------------------------------------------------------------------------------
@@ -258,13 +393,27 @@ export class SimCluster {
       return;
     }
     const node = this.node(call.target);
-    const reply: Reply = node.crashed
-      ? { type: 'unreachable', transport: 'refused' }
-      : this.serve(node, call.request);
-    this.trace.push(
-      `${call.caller} -> ${call.target} ${describe(call.request)}: ${describeReply(reply)}`,
-    );
-    this.inFlight.push({ type: 'reply', call, reply });
+    // `refused` tells the caller its request was certainly not processed: true of a connection
+    // refused, but not of a duplicate whose first copy was processed; the caller then sees the
+    // connection break, which it cannot tell from a lost answer.
+    if (node.crashed) {
+      const reply: Reply = call.delivered
+        ? { type: 'unreachable', transport: 'timeout' }
+        : { type: 'unreachable', transport: 'refused' };
+      this.trace.push(
+        `${call.caller} -> ${call.target} ${describe(call.request)}: ${reply.transport}`,
+      );
+      this.inFlight.push({ type: 'reply', call, reply });
+      return;
+    }
+    call.delivered = true;
+    this.serve(node, call.request, (reply) => {
+      this.trace.push(
+        `${call.caller} -> ${call.target} ${describe(call.request)}: ${describeReply(reply)}`,
+      );
+      this.inFlight.push({ type: 'reply', call, reply });
+    });
+    this.syncIfImmediate(node);
   }
 
   drop(index: number): void {
@@ -318,6 +467,18 @@ export class SimCluster {
         throw new Error(`${tx.txid} reported ${reported.error.kind}, but the replicas committed`);
       }
     }
+    for (const node of this.nodes) {
+      for (const [txid, version] of node.commitsAcknowledged) {
+        const decided = node.disk.decided.get(txid);
+        const accepted = node.disk.prepared.get(txid)?.accepted;
+        const onDisk =
+          (decided?.outcome.state === 'committed' && decided.outcome.version === version) ||
+          (accepted?.outcome.state === 'committed' && accepted.outcome.version === version);
+        if (!onDisk) {
+          throw new Error(`${node.ref.id} acknowledged the commit of ${txid}, not on its disk`);
+        }
+      }
+    }
     const valueAt = new Map<string, string>();
     for (const node of this.nodes) {
       for (const [key, held] of node.store) {
@@ -334,8 +495,19 @@ export class SimCluster {
 
   // ---- the server shell, mirrored ------------------------------------------------------------------
 
-  private serve(node: SimNode, request: Request): Reply {
+  /**
+   * As the real shell (server/storage-server.ts): an answer leaves once what it depends on is
+   * synced, except a commit whose acceptance is synced already (the participant says why).
+   */
+  private serve(node: SimNode, request: Request, answer: (reply: Reply) => void): void {
     const { participant } = node;
+    const afterSync = (reply: Reply, then?: () => void): void => {
+      this.write(node);
+      node.afterSync.push(() => {
+        then?.();
+        answer(reply);
+      });
+    };
     try {
       switch (request.kind) {
         case 'prepare': {
@@ -349,30 +521,57 @@ export class SimCluster {
             },
             node.nowMs,
           );
-          return vote.vote === 'yes'
-            ? { type: 'ok', body: vote.version }
-            : { type: 'error', error: vote.error };
+          afterSync(
+            vote.vote === 'yes'
+              ? { type: 'ok', body: vote.version }
+              : { type: 'error', error: vote.error },
+          );
+          return;
         }
         case 'accept':
           participant.accept(request.txid, request.key, request.ballot, request.outcome, node.view);
-          return { type: 'ok', body: undefined };
+          afterSync({ type: 'ok', body: undefined }, () =>
+            participant.acceptSynced(request.txid, request.outcome),
+          );
+          return;
         case 'commit': {
+          const onDisk = participant.commitSyncedAsAccepted(request.txid, request.version);
           const apply = participant.commit(request.txid, request.key, request.version);
           if (apply !== undefined) this.applyTo(node, apply);
-          return { type: 'ok', body: undefined };
+          const acknowledge = (): void => {
+            node.commitsAcknowledged.set(request.txid, request.version);
+          };
+          if (onDisk) {
+            this.write(node);
+            this.commitsAnsweredBeforeSync++;
+            acknowledge();
+            answer({ type: 'ok', body: undefined });
+          } else {
+            afterSync({ type: 'ok', body: undefined }, acknowledge);
+          }
+          return;
         }
         case 'abort':
           participant.abort(request.txid, request.key, request.ballot);
-          return { type: 'ok', body: undefined };
-        case 'promise':
-          return {
-            type: 'ok',
-            body: participant.promise(request.txid, request.key, request.ballot, node.view),
-          };
+          afterSync({ type: 'ok', body: undefined });
+          return;
+        case 'promise': {
+          const body = participant.promise(request.txid, request.key, request.ballot, node.view);
+          afterSync({ type: 'ok', body });
+          return;
+        }
       }
     } catch (err) {
-      if (err instanceof DhtError) return { type: 'error', error: err };
-      throw err;
+      // A refusal changed nothing: it is answered at once, as the shell throws before syncing.
+      if (err instanceof DhtError) answer({ type: 'error', error: err });
+      else throw err;
+    }
+  }
+
+  /** The participant's changes are handed to the store (not synced yet). */
+  private write(node: SimNode): void {
+    for (const change of node.participant.takeChanges()) {
+      node.unsynced.push({ type: 'record', change });
     }
   }
 
@@ -381,7 +580,13 @@ export class SimCluster {
       this.trace.push(`${node.ref.id} resolves ${describeOutcome(r.outcome)} (${r.why})`);
       if (r.apply !== undefined) this.applyTo(node, r.apply);
     }
-    for (const send of step.sends) this.peerSend(node, send);
+    // What it promised or accepted is durable before anyone hears of it.
+    this.write(node);
+    if (step.sends.length > 0) {
+      node.afterSync.push(() => {
+        for (const send of step.sends) this.peerSend(node, send);
+      });
+    }
   }
 
   private peerSend(node: SimNode, send: PeerSend): void {
@@ -397,6 +602,7 @@ export class SimCluster {
             const answer =
               reply.type === 'ok' ? (reply.body as DecisionResponse) : ('unreachable' as const);
             this.carryOut(node, node.participant.onPromise(txid, target, send.ballot, answer));
+            this.syncIfImmediate(node);
           },
         );
         return;
@@ -410,6 +616,7 @@ export class SimCluster {
             const answer =
               reply.type === 'ok' ? 'accepted' : reply.type === 'error' ? 'refused' : 'unreachable';
             this.carryOut(node, node.participant.onAccepted(txid, target, send.ballot, answer));
+            this.syncIfImmediate(node);
           },
         );
         return;
@@ -507,7 +714,15 @@ export class SimCluster {
     request: Request,
     onReply: (r: Reply) => void,
   ): void {
-    const call: Call = { id: ++this.calls, caller, target, request, settled: false, onReply };
+    const call: Call = {
+      id: ++this.calls,
+      caller,
+      target,
+      request,
+      settled: false,
+      delivered: false,
+      onReply,
+    };
     this.waiting.set(call.id, call);
     this.inFlight.push({ type: 'request', call });
   }
@@ -519,7 +734,10 @@ export class SimCluster {
 
   private applyTo(node: SimNode, { key, ...copy }: Apply): void {
     const held = node.store.get(key);
-    if (held === undefined || held.version < copy.version) node.store.set(key, copy);
+    if (held === undefined || held.version < copy.version) {
+      node.store.set(key, copy);
+      node.unsynced.push({ type: 'copy', key, copy });
+    }
   }
 }
 
@@ -531,10 +749,14 @@ export interface Nemesis {
   readonly duplicate: number;
   readonly timeout: number;
   readonly crash: number;
+  /** A crashed server still in the view starts again on its disk. */
+  readonly restart: number;
   readonly pause: number;
   readonly expel: number;
   readonly install: number;
   readonly crashCoordinator: number;
+  /** A server with writes waiting syncs them (with `syncs: 'scheduled'`). */
+  readonly sync: number;
   /** At most this many servers crash or are expelled in one run. */
   readonly failuresMax: number;
 }
@@ -544,10 +766,12 @@ export const NEMESIS_DEFAULT: Nemesis = {
   duplicate: 0.03,
   timeout: 0.04,
   crash: 0.01,
+  restart: 0.01,
   pause: 0.02,
   expel: 0.015,
   install: 0.1,
   crashCoordinator: 0.01,
+  sync: 0.15,
   failuresMax: 1,
 };
 
@@ -566,8 +790,14 @@ export function randomStep(cluster: SimCluster, random: Random, nemesis: Nemesis
     cluster.duplicate(random.pick(deliverable));
   } else if (roll < (p += nemesis.timeout) && cluster.outstanding().length > 0) {
     cluster.timeOut(random.pick(cluster.outstanding()));
-  } else if (roll < (p += nemesis.crash) && failures < nemesis.failuresMax && live.length > 1) {
+  } else if (
+    roll < (p += nemesis.crash) &&
+    failures < nemesis.failuresMax &&
+    (live.length > 1 || (live.length === 1 && nemesis.restart > 0))
+  ) {
     cluster.crash(random.pick(live).ref.id);
+  } else if (roll < (p += nemesis.restart) && live.length < cluster.nodes.length) {
+    cluster.restart(random.pick(cluster.nodes.filter((n) => n.crashed)).ref.id);
   } else if (roll < (p += nemesis.pause) && live.length > 0) {
     const node = random.pick(live);
     if (node.paused) cluster.resume(node.ref.id);
@@ -582,6 +812,8 @@ export function randomStep(cluster: SimCluster, random: Random, nemesis: Nemesis
       (t) => !t.crashed && t.coordinator.outcome === undefined,
     );
     if (running.length > 0) cluster.crashCoordinator(random.pick(running));
+  } else if (roll < (p += nemesis.sync) && cluster.unsyncedNodes().length > 0) {
+    cluster.sync(random.pick(cluster.unsyncedNodes()));
   } else if (deliverable.length > 0 && random.next() < 0.8) {
     cluster.deliver(random.pick(deliverable));
   } else {
@@ -591,16 +823,20 @@ export function randomStep(cluster: SimCluster, random: Random, nemesis: Nemesis
 }
 
 /**
- * The faults stop: paused processes resume, crashed servers are expelled, every server installs
+ * The faults stop: paused processes resume, crashed servers restart (or are expelled if the view
+ * leader dropped them already), every server installs
  * the current view, and messages flow until every transaction that can be decided is.
  */
 export function heal(cluster: SimCluster, random: Random, stepsMax: number): void {
   for (const node of cluster.nodes) {
     if (node.paused) cluster.resume(node.ref.id);
+    // A crashed server still in the view comes back on its disk; one already out stays out.
+    if (node.crashed) cluster.restart(node.ref.id);
     if (node.crashed) cluster.expel(node.ref.id);
   }
   for (let step = 0; step < stepsMax; step++) {
     for (const node of cluster.nodes) cluster.install(node.ref.id);
+    for (const id of cluster.unsyncedNodes()) cluster.sync(id);
     const deliverable = cluster.deliverable();
     if (deliverable.length > 0) cluster.deliver(random.pick(deliverable));
     else
@@ -648,4 +884,9 @@ export function describeOutcome(o: TxOutcome): string {
 
 function ballotText(b: Ballot): string {
   return `b${b.epoch}.${b.round}.${b.slot}`;
+}
+
+function setOrDelete<V>(map: Map<string, V>, key: string, value: V | undefined): void {
+  if (value === undefined) map.delete(key);
+  else map.set(key, value);
 }

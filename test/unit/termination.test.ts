@@ -50,6 +50,51 @@ function outcomes(cluster: SimCluster, tx: SimTransaction): Record<string, strin
   return out;
 }
 
+describe('a commit answered before its own records are synced (its acceptance is)', () => {
+  test('the replica crashes before the next sync: restarted on its disk, it recovers the commit', () => {
+    const cluster = new SimCluster(3, {}, 'scheduled');
+    const syncAll = (): void => {
+      for (const id of cluster.unsyncedNodes()) cluster.sync(id);
+    };
+    const tx = cluster.begin('k', 'v1', ['s0', 's1', 's2']);
+    deliverAll(cluster, (t) => t.startsWith('request prepare'));
+    syncAll(); // the votes are durable and answered
+    deliverAll(cluster, (t) => t.startsWith('reply prepare'));
+    deliverAll(cluster, (t) => t.startsWith('request accept'));
+    syncAll(); // the acceptances are durable and answered
+    deliverAll(cluster, (t) => t.startsWith('reply accept'));
+    deliverAll(cluster, (t) => t.startsWith('request commit'));
+    deliverAll(cluster, (t) => t.startsWith('reply commit'));
+    expect(tx.coordinator.outcome).toEqual({ type: 'committed', version: 1 });
+    expect(cluster.commitsAnsweredBeforeSync).toBe(3);
+    expect(cluster.node('s0').disk.store.get('k')).toBeUndefined(); // not synced yet
+
+    cluster.crash('s0');
+    cluster.restart('s0');
+    expect(cluster.commitsRecoveredAfterRestart).toBe(1);
+    expect(outcomes(cluster, tx)).toMatchObject({ s0: 'undecided' });
+    expect(cluster.node('s0').participant.isPending('k')).toBe(true); // reads refused meanwhile
+
+    for (let round = 0; round < 10 && settledOutcome(cluster, tx, 's0') === 'undecided'; round++) {
+      cluster.advance('s0', TIMEOUT_MS);
+      syncAll();
+      deliverAll(cluster);
+      syncAll();
+      deliverAll(cluster);
+    }
+    expect(outcomes(cluster, tx)).toEqual({
+      s0: 'committed v1',
+      s1: 'committed v1',
+      s2: 'committed v1',
+    });
+    expect(cluster.node('s0').store.get('k')).toMatchObject({ value: 'v1', version: 1 });
+  });
+});
+
+function settledOutcome(cluster: SimCluster, tx: SimTransaction, id: string): string {
+  return outcomes(cluster, tx)[id];
+}
+
 describe('the reproductions of the review (issue 8), replayed in the simulation', () => {
   test('survivors on different views: one sees the primary gone, the other accepts the coordinator late', () => {
     // Primary s0, survivors s1 (fast heartbeat) and s2 (slow). Every replica votes yes, the
@@ -169,13 +214,23 @@ interface Coverage {
   definitelyFailed: number;
   unknown: number;
   recovered: number;
+  restarts: number;
+  /** Commits answered before their own records were synced (their acceptance was). */
+  commitsAnsweredBeforeSync: number;
 }
 
 function explore({ servers, seeds, steps, nemesis, live }: Exploration): Coverage {
-  const coverage: Coverage = { committed: 0, definitelyFailed: 0, unknown: 0, recovered: 0 };
+  const coverage: Coverage = {
+    committed: 0,
+    definitelyFailed: 0,
+    unknown: 0,
+    recovered: 0,
+    restarts: 0,
+    commitsAnsweredBeforeSync: 0,
+  };
   for (let seed = 1; seed <= seeds; seed++) {
     const random = new Random(seed * 7919 + servers);
-    const cluster = new SimCluster(servers);
+    const cluster = new SimCluster(servers, {}, 'scheduled');
     try {
       for (let step = 0; step < steps; step++) {
         if (random.next() < 0.03 && cluster.transactions.length < 6) beginRandom(cluster, random);
@@ -191,6 +246,8 @@ function explore({ servers, seeds, steps, nemesis, live }: Exploration): Coverag
         else if (o !== undefined) coverage.definitelyFailed++;
       }
       coverage.recovered += cluster.trace.filter((t) => t.includes('recovered at ballot')).length;
+      coverage.restarts += cluster.restarts;
+      coverage.commitsAnsweredBeforeSync += cluster.commitsAnsweredBeforeSync;
     } catch (err) {
       const tail = cluster.trace.slice(-40).join('\n  ');
       throw new Error(`seed ${seed} (servers ${servers}): ${String(err)}\n  ${tail}`);
@@ -204,6 +261,7 @@ function expectVariety(coverage: Coverage, servers = 3): void {
   expect(coverage.definitelyFailed).toBeGreaterThan(0);
   expect(coverage.recovered).toBeGreaterThan(0);
   if (servers > 1) expect(coverage.unknown).toBeGreaterThan(0);
+  expect(coverage.restarts).toBeGreaterThan(0);
 }
 
 /**
@@ -244,6 +302,18 @@ describe('random interleavings (seeded; a failure names its seed)', () => {
       live: false,
     });
     expectVariety(coverage);
+  });
+
+  test('crashes and restarts on the disk, with syncs as events of their own: nothing acknowledged is lost', () => {
+    const coverage = explore({
+      servers: 3,
+      seeds: 300,
+      steps: 300,
+      nemesis: { ...NEMESIS_DEFAULT, crash: 0.03, restart: 0.05, failuresMax: 1 },
+      live: true,
+    });
+    expectVariety(coverage);
+    expect(coverage.commitsAnsweredBeforeSync).toBeGreaterThan(0);
   });
 
   test('a storm: many losses, timeouts, pauses and late views', () => {
