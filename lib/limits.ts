@@ -131,6 +131,12 @@ export const STORE_BATCH_BYTES_MAX = 8 * 1024 * 1024;
  * changes anything. Only a stalled disk fills it: 64 requests of a 1 MiB value take 64 MiB.
  */
 export const STORE_QUEUE_OPS_MAX = 4 * STORE_BATCH_OPS_MAX;
+/**
+ * Bulk work of a server's own (pruning `received` records, the rebalancing cleanup) queues at
+ * most this many writes, then waits for their sync: a drop of 100,000 keys must not fill the
+ * queue that requests need.
+ */
+export const STORE_BULK_WRITES_PER_SYNC = STORE_BATCH_OPS_MAX;
 export const STORE_QUEUE_BYTES_MAX = 8 * STORE_BATCH_BYTES_MAX;
 
 /**

@@ -12,15 +12,17 @@
 import { call } from '../lib/http-client';
 import type { Logger } from '../lib/logger';
 import { ServerApi, type Entry, type ServerRef, type View } from '../lib/messages';
-import { TRANSFER_BATCH_BYTES_MAX, TRANSFER_BATCH_KEYS_MAX } from '../lib/limits';
+import {
+  STORE_BULK_WRITES_PER_SYNC,
+  TRANSFER_BATCH_BYTES_MAX,
+  TRANSFER_BATCH_KEYS_MAX,
+} from '../lib/limits';
 import { arrivalsFor, planRebalance } from './rebalance-planner';
 import type { Store } from './store';
 
 const DRAIN_POLL_MS = 20;
 /** The store's record table of `received` (key -> epoch of the transfer that stored it). */
 const RECEIVED_TABLE = 'received';
-/** Record deletions queued at once while pruning (well under STORE_QUEUE_OPS_MAX). */
-const RECEIVED_PRUNE_CHUNK = 4096;
 const TRANSFER_RETRY_MS = 200;
 /** A target that stays unreachable this long is dead: the next view will say so. */
 const TRANSFER_ATTEMPTS_MAX = 3000;
@@ -89,7 +91,7 @@ export class Rebalancer {
       host.store.deleteRecord(RECEIVED_TABLE, key);
       // The store's write queue is bounded: hundreds of thousands of vouched copies are pruned
       // a chunk at a time, each chunk synced before the next is queued.
-      if (++pruned % RECEIVED_PRUNE_CHUNK === 0) await host.store.flush();
+      if (++pruned % STORE_BULK_WRITES_PER_SYNC === 0) await host.store.flush();
     }
     const plan = planRebalance({
       selfId: host.selfId,
@@ -121,9 +123,24 @@ export class Rebalancer {
     };
   }
 
-  /** The cleanup phase: every key in `drop` is now held by all its replicas. */
-  cleanup(drop: readonly string[]): void {
-    for (const key of drop) this.host.store.delete(key);
+  /**
+   * The cleanup phase: every key in `drop` is now held by all its replicas. The store's write
+   * queue is bounded, so a large drop is deleted a chunk at a time, each chunk synced before the
+   * next is queued; it stops when a newer view was installed meanwhile (`stillCurrent`), whose
+   * plan may keep some of these keys here. What is left is a stray copy, offered to its replicas
+   * by a later plan. Returns how many keys were dropped.
+   */
+  async cleanup(drop: readonly string[], stillCurrent: () => boolean): Promise<number> {
+    let dropped = 0;
+    for (const key of drop) {
+      if (dropped % STORE_BULK_WRITES_PER_SYNC === 0 && dropped > 0) {
+        await this.host.store.flush();
+        if (!stillCurrent()) break;
+      }
+      this.host.store.delete(key);
+      dropped++;
+    }
+    return dropped;
   }
 
   /** Offer digests and push the values the target lacks. False if superseded. */

@@ -615,13 +615,14 @@ export class StorageServer {
         case 'install':
           this.install(effect.view, effect.run);
           break;
-        case 'cleanup':
-          this.rebalancer.cleanup(effect.drop);
-          this.logger.info(
-            { epoch: effect.epoch, keysDropped: effect.drop.length },
-            'rebalance done',
+        case 'cleanup': {
+          const dropped = await this.rebalancer.cleanup(
+            effect.drop,
+            () => this.tracker.epoch === effect.epoch,
           );
+          this.logger.info({ epoch: effect.epoch, keysDropped: dropped }, 'rebalance done');
           break;
+        }
         case 'report':
           await this.report(effect.epoch, effect.phase);
           break;
