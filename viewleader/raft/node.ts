@@ -44,6 +44,9 @@ import { Progress, type ProgressState } from './progress';
 import { ReadIndexQueue, type ReadState } from './read-index';
 import type { Ready } from './ready';
 
+// Module-scope aliases: a global lookup costs far more than a local one in vm contexts (Jest's).
+const { max, min } = Math;
+
 export interface RaftConfig {
   readonly id: NodeId;
   /** Every member, this one included: 3 or 5 (1 for tests). The same list on every member. */
@@ -110,10 +113,12 @@ export class RaftNode<C, S> {
   private readonly heartbeatTicks: number;
   private readonly electionJitter: () => number;
 
-  private term: number;
+  /** Figure 2's currentTerm. */
+  private currentTerm: number;
   private votedFor: NodeId | null;
-  private role: Role = 'follower';
-  private leader: NodeId | null = null;
+  private currentRole: Role = 'follower';
+  /** The leader of the current term, once heard from (or this node if it leads). */
+  private leaderId: NodeId | null = null;
   private readonly raftLog: RaftLog<C>;
   /** The latest snapshot (the shell's compaction or the leader's), sent to followers behind it. */
   private snapshot: Snapshot<S> | null;
@@ -180,23 +185,23 @@ export class RaftNode<C, S> {
       (persisted?.entries ?? []).filter((entry) => entry.index > snapshotIndex),
     );
     assert(this.raftLog.lastTerm <= hardState.term, 'no saved entry is from a future term');
-    this.term = hardState.term;
+    this.currentTerm = hardState.term;
     this.votedFor = hardState.votedFor;
     this.snapshot = snapshot;
-    this.commitIndex = Math.max(hardState.commitIndex, snapshotIndex);
+    this.commitIndex = max(hardState.commitIndex, snapshotIndex);
     assert(this.commitIndex <= this.raftLog.lastIndex, 'the saved commit index is in the log');
     this.appliedIndex = snapshotIndex;
     this.handedIndex = snapshotIndex;
     this.savedHardState = this.hardState();
     this.unstableFrom = this.raftLog.lastIndex + 1;
-    this.becomeFollower(this.term, null);
+    this.becomeFollower(this.currentTerm, null);
   }
 
   // ---- inputs -------------------------------------------------------------------------------------
 
   /** One unit of logical time (the shell's timer: e.g. every 100 ms). */
   tick(): void {
-    switch (this.role) {
+    switch (this.currentRole) {
       case 'follower':
       case 'pre_candidate':
       case 'candidate':
@@ -207,7 +212,7 @@ export class RaftNode<C, S> {
         this.tickLeader();
         return;
       default:
-        assertNever(this.role, 'role');
+        assertNever(this.currentRole, 'role');
     }
   }
 
@@ -218,8 +223,7 @@ export class RaftNode<C, S> {
   step(m: RaftMessage<C, S>): void {
     assert(m.from !== this.id, 'a node never messages itself');
     assert(this.members.has(m.from), `a message from a member, not ${m.from}`);
-    assert(Number.isSafeInteger(m.term) && m.term >= 0, 'a term is a non-negative integer');
-    if (m.term > this.term) {
+    if (m.term > this.currentTerm) {
       if ((m.kind === 'pre_vote' || m.kind === 'vote') && this.inLease()) {
         // Check-quorum's other half (thesis §6.2, §9.6): while this node hears from a leader, it
         // ignores elections, so a member that merely lost touch cannot depose a working leader.
@@ -231,15 +235,15 @@ export class RaftNode<C, S> {
         const fromLeader = m.kind === 'append' || m.kind === 'heartbeat' || m.kind === 'snapshot';
         this.becomeFollower(m.term, fromLeader ? m.from : null);
       }
-    } else if (m.term < this.term) {
+    } else if (m.term < this.currentTerm) {
       if (m.kind === 'append' || m.kind === 'heartbeat' || m.kind === 'snapshot') {
         // A deposed leader (e.g. paused, then resumed): tell it the newer term so it steps down
         // and stops accepting proposals and reads (messages.ts, 'higher_term').
-        this.send(m.from, { kind: 'higher_term', term: this.term, from: this.id });
+        this.send(m.from, { kind: 'higher_term', term: this.currentTerm, from: this.id });
       } else if (m.kind === 'pre_vote') {
         this.send(m.from, {
           kind: 'pre_vote_reply',
-          term: this.term,
+          term: this.currentTerm,
           from: this.id,
           granted: false,
         });
@@ -253,12 +257,13 @@ export class RaftNode<C, S> {
         this.handleVoteRequest(m);
         return;
       case 'pre_vote_reply':
-        if (this.role === 'pre_candidate' && m.term === this.term + 1) {
+        if (this.currentRole === 'pre_candidate' && m.term === this.currentTerm + 1) {
           this.tally(m.from, m.granted);
         }
         return;
       case 'vote_reply':
-        if (this.role === 'candidate' && m.term === this.term) this.tally(m.from, m.granted);
+        if (this.currentRole === 'candidate' && m.term === this.currentTerm)
+          this.tally(m.from, m.granted);
         return;
       case 'append':
         this.acceptLeader(m.from);
@@ -273,13 +278,13 @@ export class RaftNode<C, S> {
         this.handleSnapshot(m.from, m.snapshot);
         return;
       case 'append_reply':
-        if (this.role === 'leader') this.handleAppendReply(m.from, m.matchIndex);
+        if (this.currentRole === 'leader') this.handleAppendReply(m.from, m.matchIndex);
         return;
       case 'append_reject':
-        if (this.role === 'leader') this.handleAppendReject(m);
+        if (this.currentRole === 'leader') this.handleAppendReject(m);
         return;
       case 'heartbeat_reply':
-        if (this.role === 'leader') this.handleHeartbeatReply(m.from, m.round);
+        if (this.currentRole === 'leader') this.handleHeartbeatReply(m.from, m.round);
         return;
       case 'higher_term':
         return; // its term was all it had to say
@@ -290,7 +295,7 @@ export class RaftNode<C, S> {
 
   /** Appends a command if this node leads and the pending bound allows. */
   propose(command: C): ProposeResult {
-    if (this.role !== 'leader') return this.refuse('not_leader');
+    if (this.currentRole !== 'leader') return this.refuse('not_leader');
     if (this.raftLog.lastIndex - this.commitIndex >= PROPOSALS_PENDING_MAX) {
       return this.refuse('busy');
     }
@@ -307,11 +312,11 @@ export class RaftNode<C, S> {
    * A follower refuses with the leader's address: the client asks the leader.
    */
   readIndex(requestId: string): ReadIndexResult {
-    if (this.role !== 'leader') return this.refuse('not_leader');
+    if (this.currentRole !== 'leader') return this.refuse('not_leader');
     if (this.reads.length + this.readsAwaitingCommit.length >= READS_PENDING_MAX) {
       return this.refuse('busy');
     }
-    if (this.raftLog.term(this.commitIndex) !== this.term) {
+    if (this.raftLog.term(this.commitIndex) !== this.currentTerm) {
       // §6.4 step 1: until an entry of its own term (the no-op) is committed, a new leader's
       // commit index may be behind what earlier leaders committed.
       this.readsAwaitingCommit.push(requestId);
@@ -355,7 +360,7 @@ export class RaftNode<C, S> {
   ready(): Ready<C, S> {
     assert(this.readyTaken === null, 'advance() comes between two ready() calls');
     const hardState = this.hardState();
-    const entriesFrom = Math.max(this.unstableFrom, this.raftLog.firstIndex);
+    const entriesFrom = max(this.unstableFrom, this.raftLog.firstIndex);
     const committed =
       this.handedIndex < this.commitIndex
         ? this.raftLog.slice(this.handedIndex + 1, this.commitIndex + 1, READY_COMMITTED_MAX)
@@ -393,7 +398,7 @@ export class RaftNode<C, S> {
 
   status(): RaftStatus {
     let progress: Record<NodeId, PeerProgress> | null = null;
-    if (this.role === 'leader') {
+    if (this.currentRole === 'leader') {
       progress = {};
       for (const [peer, pr] of this.progress) {
         progress[peer] = { matchIndex: pr.matchIndex, nextIndex: pr.nextIndex, state: pr.state };
@@ -401,16 +406,29 @@ export class RaftNode<C, S> {
     }
     return {
       id: this.id,
-      role: this.role,
-      term: this.term,
+      role: this.currentRole,
+      term: this.currentTerm,
       votedFor: this.votedFor,
-      leader: this.leader,
+      leader: this.leaderId,
       commitIndex: this.commitIndex,
       appliedIndex: this.appliedIndex,
       lastIndex: this.raftLog.lastIndex,
       snapshotIndex: this.raftLog.snapshotIndex,
       progress,
     };
+  }
+
+  get term(): number {
+    return this.currentTerm;
+  }
+
+  get role(): Role {
+    return this.currentRole;
+  }
+
+  /** The leader of the current term as far as this node knows; null if none heard of. */
+  get leader(): NodeId | null {
+    return this.leaderId;
   }
 
   /** The in-memory log, read-only (tests and diagnostics). */
@@ -421,27 +439,27 @@ export class RaftNode<C, S> {
   // ---- roles --------------------------------------------------------------------------------------
 
   private becomeFollower(term: number, leader: NodeId | null): void {
-    assert(term >= this.term, 'the term never goes back');
-    if (term > this.term) {
-      this.term = term;
+    assert(term >= this.currentTerm, 'the term never goes back');
+    if (term > this.currentTerm) {
+      this.currentTerm = term;
       this.votedFor = null;
     }
-    if (this.role === 'leader') {
+    if (this.currentRole === 'leader') {
       this.progress = new Map();
       this.readsFailed.push(...this.readsAwaitingCommit, ...this.reads.takeAll());
       this.readsAwaitingCommit = [];
     }
-    this.role = 'follower';
-    this.leader = leader;
+    this.currentRole = 'follower';
+    this.leaderId = leader;
     this.votes = new Map();
     this.resetElectionTimer();
   }
 
   /** §9.6: ask before campaigning; the term moves only if a majority would vote. */
   private preCampaign(): void {
-    assert(this.role !== 'leader', 'a leader does not campaign');
-    this.role = 'pre_candidate';
-    this.leader = null;
+    assert(this.currentRole !== 'leader', 'a leader does not campaign');
+    this.currentRole = 'pre_candidate';
+    this.leaderId = null;
     this.votes = new Map([[this.id, true]]);
     this.resetElectionTimer();
     if (this.votes.size >= this.quorum) {
@@ -451,7 +469,7 @@ export class RaftNode<C, S> {
     for (const peer of this.others) {
       this.send(peer, {
         kind: 'pre_vote',
-        term: this.term + 1,
+        term: this.currentTerm + 1,
         from: this.id,
         lastIndex: this.raftLog.lastIndex,
         lastTerm: this.raftLog.lastTerm,
@@ -461,11 +479,11 @@ export class RaftNode<C, S> {
 
   /** §5.2: a new term, a vote for itself, and RequestVote to everyone. */
   private campaign(): void {
-    assert(this.role === 'pre_candidate', 'a real election follows a pre-vote');
-    this.term += 1;
+    assert(this.currentRole === 'pre_candidate', 'a real election follows a pre-vote');
+    this.currentTerm += 1;
     this.votedFor = this.id;
-    this.role = 'candidate';
-    this.leader = null;
+    this.currentRole = 'candidate';
+    this.leaderId = null;
     this.votes = new Map([[this.id, true]]);
     this.resetElectionTimer();
     if (this.votes.size >= this.quorum) {
@@ -475,7 +493,7 @@ export class RaftNode<C, S> {
     for (const peer of this.others) {
       this.send(peer, {
         kind: 'vote',
-        term: this.term,
+        term: this.currentTerm,
         from: this.id,
         lastIndex: this.raftLog.lastIndex,
         lastTerm: this.raftLog.lastTerm,
@@ -484,10 +502,10 @@ export class RaftNode<C, S> {
   }
 
   private becomeLeader(): void {
-    assert(this.role === 'candidate', 'only a candidate becomes leader');
+    assert(this.currentRole === 'candidate', 'only a candidate becomes leader');
     assert(this.votedFor === this.id, 'a leader voted for itself');
-    this.role = 'leader';
-    this.leader = this.id;
+    this.currentRole = 'leader';
+    this.leaderId = this.id;
     this.votes = new Map();
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
@@ -506,15 +524,18 @@ export class RaftNode<C, S> {
    * (§5.2): it is the only one.
    */
   private acceptLeader(from: NodeId): void {
-    assert(this.role !== 'leader', `two leaders in term ${this.term}: ${this.id} and ${from}`);
-    if (this.role !== 'follower') {
-      this.becomeFollower(this.term, from);
+    assert(
+      this.currentRole !== 'leader',
+      `two leaders in term ${this.currentTerm}: ${this.id} and ${from}`,
+    );
+    if (this.currentRole !== 'follower') {
+      this.becomeFollower(this.currentTerm, from);
     } else {
       assert(
-        this.leader === null || this.leader === from,
-        `two leaders in term ${this.term}: ${this.leader} and ${from}`,
+        this.leaderId === null || this.leaderId === from,
+        `two leaders in term ${this.currentTerm}: ${this.leaderId} and ${from}`,
       );
-      this.leader = from;
+      this.leaderId = from;
     }
     this.electionElapsed = 0;
   }
@@ -532,7 +553,7 @@ export class RaftNode<C, S> {
 
   /** Heard from a leader within the election timeout (the leader itself always is). */
   private inLease(): boolean {
-    return this.leader !== null && this.electionElapsed < this.electionTicks;
+    return this.leaderId !== null && this.electionElapsed < this.electionTicks;
   }
 
   // ---- elections ----------------------------------------------------------------------------------
@@ -544,25 +565,25 @@ export class RaftNode<C, S> {
     // promises nothing, so it is answered on the log alone.
     const canVote =
       this.votedFor === m.from ||
-      (this.votedFor === null && this.leader === null) ||
-      (pre && m.term > this.term);
+      (this.votedFor === null && this.leaderId === null) ||
+      (pre && m.term > this.currentTerm);
     const granted = canVote && this.raftLog.isUpToDate(m.lastIndex, m.lastTerm); // §5.4.1
     if (pre) {
       this.send(m.from, {
         kind: 'pre_vote_reply',
-        term: granted ? m.term : this.term,
+        term: granted ? m.term : this.currentTerm,
         from: this.id,
         granted,
       });
       return;
     }
-    assert(m.term === this.term, 'a vote request is answered in its own term');
+    assert(m.term === this.currentTerm, 'a vote request is answered in its own term');
     if (granted) {
       assert(this.votedFor === null || this.votedFor === m.from, 'one vote per term');
       this.votedFor = m.from;
       this.electionElapsed = 0; // §5.2: granting a vote resets the election timer
     }
-    this.send(m.from, { kind: 'vote_reply', term: this.term, from: this.id, granted });
+    this.send(m.from, { kind: 'vote_reply', term: this.currentTerm, from: this.id, granted });
   }
 
   private tally(from: NodeId, granted: boolean): void {
@@ -574,10 +595,10 @@ export class RaftNode<C, S> {
       else no++;
     }
     if (yes >= this.quorum) {
-      if (this.role === 'pre_candidate') this.campaign();
+      if (this.currentRole === 'pre_candidate') this.campaign();
       else this.becomeLeader();
     } else if (no >= this.quorum) {
-      this.becomeFollower(this.term, null);
+      this.becomeFollower(this.currentTerm, null);
     }
   }
 
@@ -597,7 +618,7 @@ export class RaftNode<C, S> {
         pr.recentActive = false;
       }
       if (active < this.quorum) {
-        this.becomeFollower(this.term, null);
+        this.becomeFollower(this.currentTerm, null);
         return;
       }
     }
@@ -615,9 +636,9 @@ export class RaftNode<C, S> {
   }
 
   private appendEntry(command: C | null): Entry<C> {
-    assert(this.role === 'leader', 'only a leader appends new entries');
-    const entry = this.raftLog.appendNew(this.term, command);
-    this.unstableFrom = Math.min(this.unstableFrom, entry.index);
+    assert(this.currentRole === 'leader', 'only a leader appends new entries');
+    const entry = this.raftLog.appendNew(this.currentTerm, command);
+    this.unstableFrom = min(this.unstableFrom, entry.index);
     return entry;
   }
 
@@ -630,10 +651,10 @@ export class RaftNode<C, S> {
       const pr = this.progressOf(peer);
       this.send(peer, {
         kind: 'heartbeat',
-        term: this.term,
+        term: this.currentTerm,
         from: this.id,
         // Never past what the follower is known to hold: it may lack or hold other entries.
-        commitIndex: Math.min(pr.matchIndex, this.commitIndex),
+        commitIndex: min(pr.matchIndex, this.commitIndex),
         round: this.readRound,
       });
     }
@@ -651,7 +672,7 @@ export class RaftNode<C, S> {
       assert(this.snapshot !== null, 'a compacted log has a snapshot');
       this.send(peer, {
         kind: 'snapshot',
-        term: this.term,
+        term: this.currentTerm,
         from: this.id,
         snapshot: this.snapshot,
       });
@@ -666,7 +687,7 @@ export class RaftNode<C, S> {
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.send(peer, {
       kind: 'append',
-      term: this.term,
+      term: this.currentTerm,
       from: this.id,
       prevIndex,
       prevTerm,
@@ -728,7 +749,7 @@ export class RaftNode<C, S> {
     for (const pr of this.progress.values()) matches.push(pr.matchIndex);
     matches.sort((a, b) => b - a);
     const index = matches[this.quorum - 1];
-    if (index <= this.commitIndex || this.raftLog.term(index) !== this.term) return false;
+    if (index <= this.commitIndex || this.raftLog.term(index) !== this.currentTerm) return false;
     this.commitTo(index);
     if (this.readsAwaitingCommit.length > 0) {
       const waiting = this.readsAwaitingCommit;
@@ -740,8 +761,11 @@ export class RaftNode<C, S> {
 
   /** §6.4 steps 2-3: record the commit index, then confirm leadership with a heartbeat round. */
   private registerReads(requestIds: readonly string[]): void {
-    assert(this.role === 'leader', 'only a leader serves reads');
-    assert(this.raftLog.term(this.commitIndex) === this.term, 'reads wait for a commit in term');
+    assert(this.currentRole === 'leader', 'only a leader serves reads');
+    assert(
+      this.raftLog.term(this.commitIndex) === this.currentTerm,
+      'reads wait for a commit in term',
+    );
     this.readRound += 1;
     for (const requestId of requestIds) {
       this.reads.add(requestId, this.commitIndex, this.readRound, this.id);
@@ -762,12 +786,12 @@ export class RaftNode<C, S> {
     if (!this.raftLog.matchTerm(m.prevIndex, m.prevTerm)) {
       // §5.3 consistency check failed: reject, with a hint to skip the conflicting term.
       const hint = this.raftLog.findConflictByTerm(
-        Math.min(m.prevIndex, this.raftLog.lastIndex),
+        min(m.prevIndex, this.raftLog.lastIndex),
         m.prevTerm,
       );
       this.send(m.from, {
         kind: 'append_reject',
-        term: this.term,
+        term: this.currentTerm,
         from: this.id,
         rejectedIndex: m.prevIndex,
         hintIndex: hint.index,
@@ -785,17 +809,22 @@ export class RaftNode<C, S> {
     if (conflict !== 0) {
       assert(conflict > this.commitIndex, 'a committed entry is never overwritten (§5.3)');
       this.raftLog.appendFrom(m.entries.slice(conflict - m.prevIndex - 1));
-      this.unstableFrom = Math.min(this.unstableFrom, conflict);
+      this.unstableFrom = min(this.unstableFrom, conflict);
     }
     const lastNew = m.prevIndex + m.entries.length;
     // Only up to the last entry this message vouches for: entries after it may be another term's.
-    this.commitTo(Math.min(m.commitIndex, lastNew));
+    this.commitTo(min(m.commitIndex, lastNew));
     this.sendAppendReply(m.from, lastNew);
   }
 
   private handleHeartbeat(m: Extract<RaftMessage<C, S>, { kind: 'heartbeat' }>): void {
     this.commitTo(m.commitIndex);
-    this.send(m.from, { kind: 'heartbeat_reply', term: this.term, from: this.id, round: m.round });
+    this.send(m.from, {
+      kind: 'heartbeat_reply',
+      term: this.currentTerm,
+      from: this.id,
+      round: m.round,
+    });
   }
 
   private handleSnapshot(from: NodeId, snapshot: Snapshot<S>): void {
@@ -810,7 +839,7 @@ export class RaftNode<C, S> {
       return;
     }
     // §7: the snapshot has what the log lacks or contradicts: discard the whole log.
-    assert(snapshot.lastTerm <= this.term, 'a snapshot holds no future term');
+    assert(snapshot.lastTerm <= this.currentTerm, 'a snapshot holds no future term');
     this.raftLog.restore(snapshot.lastIndex, snapshot.lastTerm);
     this.snapshot = snapshot;
     this.snapshotToSave = snapshot;
@@ -821,7 +850,7 @@ export class RaftNode<C, S> {
   }
 
   private sendAppendReply(to: NodeId, matchIndex: number): void {
-    this.send(to, { kind: 'append_reply', term: this.term, from: this.id, matchIndex });
+    this.send(to, { kind: 'append_reply', term: this.currentTerm, from: this.id, matchIndex });
   }
 
   // ---- helpers ------------------------------------------------------------------------------------
@@ -844,11 +873,11 @@ export class RaftNode<C, S> {
   }
 
   private refuse(reason: Refusal['reason']): Refusal {
-    return { ok: false, reason, leader: this.leader };
+    return { ok: false, reason, leader: this.leaderId };
   }
 
   private hardState(): HardState {
-    return { term: this.term, votedFor: this.votedFor, commitIndex: this.commitIndex };
+    return { term: this.currentTerm, votedFor: this.votedFor, commitIndex: this.commitIndex };
   }
 }
 
