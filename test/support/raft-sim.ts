@@ -23,6 +23,7 @@
 // - and the core's own assertions (term and commit never go back, one vote per term, ...).
 
 import {
+  APPEND_ENTRIES_MAX,
   RaftNode,
   type Entry,
   type HardState,
@@ -53,6 +54,8 @@ export interface SimConfig {
   readonly heartbeatTicks: number;
   /** A node compacts once it has applied this many entries past its snapshot. */
   readonly compactEvery: number;
+  /** Entries per AppendEntries message (small: a new leader's no-op travels apart). */
+  readonly appendEntriesMax: number;
 }
 
 export const SIM_CONFIG_DEFAULT: SimConfig = {
@@ -60,6 +63,7 @@ export const SIM_CONFIG_DEFAULT: SimConfig = {
   electionTicks: 10,
   heartbeatTicks: 1,
   compactEvery: 8,
+  appendEntriesMax: APPEND_ENTRIES_MAX,
 };
 
 /** What the network and the processes do wrong; chances are per message or per step. */
@@ -357,6 +361,7 @@ export class RaftSim {
         electionTicks: config.electionTicks,
         heartbeatTicks: config.heartbeatTicks,
         electionJitter: () => node.jitter.int(0, config.electionTicks - 1),
+        appendEntriesMax: config.appendEntriesMax,
       },
       {
         hardState: disk.hardState,
@@ -986,6 +991,7 @@ export function randomSim(seed: number, tracing = false, members?: number): Raft
     members: members ?? random.pick([3, 3, 5]),
     heartbeatTicks: random.pick([1, 1, 2]),
     compactEvery: random.int(4, 12),
+    appendEntriesMax: random.pick([1, 2, 3, APPEND_ENTRIES_MAX]),
   };
   const sim = new RaftSim(config, random, tracing);
   for (const node of sim.nodes) node.pace = 0.5 + random.next();

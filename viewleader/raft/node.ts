@@ -63,6 +63,11 @@ export interface RaftConfig {
    * randomized timeouts make split votes rare (§5.2). The shell's randomness, not the core's.
    */
   readonly electionJitter: () => number;
+  /**
+   * Entries per AppendEntries message, in [1, APPEND_ENTRIES_MAX]; APPEND_ENTRIES_MAX if absent
+   * (tests use small values so that a new leader's no-op travels apart from older entries).
+   */
+  readonly appendEntriesMax?: number;
 }
 
 export type Role = 'follower' | 'pre_candidate' | 'candidate' | 'leader';
@@ -112,6 +117,7 @@ export class RaftNode<C, S> {
   private readonly electionTicks: number;
   private readonly heartbeatTicks: number;
   private readonly electionJitter: () => number;
+  private readonly appendEntriesMax: number;
 
   /** Figure 2's currentTerm. */
   private currentTerm: number;
@@ -154,6 +160,7 @@ export class RaftNode<C, S> {
 
   constructor(config: RaftConfig, persisted: Persisted<C, S> | null) {
     const { id, peers, electionTicks, heartbeatTicks, electionJitter } = config;
+    const appendEntriesMax = config.appendEntriesMax ?? APPEND_ENTRIES_MAX;
     assert(peers.length >= 1 && peers.length <= MEMBERS_MAX, `1 to ${MEMBERS_MAX} members`);
     assert(new Set(peers).size === peers.length, 'members are distinct');
     assert(peers.includes(id), 'this node is a member');
@@ -162,6 +169,12 @@ export class RaftNode<C, S> {
       Number.isSafeInteger(heartbeatTicks) && heartbeatTicks >= 1 && heartbeatTicks < electionTicks,
       'heartbeatTicks in [1, electionTicks)',
     );
+    assert(
+      Number.isSafeInteger(appendEntriesMax) &&
+        appendEntriesMax >= 1 &&
+        appendEntriesMax <= APPEND_ENTRIES_MAX,
+      `appendEntriesMax in [1, ${APPEND_ENTRIES_MAX}]`,
+    );
     this.id = id;
     this.members = new Set(peers);
     this.others = peers.filter((peer) => peer !== id);
@@ -169,6 +182,7 @@ export class RaftNode<C, S> {
     this.electionTicks = electionTicks;
     this.heartbeatTicks = heartbeatTicks;
     this.electionJitter = electionJitter;
+    this.appendEntriesMax = appendEntriesMax;
 
     const hardState = persisted?.hardState ?? NO_HARD_STATE;
     const snapshot = persisted?.snapshot ?? null;
@@ -682,7 +696,7 @@ export class RaftNode<C, S> {
     const entries = this.raftLog.slice(
       pr.nextIndex,
       this.raftLog.lastIndex + 1,
-      APPEND_ENTRIES_MAX,
+      this.appendEntriesMax,
     );
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.send(peer, {
