@@ -281,6 +281,8 @@ export class RaftSim {
   network: InFlight[] = [];
   /** Directed links that lose everything: "from>to". */
   readonly blocked = new Set<string>();
+  /** Messages to lose on arrival (a scenario's scalpel, like etcd raft's interaction tests). */
+  lose: ((from: string, to: string, message: Message) => boolean) | null = null;
   readonly trace: string[] = [];
   /** Reads completed so far, by request ID: the length of the state they returned. */
   readonly completedReads = new Map<string, number>();
@@ -560,7 +562,11 @@ export class RaftSim {
 
   private deliver(m: InFlight): void {
     const node = this.node(m.to);
-    if (node.raft === null || this.blocked.has(`${m.from}>${m.to}`)) {
+    if (
+      node.raft === null ||
+      this.blocked.has(`${m.from}>${m.to}`) ||
+      (this.lose !== null && this.lose(m.from, m.to, m.message))
+    ) {
       this.stats.dropped++;
       return;
     }
@@ -919,8 +925,13 @@ export class RaftSim {
     }
     const down = this.nodes.filter((n) => !n.up);
     if (roll(faults.crash) && down.length < faults.crashedMax) {
+      // Leaders are the interesting victims: half the crashes pick one when there is one.
+      const leader = this.leader();
       const up = this.nodes.filter((n) => n.up);
-      if (up.length > 0) this.crash(random.pick(up).id, roll(0.3));
+      if (up.length > 0) {
+        const victim = leader !== null && roll(0.5) ? leader : random.pick(up);
+        this.crash(victim.id, roll(0.3));
+      }
     }
     if (down.length > 0 && roll(faults.restart)) this.restart(random.pick(down).id);
     if (roll(faults.pause)) {

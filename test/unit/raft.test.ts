@@ -126,6 +126,56 @@ describe('scenarios', () => {
     expect(sim.acknowledged(value)).toBe(true);
   });
 
+  test('Figure 8: an entry of an earlier term is not committed by counting its replicas', () => {
+    // One entry per message, so that the new leader's no-op travels apart from the old entry.
+    const sim = new RaftSim({ ...SIM_CONFIG_DEFAULT, appendEntriesMax: 1 }, new Random(8));
+    elect(sim, 'n1');
+    sim.runSteps(3);
+    // n1 appends `old` at index 2 in term 1, alone, and crashes.
+    sim.isolate('n1');
+    const old = proposeAt(sim, 'n1');
+    sim.runSteps(1);
+    sim.crash('n1');
+    sim.runSteps(1); // what it sent is lost at the partition
+    sim.healNetwork();
+    // x (n2 or n3) leads the next term; its no-op at index 2 reaches nobody before it crashes.
+    sim.runUntil(() => sim.leader() !== null, 20 * ELECTION_TICKS, 'a leader without n1');
+    const x = sim.leader()?.id ?? '';
+    const y = x === 'n2' ? 'n3' : 'n2';
+    sim.isolate(x);
+    sim.crash(x);
+    sim.runSteps(1);
+    sim.healNetwork();
+    // n1 returns and leads again (its log is ahead of y's). It copies `old` to y, making it a
+    // majority, but once y holds it, y gets nothing of n1's own term: n1's no-op stays on n1.
+    sim.lose = (from, to, m) =>
+      from === 'n1' &&
+      to === y &&
+      m.kind === 'append' &&
+      m.entries.some((e) => e.term > 1) &&
+      sim.node(y).raft?.log.term(2) === 1;
+    sim.restart('n1');
+    sim.runUntil(
+      () => (sim.leader()?.id === 'n1' && sim.status('n1').progress?.[y].matchIndex) === 2,
+      20 * ELECTION_TICKS,
+      `n1 leads and knows y holds old`,
+    );
+    sim.runSteps(3);
+    expect(sim.status('n1')).toMatchObject({ role: 'leader', commitIndex: 1 });
+    expect(sim.node('n1').machine).not.toContain(old);
+    // Rightly so: x returns and leads (y votes for it: x's last term is later than y's), and
+    // overwrites index 2. Had n1 committed `old`, this is where it would have been lost.
+    sim.crash('n1');
+    sim.runSteps(1);
+    sim.lose = null;
+    sim.restart(x);
+    sim.runUntil(() => sim.leader()?.id === x, 20 * ELECTION_TICKS, `${x} leads`);
+    sim.restart('n1');
+    appliedEverywhere(sim, proposeAt(sim, x));
+    expect(sim.nodes.some((n) => n.machine.includes(old))).toBe(false);
+    expect(sim.node('n1').machine).toEqual(sim.node(x).machine);
+  });
+
   test('a restarted node keeps its vote: no second vote in one term', () => {
     const config = (id: string): RaftConfig => ({
       id,
@@ -174,6 +224,7 @@ describe('scenarios', () => {
     const read = sim.read('n1');
     expect(read).not.toBeNull();
     sim.runSteps(5);
+    console.log(sim.trace.slice(-60).join('\n'));
     // The heartbeat round never reaches a majority in term 1: the newer term comes back instead.
     expect(sim.failedReads.has(read ?? '')).toBe(true);
     expect(sim.completedReads.has(read ?? '')).toBe(false);
