@@ -268,6 +268,17 @@ describe('scenarios', () => {
     appliedEverywhere(sim, proposeAt(sim, leader), ['n2', 'n3']);
   });
 
+  test('a follower that cannot hear the leader does not depose it: the others are in its lease', () => {
+    const sim = calm(3);
+    elect(sim, 'n1');
+    sim.blockOneWay('n1', 'n3'); // n3 hears nothing from n1, but its log is as good as n2's
+    sim.runSteps(20 * ELECTION_TICKS);
+    // n3 asks for pre-votes again and again; n2, hearing n1, ignores them (check-quorum lease).
+    expect(sim.status('n3')).toMatchObject({ term: 1, leader: null });
+    expect(sim.status('n1')).toMatchObject({ role: 'leader', term: 1 });
+    expect(sim.stats.elections).toBe(1);
+  });
+
   test('a single member commits and reads on its own', () => {
     const sim = calm(1);
     sim.tickNode('n1', 2 * ELECTION_TICKS);
@@ -303,6 +314,41 @@ describe('scenarios', () => {
     expect(sim.node('n2').machine).toEqual(machine.slice(0, before.snapshotIndex));
     sim.processReady(sim.node('n2'));
     expect(sim.node('n2').machine).toEqual(machine);
+  });
+
+  test('a follower commits only what the append vouches for (Figure 2: min(leaderCommit, last new))', () => {
+    const c = new RaftNode<string, null>(
+      {
+        id: 'c',
+        peers: ['a', 'b', 'c'],
+        electionTicks: 10,
+        heartbeatTicks: 1,
+        electionJitter: () => 0,
+      },
+      {
+        // c holds an entry of term 2 that the leader of term 3 does not have at index 3.
+        hardState: { term: 2, votedFor: null, commitIndex: 1 },
+        snapshot: null,
+        entries: [
+          { index: 1, term: 1, command: null },
+          { index: 2, term: 1, command: 'x' },
+          { index: 3, term: 2, command: 'stale' },
+        ],
+      },
+    );
+    // A late append of b's, carrying index 2 only, while b has committed its own index 3.
+    c.step({
+      kind: 'append',
+      term: 3,
+      from: 'b',
+      prevIndex: 1,
+      prevTerm: 1,
+      entries: [{ index: 2, term: 1, command: 'x' }],
+      commitIndex: 3,
+    });
+    expect(c.status()).toMatchObject({ commitIndex: 2, lastIndex: 3 });
+    // Restarted without a snapshot: it applies from index 1 on, up to 2 and not 3.
+    expect(c.ready().committed.map((e) => e.command)).toEqual([null, 'x']);
   });
 
   test('a conflicting suffix: the Ready says to overwrite from the first conflicting index', () => {
