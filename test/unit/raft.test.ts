@@ -271,6 +271,7 @@ describe('scenarios', () => {
   test('a follower that cannot hear the leader does not depose it: the others are in its lease', () => {
     const sim = calm(3);
     elect(sim, 'n1');
+    appliedEverywhere(sim, proposeAt(sim, 'n1'));
     sim.blockOneWay('n1', 'n3'); // n3 hears nothing from n1, but its log is as good as n2's
     sim.runSteps(20 * ELECTION_TICKS);
     // n3 asks for pre-votes again and again; n2, hearing n1, ignores them (check-quorum lease).
