@@ -56,6 +56,11 @@ export interface SimConfig {
   readonly compactEvery: number;
   /** Entries per AppendEntries message (small: a new leader's no-op travels apart). */
   readonly appendEntriesMax: number;
+  /**
+   * Whether the shell saves the commit index. If not, a restarted node re-applies only its
+   * snapshot and learns the rest from the leader: safety must not depend on it.
+   */
+  readonly persistCommitIndex: boolean;
 }
 
 export const SIM_CONFIG_DEFAULT: SimConfig = {
@@ -64,6 +69,7 @@ export const SIM_CONFIG_DEFAULT: SimConfig = {
   heartbeatTicks: 1,
   compactEvery: 8,
   appendEntriesMax: APPEND_ENTRIES_MAX,
+  persistCommitIndex: true,
 };
 
 /** What the network and the processes do wrong; chances are per message or per step. */
@@ -686,7 +692,9 @@ export class RaftSim {
       if (ready.hardState.term < disk.hardState.term) {
         throw new InvariantError(`${node.id}'s saved term goes back`);
       }
-      disk.hardState = ready.hardState;
+      disk.hardState = this.config.persistCommitIndex
+        ? ready.hardState
+        : { ...ready.hardState, commitIndex: 0 };
     }
   }
 
@@ -1022,6 +1030,7 @@ export function randomSim(seed: number, tracing = false, members?: number): Raft
     heartbeatTicks: random.pick([1, 1, 2]),
     compactEvery: random.int(4, 12),
     appendEntriesMax: random.pick([1, 2, 3, APPEND_ENTRIES_MAX]),
+    persistCommitIndex: random.next() < 0.75,
   };
   const sim = new RaftSim(config, random, tracing);
   for (const node of sim.nodes) node.pace = 0.5 + random.next();
