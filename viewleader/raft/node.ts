@@ -276,8 +276,9 @@ export class RaftNode<C, S> {
         }
         return;
       case 'vote_reply':
-        if (this.currentRole === 'candidate' && m.term === this.currentTerm)
+        if (this.currentRole === 'candidate' && m.term === this.currentTerm) {
           this.tally(m.from, m.granted);
+        }
         return;
       case 'append':
         this.acceptLeader(m.from);
