@@ -224,7 +224,6 @@ describe('scenarios', () => {
     const read = sim.read('n1');
     expect(read).not.toBeNull();
     sim.runSteps(5);
-    console.log(sim.trace.slice(-60).join('\n'));
     // The heartbeat round never reaches a majority in term 1: the newer term comes back instead.
     expect(sim.failedReads.has(read ?? '')).toBe(true);
     expect(sim.completedReads.has(read ?? '')).toBe(false);
