@@ -105,6 +105,25 @@ export const COMMANDS: readonly Command[] = [
     },
   },
   {
+    name: 'viewleader_status',
+    args: '',
+    describe:
+      'every view leader member given by --viewleader: role, term, how far its log is applied',
+    arity: 0,
+    run: async (c) => {
+      const members = await c.cluster.viewLeaderStatus();
+      const rows = members.map((m) =>
+        m.role === 'unreachable'
+          ? `${m.address} unreachable`
+          : m.replicated
+            ? `${m.address} ${m.role} term ${m.term} applied ${m.appliedIndex}/${m.commitIndex}` +
+              ` epoch ${m.epoch}${m.leader !== null && m.role !== 'leader' ? ` leader ${m.leader}` : ''}`
+            : `${m.address} ${m.role} (alone) epoch ${m.epoch}`,
+      );
+      return { json: { members }, text: linesText(rows) };
+    },
+  },
+  {
     name: 'setr',
     args: 'KEY [VALUE]',
     describe: 'replicated set by two-phase commit (VALUE from stdin if left out)',

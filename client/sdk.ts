@@ -7,7 +7,7 @@ import { candidateAddresses } from '../lib/address';
 import { assert } from '../lib/assert';
 import { coordinatorBallot } from '../lib/ballot';
 import { DhtError } from '../lib/errors';
-import { UnreachableError } from '../lib/http-client';
+import { call, UnreachableError } from '../lib/http-client';
 import { callBatched } from '../lib/batching';
 import {
   CLIENT_TIMEOUT_S_DEFAULT,
@@ -24,6 +24,7 @@ import {
   ServerApi,
   Value,
   ViewLeaderApi,
+  type MemberStatus,
   type RequestOf,
   type ServerRef,
   type View,
@@ -31,6 +32,7 @@ import {
 import { allocateReplicas } from '../lib/ring';
 import { Coordinator, type AckResult, type Send, type VoteResult } from './coordinator';
 import { CandidateSet } from './endpoints';
+import { ViewLeaderGroup } from '../lib/view-leader-group';
 
 export interface ClientOptions {
   /** `HOST[:PORT][,...]`; a HOST alone scans the contract's port range. */
@@ -57,7 +59,7 @@ export interface GetrResult {
 }
 
 export class DhtClient {
-  private readonly viewLeader: CandidateSet;
+  private readonly viewLeader: ViewLeaderGroup;
   private readonly timeoutMs: number;
   private readonly waitMs: number;
   private readonly cacheView: boolean;
@@ -74,7 +76,7 @@ export class DhtClient {
       VIEWLEADER_PORT_FIRST,
       VIEWLEADER_PORT_LAST,
     );
-    this.viewLeader = new CandidateSet('view leader', addresses, this.timeoutMs);
+    this.viewLeader = new ViewLeaderGroup(addresses, this.timeoutMs);
   }
 
   // ---- view leader ------------------------------------------------------------------------------
@@ -126,7 +128,34 @@ export class DhtClient {
   }
 
   async lockRelease(lock: string, requester: string): Promise<void> {
-    await this.viewLeader.call(ViewLeaderApi.lockRelease, { lock, requester });
+    // Not idempotent: a second release after a timed-out first one would say `lock_not_held`.
+    await this.viewLeader.call(
+      ViewLeaderApi.lockRelease,
+      { lock, requester },
+      { idempotent: false },
+    );
+  }
+
+  /**
+   * Every member of the view leader as it reports itself (`viewleader_status`); a member that
+   * does not answer is `unreachable`. Asks each address given, in order.
+   */
+  async viewLeaderStatus(): Promise<MemberStatus[]> {
+    return Promise.all(
+      this.viewLeader.addresses.map(async (address) => {
+        try {
+          return await call(
+            address,
+            ViewLeaderApi.viewleaderStatus,
+            {},
+            { timeoutMs: this.timeoutMs },
+          );
+        } catch (err) {
+          if (!(err instanceof UnreachableError)) throw err;
+          return unreachableMember(address);
+        }
+      }),
+    );
   }
 
   async deadlocks(): Promise<string[][]> {
@@ -405,4 +434,19 @@ function checkValue(value: string): void {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function unreachableMember(address: string): MemberStatus {
+  return {
+    address,
+    role: 'unreachable',
+    term: 0,
+    leader: null,
+    commitIndex: 0,
+    appliedIndex: 0,
+    lastIndex: 0,
+    snapshotIndex: 0,
+    epoch: 0,
+    replicated: false,
+  };
 }

@@ -50,7 +50,8 @@ export type ErrorReason =
   | 'storage_busy'
   | 'storage_failed'
   | 'stale_view'
-  | 'key_deleted';
+  | 'key_deleted'
+  | 'not_leader';
 
 export class DhtError extends Error {
   override name = 'DhtError';
@@ -67,6 +68,23 @@ export class DhtError extends Error {
   }
 }
 
+/**
+ * A member of a replicated view leader that does not lead (or leads but does not serve yet):
+ * nothing was done; ask `leader` (null: none known, an election may be under way; try another
+ * member or again shortly).
+ */
+export class NotLeaderError extends DhtError {
+  override name = 'NotLeaderError';
+  constructor(
+    readonly leader: string | null,
+    message = leader === null
+      ? 'this view leader member does not lead, and knows no leader yet; try again'
+      : `this view leader member does not lead; ask ${leader}`,
+  ) {
+    super('retry', message, 'not_leader');
+  }
+}
+
 export function isErrorKind(value: unknown): value is ErrorKind {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_KINDS, value);
 }
@@ -76,10 +94,15 @@ export interface ErrorBody {
   kind: ErrorKind;
   error: string;
   reason?: ErrorReason;
+  /** With `not_leader`: the leading member's address, or null when none is known. */
+  leader?: string | null;
 }
 
 export function toErrorBody(err: DhtError): ErrorBody {
-  return err.reason === undefined
-    ? { kind: err.kind, error: err.message }
-    : { kind: err.kind, error: err.message, reason: err.reason };
+  const body: ErrorBody =
+    err.reason === undefined
+      ? { kind: err.kind, error: err.message }
+      : { kind: err.kind, error: err.message, reason: err.reason };
+  if (err instanceof NotLeaderError) body.leader = err.leader;
+  return body;
 }

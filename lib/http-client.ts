@@ -4,7 +4,7 @@
 import http from 'node:http';
 import axios, { AxiosError } from 'axios';
 import type { z } from 'zod';
-import { DhtError, isErrorKind, type ErrorReason } from './errors';
+import { DhtError, isErrorKind, NotLeaderError, type ErrorReason } from './errors';
 import type { Endpoint } from './messages';
 import { RPC_TIMEOUT_MS_DEFAULT } from './limits';
 
@@ -90,6 +90,10 @@ export function interpretAnswer<Req extends z.ZodType, Res extends z.ZodType>(
       'reason' in data && typeof data.reason === 'string'
         ? (data.reason as ErrorReason)
         : undefined;
+    if (reason === 'not_leader') {
+      const leader = 'leader' in data && typeof data.leader === 'string' ? data.leader : null;
+      throw new NotLeaderError(leader, message);
+    }
     throw new DhtError(data.kind, message, reason);
   }
   throw new DhtError('unknown', `HTTP ${status} from ${address}${endpoint.path}`);

@@ -153,3 +153,34 @@ export const VIEWLEADER_SYNC_BATCH_BYTES_MAX = 8 * 1024 * 1024;
  */
 export const VIEWLEADER_SYNC_QUEUE_STEPS_MAX = 4 * VIEWLEADER_SYNC_BATCH_STEPS_MAX;
 export const VIEWLEADER_SYNC_QUEUE_BYTES_MAX = 8 * VIEWLEADER_SYNC_BATCH_BYTES_MAX;
+
+// ---- the replicated view leader (viewleader/replication.ts; the Raft core's own bounds are in
+// viewleader/raft/limits.ts) ----------------------------------------------------------------------
+
+/** One Raft tick. Election timeouts and heartbeats are counted in ticks. */
+export const RAFT_TICK_MS = 100;
+/**
+ * Ticks without a leader before a follower campaigns (plus a random 0..this-1 more): 1 to 2 s.
+ * Detection plus an election stays well within the contract's "a new leader within 5 s".
+ */
+export const RAFT_ELECTION_TICKS = 10;
+/** A leader's heartbeat period, in ticks. */
+export const RAFT_HEARTBEAT_TICKS = 1;
+/** Applied entries kept in the log before the state is snapshotted and the log cut. */
+export const RAFT_SNAPSHOT_ENTRIES = 1000;
+/** One member-to-member message's deadline: an unanswered one is dropped (Raft resends). */
+export const RAFT_SEND_TIMEOUT_MS = 500;
+/** Requests in flight to one member; beyond, messages are dropped (a stopped member). */
+export const RAFT_SENDS_IN_FLIGHT_MAX = 16;
+/**
+ * How long an answer waits for its change to commit, or for a read-index confirmation, before it
+ * gives up with `retry` (a lost majority; the client asks again).
+ */
+export const RAFT_COMMIT_WAIT_MS_MAX = 3000;
+/**
+ * How long a caller of the view leader keeps looking for the leading member (following
+ * redirects, waiting out an election) before it reports the view leader unavailable.
+ */
+export const VIEWLEADER_FAILOVER_WAIT_MS = 6000;
+/** Pause between rounds over the members while no leader is known. */
+export const VIEWLEADER_RETRY_MS = 100;

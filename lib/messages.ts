@@ -244,6 +244,46 @@ const readEndpoint = <Req extends z.ZodType, Res extends z.ZodType>(
   response: Res,
 ): Endpoint<Req, Res> => ({ path, request, response, readOnly: true });
 
+// ---- the replicated view leader's members among themselves, and their status ------------------
+
+/**
+ * Raft messages from one member to another (viewleader/raft/messages.ts has their shapes). The
+ * edge checks only the envelope and each message's kind, term and sender; the core checks the
+ * rest as it steps them, from members named in `--peers` only.
+ */
+export const RaftRequest = z.object({
+  from: z.string().min(1).max(300),
+  messages: z
+    .array(
+      z.looseObject({
+        kind: z.string().max(32),
+        term: z.number().int().nonnegative(),
+        from: z.string().min(1).max(300),
+      }),
+    )
+    .max(4096),
+});
+export type RaftRequest = z.infer<typeof RaftRequest>;
+
+export const MemberRole = z.enum(['leader', 'follower', 'candidate', 'unreachable']);
+export type MemberRole = z.infer<typeof MemberRole>;
+/** One member of the view leader as it reports itself (`viewleader_status`). */
+export const MemberStatus = z.object({
+  address: z.string(),
+  role: MemberRole,
+  term: z.number().int().nonnegative(),
+  leader: z.string().nullable(),
+  commitIndex: z.number().int().nonnegative(),
+  appliedIndex: z.number().int().nonnegative(),
+  lastIndex: z.number().int().nonnegative(),
+  snapshotIndex: z.number().int().nonnegative(),
+  /** The view's epoch in the applied state. */
+  epoch: z.number().int().nonnegative(),
+  /** Replicated (`--peers`), or alone. */
+  replicated: z.boolean(),
+});
+export type MemberStatus = z.infer<typeof MemberStatus>;
+
 export const ViewLeaderApi = {
   heartbeat: endpoint('/heartbeat', HeartbeatRequest, HeartbeatResponse),
   queryServers: readEndpoint('/query_servers', Empty, View),
@@ -251,6 +291,8 @@ export const ViewLeaderApi = {
   lockGet: endpoint('/lock_get', LockRequest, LockGetResponse),
   lockRelease: endpoint('/lock_release', LockRequest, Ok),
   deadlocks: readEndpoint('/deadlocks', Empty, DeadlocksResponse),
+  viewleaderStatus: readEndpoint('/viewleader_status', Empty, MemberStatus),
+  raft: endpoint('/raft', RaftRequest, Ok),
 } as const;
 
 export const ServerApi = {

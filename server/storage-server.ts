@@ -3,6 +3,7 @@
 // and timers: it executes what they decide and feeds them what the network says.
 
 import { randomUUID } from 'node:crypto';
+import { ViewLeaderGroup } from '../lib/view-leader-group';
 import { DhtError } from '../lib/errors';
 import { call, UnreachableError } from '../lib/http-client';
 import type { Logger } from '../lib/logger';
@@ -82,7 +83,8 @@ export class StorageServer {
   private readonly tracker = new ViewTracker();
   /** The servers of the last view installed, for their addresses (the tracker keeps IDs only). */
   private viewServers: readonly ServerRef[] = [];
-  private viewLeaderIndex = 0;
+  /** The view leader's members; the one that answered last is asked first. */
+  private readonly viewLeaders: ViewLeaderGroup;
   private heartbeatInFlight = false;
   /** Since when no view leader has answered, and when that was last logged. */
   private viewLeaderLost: { sinceMs: number; warnedMs: number } | undefined;
@@ -99,6 +101,7 @@ export class StorageServer {
     private readonly logger: Logger,
   ) {
     this.serverId = config.serverId;
+    this.viewLeaders = new ViewLeaderGroup(config.viewLeaders, VIEWLEADER_TIMEOUT_MS);
     this.participant = this.newParticipant();
     // What this server had promised, accepted and decided before a restart (empty when new).
     this.participant.restore(readParticipantState(store), performance.now());
@@ -554,55 +557,53 @@ export class StorageServer {
   }
 
   private async heartbeatOnce(): Promise<void> {
-    const leaders = this.config.viewLeaders;
-    for (let attempt = 0; attempt < leaders.length; attempt++) {
-      const address = leaders[(this.viewLeaderIndex + attempt) % leaders.length];
-      const sentAtMs = performance.now();
-      try {
-        const ack = await call(
-          address,
-          ViewLeaderApi.heartbeat,
-          {
-            serverId: this.serverId,
-            address: this.address,
-            epoch: this.tracker.reportedEpoch,
-          },
-          { timeoutMs: VIEWLEADER_TIMEOUT_MS },
+    const sentAtMs = performance.now(); // the lease counts from here: earlier is the safe side
+    try {
+      const ack = await this.viewLeaders.call(
+        ViewLeaderApi.heartbeat,
+        { serverId: this.serverId, address: this.address, epoch: this.tracker.reportedEpoch },
+        { waitMs: VIEWLEADER_TIMEOUT_MS },
+      );
+      if (this.viewLeaderLost !== undefined) {
+        const downMs = Math.round(performance.now() - this.viewLeaderLost.sinceMs);
+        this.logger.info(
+          { address: this.viewLeaders.current, downMs },
+          'view leader reachable again',
         );
-        this.viewLeaderIndex = (this.viewLeaderIndex + attempt) % leaders.length;
-        if (this.viewLeaderLost !== undefined) {
-          const downMs = Math.round(performance.now() - this.viewLeaderLost.sinceMs);
-          this.logger.info({ address, downMs }, 'view leader reachable again');
-          this.viewLeaderLost = undefined;
-        }
-        this.tracker.renewLease(sentAtMs, ack.leaseMs);
-        await this.execute(this.tracker.onAck(ack.view));
+        this.viewLeaderLost = undefined;
+      }
+      this.tracker.renewLease(sentAtMs, ack.leaseMs);
+      await this.execute(this.tracker.onAck(ack.view));
+    } catch (err) {
+      if (!(err instanceof DhtError)) throw err;
+      if (err.kind === 'unavailable' || err instanceof UnreachableError) {
+        this.noteViewLeaderLost();
         return;
-      } catch (err) {
-        if (err instanceof UnreachableError) continue;
-        if (err instanceof DhtError) {
-          // Logged and left to the next heartbeat, which asks again: only `server_expired` is
-          // final. `address_in_use` (the view leader found another live server answering at
-          // this address) clears once that server stops answering there.
-          this.logger.error(
-            { err: err.message, reason: err.reason },
-            'heartbeat rejected by the view leader',
-          );
-          if (err.reason === 'server_expired') {
-            this.tracker.onExpelled();
-            if (this.config.durable) await this.rejoinWithNewId();
-          }
-          return;
-        }
-        throw err;
+      }
+      // Logged and left to the next heartbeat, which asks again: only `server_expired` is
+      // final. `address_in_use` (the view leader found another live server answering at this
+      // address) clears once that server stops answering there.
+      this.logger.error(
+        { err: err.message, reason: err.reason },
+        'heartbeat rejected by the view leader',
+      );
+      if (err.reason === 'server_expired') {
+        this.tracker.onExpelled();
+        if (this.config.durable) await this.rejoinWithNewId();
       }
     }
+  }
+
+  private noteViewLeaderLost(): void {
     const nowMs = performance.now();
     const lost = (this.viewLeaderLost ??= { sinceMs: nowMs, warnedMs: -Infinity });
     if (nowMs - lost.warnedMs >= UNREACHABLE_WARNING_INTERVAL_MS) {
       lost.warnedMs = nowMs;
       this.logger.warn(
-        { viewLeaders: leaders.length, downMs: Math.round(nowMs - lost.sinceMs) },
+        {
+          viewLeaders: this.viewLeaders.addresses.length,
+          downMs: Math.round(nowMs - lost.sinceMs),
+        },
         'no view leader reachable; will keep trying',
       );
     }
@@ -664,13 +665,11 @@ export class StorageServer {
   }
 
   private async report(epoch: number, phase: RebalancePhase): Promise<void> {
-    const address = this.config.viewLeaders[this.viewLeaderIndex];
     try {
-      await call(
-        address,
+      await this.viewLeaders.call(
         ViewLeaderApi.rebalanceDone,
         { serverId: this.serverId, epoch, phase },
-        { timeoutMs: VIEWLEADER_TIMEOUT_MS },
+        { waitMs: VIEWLEADER_TIMEOUT_MS },
       );
       this.tracker.onReported(epoch, phase);
     } catch (err) {

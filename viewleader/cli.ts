@@ -4,6 +4,7 @@
 import path from 'node:path';
 import yargs from 'yargs';
 import { positiveSeconds, withProcessOptions, type CommonProcessOptions } from '../lib/cli-options';
+import { formatAddress, parseHostPort } from '../lib/address';
 import { ERROR_KINDS } from '../lib/errors';
 import {
   FAILURE_TIMEOUT_S_DEFAULT,
@@ -21,6 +22,34 @@ export type StorageOption =
 export interface ViewLeaderOptions extends CommonProcessOptions {
   readonly failureTimeoutMs: number;
   readonly storage: StorageOption;
+  /**
+   * Every member of a replicated view leader, this one included (`--peers`), as HOST:PORT in the
+   * order given; undefined when this view leader runs alone.
+   */
+  readonly peers: readonly string[] | undefined;
+}
+
+/** The contract: 3 or 5 members (2f+1, surviving f failures). */
+const PEER_COUNTS = [3, 5];
+
+/** `--peers A,B,C`: each a HOST:PORT, no repeats, 3 or 5 of them. */
+export function parsePeers(list: string): string[] {
+  const peers = list
+    .split(',')
+    .filter((item) => item.trim() !== '')
+    .map((item) => {
+      const { host, port } = parseHostPort(item);
+      if (port === undefined) throw new Error(`--peers: '${item.trim()}' needs a port (HOST:PORT)`);
+      return formatAddress(host, port);
+    });
+  if (new Set(peers).size !== peers.length) throw new Error('--peers: a member is named twice');
+  if (!PEER_COUNTS.includes(peers.length)) {
+    throw new Error(
+      `--peers: ${peers.length} member(s) given; a replicated view leader has 3 or 5 ` +
+        '(run without --peers for a view leader alone)',
+    );
+  }
+  return peers;
 }
 
 /** The contract's default: `dht-data/viewleader-PORT` under the working directory. */
@@ -54,13 +83,28 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
       type: 'boolean',
       describe: 'keep nothing on disk: a restart forgets the view, expired IDs and locks',
     })
+    .option('peers', {
+      type: 'string',
+      describe:
+        'every member of a replicated view leader, HOST:PORT,HOST:PORT,... (3 or 5, this one ' +
+        'included; needs --port, and a data directory: the vote and log must survive a restart)',
+    })
     .conflicts('data-dir', 'in-memory')
+    .conflicts('peers', 'in-memory')
     // A flag given without its value (`--port` at the end) must not silently mean "default".
-    .requiresArg(['host', 'port', 'log-level', 'failure-timeout', 'data-dir'])
+    .requiresArg(['host', 'port', 'log-level', 'failure-timeout', 'data-dir', 'peers'])
     .check((argv) => {
       if (argv._.length > 0) throw new Error(`unexpected argument: ${String(argv._[0])}`);
       if (argv['data-dir'] !== undefined && argv['data-dir'].trim() === '') {
         throw new Error('--data-dir must name a directory');
+      }
+      if (argv.peers !== undefined) {
+        const peers = parsePeers(argv.peers);
+        if (argv.port === undefined) throw new Error("--peers needs --port (this member's own)");
+        const self = formatAddress(argv.host, argv.port);
+        if (!peers.includes(self)) {
+          throw new Error(`--peers must include this member's own address ${self}`);
+        }
       }
       return true;
     })
@@ -82,5 +126,6 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
     failureTimeoutMs: parsed['failure-timeout'] * 1000,
     storage:
       parsed['in-memory'] === true ? { kind: 'memory' } : { kind: 'disk', dir: parsed['data-dir'] },
+    peers: parsed.peers === undefined ? undefined : parsePeers(parsed.peers),
   };
 }

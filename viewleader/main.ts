@@ -10,8 +10,13 @@
 // directory used by another process (LevelDB's lock: `--data-dir` naming it twice), unreadable
 // or corrupt ends the start with one `ERROR: ...` line and exit 1, the port released again.
 // Requests that reach the port before the state is restored wait for it (viewLeaderRoutes).
+//
+// With `--peers`, this process is one member of a replicated view leader (runMember): its state
+// is the Raft log in its data directory (viewleader/replication.ts), and it serves requests only
+// while it leads; the other members answer `not_leader` with the leader's address.
 
 import { performance } from 'node:perf_hooks';
+import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
 import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
 import { portsToTry } from '../lib/cli-options';
@@ -22,8 +27,11 @@ import { dataDirFor, parseViewLeaderArgs, type ViewLeaderOptions } from './cli';
 import { probeAddress } from './address-probe';
 import { LockTable } from './locks';
 import { Membership } from './membership';
+import { RaftStore } from './raft-store';
+import { ReplicatedStateLog } from './replicated-state-log';
+import { Replication } from './replication';
 import { viewLeaderRoutes, ViewLeader } from './routes';
-import { IN_MEMORY, type StateLog } from './saved-state';
+import { epochOfRecords, IN_MEMORY, snapshotFromRecords, type StateLog } from './saved-state';
 import { StateStore } from './state-store';
 
 /**
@@ -45,12 +53,21 @@ async function main(): Promise<void> {
   const options = parseViewLeaderArgs(process.argv.slice(2));
   const logger = createLogger('viewleader', options.logLevel);
   const rpc = new RpcServer(logger);
+  if (options.peers !== undefined) {
+    await runMember(options, options.peers, rpc, logger);
+    return;
+  }
   let started!: (leader: ViewLeader) => void;
   const leader = new Promise<ViewLeader>((resolve) => (started = resolve));
-  viewLeaderRoutes(rpc, leader);
+  let address = '';
+  viewLeaderRoutes(rpc, {
+    leader: () => leader,
+    status: async () => ({ ...(await leader).status(), address }),
+  });
   const ports = portsToTry(options.port, VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST);
   const listening = await rpc.listen(options.host, ports);
   const port = Number(listening.address.slice(listening.address.lastIndexOf(':') + 1));
+  address = listening.address;
 
   let restored: Restored;
   try {
@@ -69,11 +86,7 @@ async function main(): Promise<void> {
     state,
   );
   started(viewLeader);
-  const tickIntervalMs = Math.min(
-    TICK_INTERVAL_MS_MAX,
-    Math.max(TICK_INTERVAL_MS_MIN, options.failureTimeoutMs / 4),
-  );
-  const timer = setInterval(() => viewLeader.tick(), tickIntervalMs);
+  const timer = setInterval(() => viewLeader.tick(), tickIntervalMs(options));
   logger.info(
     {
       address: listening.address,
@@ -85,6 +98,116 @@ async function main(): Promise<void> {
   announceAndRunUntilSignal(listening, logger, async () => {
     clearInterval(timer);
     await store?.close();
+  });
+}
+
+function tickIntervalMs(options: ViewLeaderOptions): number {
+  return Math.min(
+    TICK_INTERVAL_MS_MAX,
+    Math.max(TICK_INTERVAL_MS_MIN, options.failureTimeoutMs / 4),
+  );
+}
+
+/**
+ * One member of a replicated view leader. The cores (Membership, LockTable) exist only while this
+ * member leads: built from the applied log when it starts to serve (every server then counts as
+ * heard from now, a full failure timeout before anyone is expelled), dropped when it stops.
+ */
+async function runMember(
+  options: ViewLeaderOptions,
+  peers: readonly string[],
+  rpc: RpcServer,
+  logger: Logger,
+): Promise<void> {
+  assert(options.storage.kind === 'disk', 'a member keeps its vote and log on disk (cli.ts)');
+  assert(options.port !== undefined, 'a member listens on its own port (cli.ts)');
+  /** Set once the log is read; until then Raft messages are dropped. */
+  const opening: { member?: Replication } = {};
+  let current: ViewLeader | undefined;
+  let opened!: (replication: Replication) => void;
+  const ready = new Promise<Replication>((resolve) => (opened = resolve));
+  viewLeaderRoutes(rpc, {
+    leader: async () => {
+      const member = await ready;
+      if (current === undefined) throw member.notLeader();
+      return current;
+    },
+    status: async () => {
+      const member = await ready;
+      return member.status(current?.epoch ?? epochOfRecords(member.appliedRecords));
+    },
+    // Messages that arrive before the log is read are dropped: Raft sends them again.
+    raft: (request) => opening.member?.receive(request.from, request.messages),
+  });
+  const listening = await rpc.listen(options.host, [options.port]);
+  const dir = dataDirFor(options.storage.dir, options.port);
+  let fromDisk: Awaited<ReturnType<typeof RaftStore.open>>;
+  try {
+    fromDisk = await RaftStore.open(dir, peers);
+  } catch (err) {
+    listening.server.close();
+    throw err;
+  }
+  const { store, persisted } = fromDisk;
+  const member: Replication = new Replication(
+    listening.address,
+    peers,
+    store,
+    persisted,
+    {
+      onLead: (records) => {
+        const snapshot = snapshotFromRecords(records);
+        const membership = Membership.restore(
+          snapshot.membership,
+          options.failureTimeoutMs,
+          performance.now(),
+        );
+        const locks = LockTable.restore(snapshot.locks);
+        const log = new ReplicatedStateLog(member);
+        // Restoring changes nothing, unless the expired IDs are trimmed to a lower bound.
+        log.write({ membership: membership.takeChanges(), locks: locks.takeChanges() });
+        current = new ViewLeader(
+          membership,
+          locks,
+          logger,
+          () => performance.now(),
+          (address) => probeAddress(address),
+          log,
+        );
+        logger.info(
+          { epoch: membership.epoch, servers: membership.view().servers.length },
+          'leading: the view leader state is rebuilt from the log',
+        );
+      },
+      onFollow: () => {
+        current = undefined;
+      },
+      onFailure: (err) => {
+        logger.fatal({ err, dataDir: dir }, 'saving the Raft log failed; exiting');
+        process.stderr.write(`ERROR: cannot save the Raft log in ${dir}: ${err.message}\n`);
+        process.exit(1);
+      },
+    },
+    logger,
+  );
+  opening.member = member;
+  member.start();
+  opened(member);
+  const timer = setInterval(() => current?.tick(), tickIntervalMs(options));
+  logger.info(
+    {
+      address: listening.address,
+      peers,
+      failureTimeoutMs: options.failureTimeoutMs,
+      dataDir: dir,
+      term: persisted?.hardState.term ?? 0,
+    },
+    'view leader member ready',
+  );
+  announceAndRunUntilSignal(listening, logger, async () => {
+    clearInterval(timer);
+    await member.stop();
+    await store.close();
   });
 }
 

@@ -10,8 +10,15 @@
 
 import { DhtError } from '../lib/errors';
 import type { RpcServer } from '../lib/http-server';
+import { TRANSFER_BODY_BYTES_MAX } from '../lib/limits';
 import type { Logger } from '../lib/logger';
-import { ViewLeaderApi, type RequestOf, type ResponseOf } from '../lib/messages';
+import {
+  ViewLeaderApi,
+  type MemberStatus,
+  type RaftRequest,
+  type RequestOf,
+  type ResponseOf,
+} from '../lib/messages';
 import type { Cycle, LockTable } from './locks';
 import type { AddressProbe, Membership, ViewChange } from './membership';
 import { IN_MEMORY, type StateLog } from './saved-state';
@@ -87,6 +94,7 @@ export class ViewLeader {
     try {
       await this.state.durable();
     } catch (err) {
+      if (err instanceof DhtError) throw err; // not_leader: the caller asks the leader
       const message = err instanceof Error ? err.message : String(err);
       throw new DhtError('unavailable', `the view leader could not save its state: ${message}`);
     }
@@ -253,7 +261,31 @@ export class ViewLeader {
   }
 
   routes(rpc: RpcServer): RpcServer {
-    return viewLeaderRoutes(rpc, Promise.resolve(this));
+    return viewLeaderRoutes(rpc, {
+      leader: () => Promise.resolve(this),
+      status: () => this.status(),
+    });
+  }
+
+  /** How this view leader reports itself when it runs alone (`viewleader_status`). */
+  status(): MemberStatus {
+    return {
+      address: '',
+      role: 'leader',
+      term: 0,
+      leader: null,
+      commitIndex: 0,
+      appliedIndex: 0,
+      lastIndex: 0,
+      snapshotIndex: 0,
+      epoch: this.membership.epoch,
+      replicated: false,
+    };
+  }
+
+  /** The epoch of the view this view leader serves. */
+  get epoch(): number {
+    return this.membership.epoch;
   }
 
   /** Log a view change and drop the locks of the servers that left (by ID and by address). */
@@ -292,19 +324,43 @@ export class ViewLeader {
   }
 }
 
-/**
- * The view leader's endpoints, answered by `leader` once it resolves. main.ts takes its port
- * before it reads its data directory (the default directory's name holds the port), so a request
- * that arrives in between waits for the restored state instead of seeing an empty one.
- */
-export function viewLeaderRoutes(rpc: RpcServer, leader: Promise<ViewLeader>): RpcServer {
-  return rpc
-    .route(ViewLeaderApi.heartbeat, async (r) => (await leader).heartbeat(r))
-    .route(ViewLeaderApi.queryServers, async () => (await leader).queryServers())
-    .route(ViewLeaderApi.rebalanceDone, async (r) => (await leader).rebalanceDone(r))
-    .route(ViewLeaderApi.lockGet, async (r) => (await leader).lockGet(r))
-    .route(ViewLeaderApi.lockRelease, async (r) => (await leader).lockRelease(r))
-    .route(ViewLeaderApi.deadlocks, async () => (await leader).deadlocks());
+export interface ViewLeaderRouting {
+  /**
+   * The ViewLeader that answers, once it is ready. main.ts takes its port before it reads its
+   * data directory (the default directory's name holds the port), so a request that arrives in
+   * between waits for the restored state instead of seeing an empty one. A member of a
+   * replicated view leader that does not lead rejects with NotLeaderError (`not_leader`).
+   */
+  readonly leader: () => Promise<ViewLeader>;
+  /** `viewleader_status`: how this member reports itself (any member answers). */
+  readonly status: () => MemberStatus | Promise<MemberStatus>;
+  /** Raft messages from another member (replicated only). */
+  readonly raft?: (request: RaftRequest) => void;
+}
+
+/** The view leader's endpoints. */
+export function viewLeaderRoutes(rpc: RpcServer, routing: ViewLeaderRouting): RpcServer {
+  const { leader, status, raft } = routing;
+  rpc
+    .route(ViewLeaderApi.heartbeat, async (r) => (await leader()).heartbeat(r))
+    .route(ViewLeaderApi.queryServers, async () => (await leader()).queryServers())
+    .route(ViewLeaderApi.rebalanceDone, async (r) => (await leader()).rebalanceDone(r))
+    .route(ViewLeaderApi.lockGet, async (r) => (await leader()).lockGet(r))
+    .route(ViewLeaderApi.lockRelease, async (r) => (await leader()).lockRelease(r))
+    .route(ViewLeaderApi.deadlocks, async () => (await leader()).deadlocks())
+    .route(ViewLeaderApi.viewleaderStatus, () => status());
+  if (raft !== undefined) {
+    rpc.route(
+      ViewLeaderApi.raft,
+      (request) => {
+        raft(request);
+        return {};
+      },
+      // A snapshot for a member far behind travels in one message.
+      { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
+    );
+  }
+  return rpc;
 }
 
 /** Why a probe did not prove the newcomer, for the refusal's message. */

@@ -211,6 +211,13 @@ export function snapshotFromRecords(
   };
 }
 
+/** The epoch in a set of records (0 when none was saved yet): cheaper than a whole snapshot. */
+export function epochOfRecords(records: ReadonlyMap<string, string>): number {
+  const saved = records.get(EPOCH_KEY);
+  const epoch = saved === undefined ? 0 : Number(saved);
+  return Number.isSafeInteger(epoch) && epoch >= 0 ? epoch : 0;
+}
+
 /** Code-unit order, independent of the process locale. */
 function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
