@@ -24,6 +24,7 @@ import {
   ServerApi,
   Value,
   ViewLeaderApi,
+  memberWithoutLog,
   type MemberStatus,
   type RequestOf,
   type ServerRef,
@@ -152,7 +153,7 @@ export class DhtClient {
           );
         } catch (err) {
           if (!(err instanceof UnreachableError)) throw err;
-          return unreachableMember(address);
+          return memberWithoutLog(address, 'unreachable', 0);
         }
       }),
     );
@@ -434,19 +435,4 @@ function checkValue(value: string): void {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function unreachableMember(address: string): MemberStatus {
-  return {
-    address,
-    role: 'unreachable',
-    term: 0,
-    leader: null,
-    commitIndex: 0,
-    appliedIndex: 0,
-    lastIndex: 0,
-    snapshotIndex: 0,
-    epoch: 0,
-    replicated: false,
-  };
 }

@@ -284,6 +284,26 @@ export const MemberStatus = z.object({
 });
 export type MemberStatus = z.infer<typeof MemberStatus>;
 
+/** A member with no Raft log to report: a view leader alone, or one that did not answer. */
+export function memberWithoutLog(
+  address: string,
+  role: 'leader' | 'unreachable',
+  epoch: number,
+): MemberStatus {
+  return {
+    address,
+    role,
+    term: 0,
+    leader: null,
+    commitIndex: 0,
+    appliedIndex: 0,
+    lastIndex: 0,
+    snapshotIndex: 0,
+    epoch,
+    replicated: false,
+  };
+}
+
 export const ViewLeaderApi = {
   heartbeat: endpoint('/heartbeat', HeartbeatRequest, HeartbeatResponse),
   queryServers: readEndpoint('/query_servers', Empty, View),

@@ -13,6 +13,7 @@ import type { RpcServer } from '../lib/http-server';
 import { TRANSFER_BODY_BYTES_MAX } from '../lib/limits';
 import type { Logger } from '../lib/logger';
 import {
+  memberWithoutLog,
   ViewLeaderApi,
   type MemberStatus,
   type RaftRequest,
@@ -269,18 +270,7 @@ export class ViewLeader {
 
   /** How this view leader reports itself when it runs alone (`viewleader_status`). */
   status(): MemberStatus {
-    return {
-      address: '',
-      role: 'leader',
-      term: 0,
-      leader: null,
-      commitIndex: 0,
-      appliedIndex: 0,
-      lastIndex: 0,
-      snapshotIndex: 0,
-      epoch: this.membership.epoch,
-      replicated: false,
-    };
+    return memberWithoutLog('', 'leader', this.membership.epoch);
   }
 
   /** The epoch of the view this view leader serves. */
