@@ -171,3 +171,15 @@ function checkRecoveryLog(dir: string, options: LevelDirOptions): string[] {
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Fault injection for tests (docs/testing.md): while the file named by DHT_FAULT_SYNC_FAIL_FILE
+ * exists, every sync of a data directory fails, as on a full disk. Unset, it costs nothing.
+ */
+export function injectedSyncFailure(): ((ops: number) => void) | undefined {
+  const file = process.env.DHT_FAULT_SYNC_FAIL_FILE;
+  if (file === undefined || file === '') return undefined;
+  return () => {
+    if (fs.existsSync(file)) throw new Error(`injected sync failure (${file} exists)`);
+  };
+}

@@ -5,12 +5,12 @@
 // Two servers scanning the range at once therefore never share a directory, and a restarted
 // server on its port finds its own data.
 
-import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { DhtError } from '../lib/errors';
 import { RpcServer, type ListeningServer } from '../lib/http-server';
 import type { Logger } from '../lib/logger';
+import { injectedSyncFailure } from '../lib/level-dir';
 import { DurableStore, StoreOpenError } from './durable-store';
 import { META_TABLE, SERVER_ID_RECORD, type StorageServer } from './storage-server';
 import { MemoryStore, type Store } from './store';
@@ -90,16 +90,4 @@ async function serverIdOf(store: Store): Promise<string> {
   store.putRecord(META_TABLE, SERVER_ID_RECORD, serverId);
   await store.flush();
   return serverId;
-}
-
-/**
- * Fault injection for tests (docs/testing.md): while the file named by DHT_FAULT_SYNC_FAIL_FILE
- * exists, every sync fails, as on a full disk. Unset, it costs nothing.
- */
-function injectedSyncFailure(): ((ops: number) => void) | undefined {
-  const file = process.env.DHT_FAULT_SYNC_FAIL_FILE;
-  if (file === undefined || file === '') return undefined;
-  return () => {
-    if (fs.existsSync(file)) throw new Error(`injected sync failure (${file} exists)`);
-  };
 }

@@ -20,7 +20,7 @@ import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
 import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
 import { portsToTry } from '../lib/cli-options';
-import { StoreOpenError } from '../lib/level-dir';
+import { injectedSyncFailure, StoreOpenError } from '../lib/level-dir';
 import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../lib/limits';
 import { createLogger, type Logger } from '../lib/logger';
 import { dataDirFor, parseViewLeaderArgs, type ViewLeaderOptions } from './cli';
@@ -47,6 +47,8 @@ interface Restored {
   readonly locks: LockTable;
   readonly state: StateLog;
   readonly store: StateStore | undefined;
+  /** Hands the view leader to the store's failure handling (it then refuses changes). */
+  readonly attach: (viewLeader: ViewLeader) => void;
 }
 
 async function main(): Promise<void> {
@@ -85,6 +87,7 @@ async function main(): Promise<void> {
     (address) => probeAddress(address),
     state,
   );
+  restored.attach(viewLeader);
   started(viewLeader);
   const timer = setInterval(() => viewLeader.tick(), tickIntervalMs(options));
   logger.info(
@@ -225,16 +228,43 @@ async function restore(
       locks: new LockTable(),
       state: IN_MEMORY,
       store: undefined,
+      attach: () => undefined,
     };
   }
   const dir = dataDirFor(storage.dir, port);
+  // Saving failed: serve reads of what is on disk and refuse every change until a restart (the
+  // contract's "Disk full or a failed write"). Until the disk is read back, answers fail anyway:
+  // they wait for a durability that will not come.
+  let readOnly: ((membership: Membership, locks: LockTable, failure: DhtError) => void) | undefined;
   const { store, snapshot } = await StateStore.open(dir, {
+    beforeSync: injectedSyncFailure(),
     onFailure: (err) => {
-      // Memory is now ahead of the disk: nothing more may be answered. A restart recovers from
-      // what is on disk, which is everything that was ever answered.
-      logger.fatal({ err, dataDir: dir }, 'saving the view leader state failed; exiting');
-      process.stderr.write(`ERROR: cannot save the view leader state in ${dir}: ${err.message}\n`);
-      process.exit(1);
+      logger.error(
+        { err, dataDir: dir },
+        'saving the view leader state failed: serving reads of what is on disk, refusing changes until restarted',
+      );
+      const failure = new DhtError(
+        'unavailable',
+        `the view leader cannot save its state in ${dir} (${err.message}); it refuses changes until restarted`,
+        'storage_failed',
+      );
+      store
+        .readBack()
+        .then((saved) =>
+          readOnly?.(
+            Membership.restore(saved.membership, failureTimeoutMs, performance.now()),
+            LockTable.restore(saved.locks),
+            failure,
+          ),
+        )
+        .catch((readErr: unknown) => {
+          // Not even readable: nothing can be served that is known to be on disk.
+          logger.fatal({ err: readErr, dataDir: dir }, 'cannot read the saved state back; exiting');
+          process.stderr.write(
+            `ERROR: cannot save the view leader state in ${dir}: ${err.message}\n`,
+          );
+          process.exit(1);
+        });
     },
   });
   let membership: Membership;
@@ -264,7 +294,15 @@ async function restore(
     },
     'view leader state restored',
   );
-  return { membership, locks, state: store, store };
+  return {
+    membership,
+    locks,
+    state: store,
+    store,
+    attach: (viewLeader) => {
+      readOnly = (m, l, failure) => viewLeader.refuseChanges(m, l, failure);
+    },
+  };
 }
 
 main().catch((err: unknown) => {

@@ -8,6 +8,7 @@
 // other's it could reveal (a tick's expiry, another request's lock). A step that changed
 // nothing writes nothing, so a heartbeat of a member costs no write and no sync.
 
+import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
 import type { RpcServer } from '../lib/http-server';
 import { TRANSFER_BODY_BYTES_MAX } from '../lib/limits';
@@ -42,9 +43,15 @@ export class ViewLeader {
    */
   private readonly probes = new Map<string, Promise<AddressProbe>>();
 
+  /**
+   * Set once saving failed: the cores were replaced by what is on disk, reads are served from
+   * them, and every change is refused with this (`storage_failed`) until a restart.
+   */
+  private failure: DhtError | undefined;
+
   constructor(
-    private readonly membership: Membership,
-    private readonly locks: LockTable,
+    private membership: Membership,
+    private locks: LockTable,
     private readonly logger: Logger,
     private readonly nowMs: MonotonicClock,
     private readonly probeAddress: ProbeAddress,
@@ -57,7 +64,7 @@ export class ViewLeader {
    * next tick catches up.
    */
   tick(): void {
-    if (this.state.busy) return;
+    if (this.state.busy || this.failure !== undefined) return;
     this.advanceClock();
     this.save();
   }
@@ -72,6 +79,7 @@ export class ViewLeader {
    * step interleaves; the caller then awaits `durable()` before answering.
    */
   private step<T>(decide: () => T): T {
+    if (this.failure !== undefined) throw this.failure;
     if (this.state.busy) {
       throw new DhtError(
         'retry',
@@ -108,6 +116,7 @@ export class ViewLeader {
    */
   async heartbeat(request: RequestOf<Api['heartbeat']>): Promise<ResponseOf<Api['heartbeat']>> {
     const { serverId, address, epoch } = request;
+    if (this.failure !== undefined) return this.heartbeatReadOnly(serverId, address);
     let outcome = this.step(() => {
       const first = this.membership.heartbeat(serverId, address, this.nowMs(), epoch);
       this.carryOut(first.change);
@@ -183,6 +192,7 @@ export class ViewLeader {
   }
 
   async queryServers(): Promise<ResponseOf<Api['queryServers']>> {
+    if (this.failure !== undefined) return this.membership.view();
     const view = this.step(() => this.membership.view());
     await this.durable();
     return view;
@@ -221,6 +231,10 @@ export class ViewLeader {
 
   async lockGet(request: RequestOf<Api['lockGet']>): Promise<ResponseOf<Api['lockGet']>> {
     const { lock, requester } = request;
+    // While changes are refused, asking again for a lock one holds changes nothing: granted.
+    if (this.failure !== undefined && this.locks.holderOf(lock) === requester) {
+      return { granted: true };
+    }
     const outcome = this.step(() => this.locks.get(lock, requester));
     await this.durable();
     switch (outcome.kind) {
@@ -256,9 +270,38 @@ export class ViewLeader {
   }
 
   async deadlocks(): Promise<ResponseOf<Api['deadlocks']>> {
+    if (this.failure !== undefined) return { cycles: this.locks.deadlocks().map((c) => [...c]) };
     const cycles = this.step(() => this.locks.deadlocks().map((cycle) => [...cycle]));
     await this.durable();
     return { cycles };
+  }
+
+  /**
+   * Saving failed (the contract's "Disk full or a failed write"): from now on serve what is on
+   * disk, read back into `membership` and `locks`, and refuse every change with `failure`. The
+   * cores in memory may hold changes that never reached the disk; none of them was answered, and
+   * none will be shown. A restart on the directory (after the disk is fixed) resumes.
+   */
+  refuseChanges(membership: Membership, locks: LockTable, failure: DhtError): void {
+    this.membership = membership;
+    this.locks = locks;
+    this.failure = failure;
+  }
+
+  /**
+   * A heartbeat while changes are refused: a member of the saved view, at its saved address, is
+   * answered with that view (nothing changes, and nobody can be expelled meanwhile, so its lease
+   * holds); anything else would change the view and is refused.
+   */
+  private heartbeatReadOnly(serverId: string, address: string): ResponseOf<Api['heartbeat']> {
+    assert(this.failure !== undefined, 'only while changes are refused');
+    const view = this.membership.view();
+    if (!view.servers.some((s) => s.id === serverId && s.address === address)) throw this.failure;
+    return {
+      epoch: view.epoch,
+      view,
+      leaseMs: Math.floor(this.membership.failureTimeoutMs),
+    };
   }
 
   routes(rpc: RpcServer): RpcServer {

@@ -8,9 +8,10 @@
 //   (lib/group-commit.ts), as one LevelDB batch with `sync: true` per group, so a step is on disk
 //   entirely or not at all, and concurrent requests share a sync. `durable()` resolves once every
 //   unit written so far is on disk: every answer waits for it (viewleader/routes.ts).
-// - A failed sync is fatal: memory now holds changes the disk may not, and retrying an fsync is
-//   unsafe (lib/group-commit.ts). `onFailure` runs once; the process exits and a restart recovers
-//   from what is on disk. Nothing that depended on the failed write was answered.
+// - A failed sync is final: memory now holds changes the disk may not, and retrying an fsync is
+//   unsafe (lib/group-commit.ts). `onFailure` runs once; the shell then serves reads of what is
+//   on disk (`readBack`) and refuses every change until a restart, which recovers from the disk.
+//   Nothing that depended on the failed write was answered.
 // - `busy` bounds what waits for a sync (VIEWLEADER_SYNC_QUEUE_STEPS_MAX steps, or
 //   VIEWLEADER_SYNC_QUEUE_BYTES_MAX bytes): the shell refuses requests while it is set, before
 //   they change anything, so a write never finds the queue full.
@@ -84,35 +85,19 @@ export class StateStore implements StateLog {
   ): Promise<{ store: StateStore; snapshot: ViewLeaderSnapshot }> {
     const { db } = await openLevelDir(dir, { format: VIEWLEADER_FORMAT });
     try {
-      const records: [string, string][] = [];
-      const iterator = db.iterator();
-      try {
-        for (;;) {
-          const chunk = await iterator.nextv(SCAN_CHUNK);
-          if (chunk.length === 0) break;
-          for (const entry of chunk) if (entry[0] !== FORMAT_KEY) records.push(entry);
-        }
-      } finally {
-        await iterator.close();
-      }
-      let snapshot: ViewLeaderSnapshot;
-      try {
-        snapshot = snapshotFromRecords(records);
-      } catch (err) {
-        if (!(err instanceof SavedStateError)) throw err;
-        throw new StoreOpenError('corrupt', `${dir}: ${err.message}`, { cause: err });
-      }
-      return { store: new StateStore(db, dir, options), snapshot };
+      return { store: new StateStore(db, dir, options), snapshot: await readSnapshot(db, dir) };
     } catch (err) {
       await db.close();
-      throw err instanceof StoreOpenError
-        ? err
-        : new StoreOpenError(
-            'unreadable',
-            `cannot read the view leader state in ${dir}: ${err instanceof Error ? err.message : String(err)}`,
-            { cause: err },
-          );
+      throw err;
     }
+  }
+
+  /**
+   * The state as it is on disk, read back after a failed sync: LevelDB applies a batch to what
+   * it serves only once its log write succeeded, so this is exactly what was synced before.
+   */
+  readBack(): Promise<ViewLeaderSnapshot> {
+    return readSnapshot(this.db, this.dir);
   }
 
   get busy(): boolean {
@@ -162,5 +147,39 @@ export class StateStore implements StateLog {
     if (this.failureReported) return;
     this.failureReported = true;
     this.options.onFailure(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+/** Every record but the format marker, as the snapshot the cores restore from. */
+async function readSnapshot(
+  db: ClassicLevel<string, string>,
+  dir: string,
+): Promise<ViewLeaderSnapshot> {
+  try {
+    const records: [string, string][] = [];
+    const iterator = db.iterator();
+    try {
+      for (;;) {
+        const chunk = await iterator.nextv(SCAN_CHUNK);
+        if (chunk.length === 0) break;
+        for (const entry of chunk) if (entry[0] !== FORMAT_KEY) records.push(entry);
+      }
+    } finally {
+      await iterator.close();
+    }
+    try {
+      return snapshotFromRecords(records);
+    } catch (err) {
+      if (!(err instanceof SavedStateError)) throw err;
+      throw new StoreOpenError('corrupt', `${dir}: ${err.message}`, { cause: err });
+    }
+  } catch (err) {
+    throw err instanceof StoreOpenError
+      ? err
+      : new StoreOpenError(
+          'unreadable',
+          `cannot read the view leader state in ${dir}: ${err instanceof Error ? err.message : String(err)}`,
+          { cause: err },
+        );
   }
 }

@@ -165,6 +165,56 @@ test('restarted on its data directory, it keeps the epoch, the view, the locks a
   );
 }, 120_000);
 
+test('a failed sync: it serves reads of what is on disk, refuses every change, and a restart resumes', async () => {
+  const dataDir = path.join(root, 'viewleader');
+  const failFile = path.join(root, 'disk-full');
+  const startFailing = (): Promise<Proc> =>
+    startProcess(
+      'dht-viewleader',
+      [
+        '--port',
+        String(ports.viewleader),
+        '--failure-timeout',
+        String(FAILURE_TIMEOUT_S),
+        '--data-dir',
+        dataDir,
+      ],
+      { DHT_FAULT_SYNC_FAIL_FILE: failFile },
+    );
+  let leader = await startFailing();
+  const first = await startServer(0, leader);
+  const before = await settled(leader, [first]);
+  expect(await lockGet(leader, 'L', 'alice')).toBe(true);
+
+  fs.writeFileSync(failFile, 'every sync fails while this file exists');
+  // A change needs a sync: a new server's join is refused, and stays refused.
+  const joiner = await forgedHeartbeat(leader, 'newcomer-id', '127.0.0.1:1');
+  expect(joiner.status).toBe(503);
+  await waitFor('the view leader to refuse changes with storage_failed', async () => {
+    const again = await forgedHeartbeat(leader, 'newcomer-id', '127.0.0.1:1');
+    return again.body.reason === 'storage_failed' ? true : undefined;
+  });
+  await expect(lockGet(leader, 'M', 'bob')).rejects.toMatchObject({ reason: 'storage_failed' });
+  // Reads go on, from what is on disk: the view, the held lock (alice's request is a read of her
+  // own grant, and changes nothing), and the member's heartbeats keep it in the view.
+  const during = await queryServers(leader);
+  expect(during.epoch).toBe(before.epoch);
+  expect(during.servers.map((s) => s.id)).toEqual(before.servers.map((s) => s.id));
+  expect(await lockGet(leader, 'L', 'alice')).toBe(true);
+  const status = await call(first.address, ServerApi.status, {});
+  expect(status.epoch).toBe(before.epoch);
+  expect(leader.child.exitCode).toBeNull();
+
+  // The disk is fixed and the view leader restarted: everything resumes from the disk.
+  fs.rmSync(failFile);
+  leader.child.kill('SIGTERM');
+  await leader.exited;
+  leader = await startFailing();
+  expect((await queryServers(leader)).epoch).toBe(before.epoch);
+  expect(await lockGet(leader, 'M', 'bob')).toBe(true);
+  expect(await lockGet(leader, 'L', 'carol')).toBe(false); // alice still holds L
+}, 90_000);
+
 // ---- starts that must fail ----------------------------------------------------------------------
 
 interface Run {
