@@ -3,7 +3,8 @@
 // (`not_leader`, with or without a hint), hangs, or is not there at all (connection refused):
 // the hint is followed, dead members skipped, an election waited out, a group where nobody
 // listens given up at once, a timeout followed elsewhere only when the call is safe to repeat,
-// and the member that answered asked first next time.
+// a change that timed out and found no answer reported `unknown` (it may have been done), and the
+// member that answered asked first next time.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -37,7 +38,7 @@ afterAll(() => {
   keepAliveAgent.destroy();
 });
 
-/** A member that answers as its behaviour says; `lead` answers a lock_get with granted. */
+/** A member that answers as its behaviour says; `lead` grants a lock_get, finds no deadlock. */
 async function member(behaviour: Behaviour): Promise<FakeMember> {
   const requests: string[] = [];
   const server = http.createServer((req, res) => {
@@ -50,7 +51,7 @@ async function member(behaviour: Behaviour): Promise<FakeMember> {
       const now = fake.behaviour;
       switch (now.kind) {
         case 'lead':
-          return answer(200, { granted: true });
+          return answer(200, req.url === '/deadlocks' ? { cycles: [] } : { granted: true });
         case 'follow':
           return answer(503, {
             kind: 'retry',
@@ -207,11 +208,12 @@ test('a timeout is followed to another member for an idempotent call only', asyn
   expect(await lockGet(idempotent)).toEqual({ granted: true });
   expect(idempotent.current).toBe(b.address);
 
-  // lock_release is not safe to repeat: the hung member may have executed it.
+  // lock_release is not safe to repeat: the hung member may have executed it, so its outcome
+  // is unknown (exit 3), not "unavailable, nothing done".
   const once = new ViewLeaderGroup([a.address, b.address], timeoutMs);
   const err = await rejection(lockGet(once, { idempotent: false }));
-  expect(err).toBeInstanceOf(UnreachableError);
-  expect((err as UnreachableError).transport).toBe('timeout');
+  expect(err.kind).toBe('unknown');
+  expect(err.message).toContain(`${a.address} unreachable (timeout)`);
   expect(b.requests).toHaveLength(1); // only the idempotent group's
   expect(once.current).toBe(a.address);
 
@@ -244,4 +246,23 @@ test('a leader that changes is found again from the remembered one', async () =>
   expect(await lockGet(group)).toEqual({ granted: true });
   expect(group.current).toBe(b.address);
   expect(c.requests).toHaveLength(0);
+});
+
+test('a change that timed out somewhere and never found a leader is unknown; a read, unavailable', async () => {
+  const a = await member({ kind: 'hang' }); // took the request, never answered
+  const b = await member({ kind: 'follow', leader: null });
+  const timeoutMs = 200;
+  const group = new ViewLeaderGroup([a.address, b.address], timeoutMs);
+
+  const change = await rejection(lockGet(group, { waitMs: 600 }));
+  expect(change.kind).toBe('unknown');
+  expect(change.message).toContain(a.address);
+
+  const read = await rejection(group.call(ViewLeaderApi.deadlocks, {}, { waitMs: 600 }));
+  expect(read.kind).toBe('unavailable');
+  expect(read).not.toBeInstanceOf(UnreachableError);
+
+  // A refused connection proves nothing was done: a change nobody took is unavailable.
+  const down = new ViewLeaderGroup([await deadAddress(), b.address], timeoutMs);
+  expect((await rejection(lockGet(down, { waitMs: 600 }))).kind).toBe('unavailable');
 });
