@@ -8,7 +8,9 @@
 //
 // A timeout may mean the request was executed (the member was slow, not down), so it is followed
 // to another member only for requests that are safe to repeat (`idempotent`, the default: every
-// view leader request but lock_release is).
+// view leader request but lock_release is). A change (not `readOnly`) that timed out somewhere and
+// never got an answer is reported `unknown`, not `unavailable`: it may have been done there (a
+// member that lost its majority keeps the change in its log, and it commits once one returns).
 
 import type { z } from 'zod';
 import { DhtError, NotLeaderError } from './errors';
@@ -49,6 +51,8 @@ export class ViewLeaderGroup {
     let last: DhtError | undefined;
     /** A member answered in this pass (it does not lead): worth waiting for an election. */
     let memberAlive = false;
+    /** A change sent to a member that did not answer in time: it may have been done there. */
+    let maybeDone: UnreachableError | undefined;
     // Bounded: every pass over the members ends, and either gives up (nobody answered at all) or
     // sleeps VIEWLEADER_RETRY_MS; the deadline ends the waiting.
     for (let attempt = 1; ; attempt++) {
@@ -65,9 +69,14 @@ export class ViewLeaderGroup {
           memberAlive = true;
           const hinted = err.leader === null ? -1 : this.addresses.indexOf(err.leader);
           next = hinted >= 0 && hinted !== index ? hinted : (index + 1) % this.addresses.length;
-        } else if (err instanceof UnreachableError && (err.transport === 'refused' || idempotent)) {
+        } else if (err instanceof UnreachableError && err.transport !== 'refused' && !idempotent) {
+          throw endpoint.readOnly ? err : outcomeUnknown(err);
+        } else if (err instanceof UnreachableError) {
           last ??= err;
-          if (err.transport !== 'refused') memberAlive = true; // a stopped leader: wait it out
+          if (err.transport !== 'refused') {
+            memberAlive = true; // a stopped leader: wait it out
+            if (!endpoint.readOnly) maybeDone ??= err;
+          }
           next = (index + 1) % this.addresses.length;
         } else {
           throw err;
@@ -80,6 +89,7 @@ export class ViewLeaderGroup {
       memberAlive = false;
       await sleep(VIEWLEADER_RETRY_MS);
     }
+    if (maybeDone !== undefined) throw outcomeUnknown(maybeDone);
     const tried = this.addresses.length === 1 ? this.addresses[0] : this.addresses.join(',');
     const why =
       last instanceof UnreachableError
@@ -89,6 +99,14 @@ export class ViewLeaderGroup {
           : '';
     throw new DhtError('unavailable', `no view leader reachable at ${tried}${why}`);
   }
+}
+
+/** A change that reached `err.address` and got no answer: done there, or not. */
+function outcomeUnknown(err: UnreachableError): DhtError {
+  return new DhtError(
+    'unknown',
+    `${err.message}; the view leader may or may not have done it (ask again to find out)`,
+  );
 }
 
 function sleep(ms: number): Promise<void> {

@@ -576,7 +576,9 @@ export class StorageServer {
       await this.execute(this.tracker.onAck(ack.view));
     } catch (err) {
       if (!(err instanceof DhtError)) throw err;
-      if (err.kind === 'unavailable' || err instanceof UnreachableError) {
+      // `unknown`: a view leader member took it and could not tell whether it was recorded
+      // (lib/view-leader-group.ts); not an acknowledgment, the next heartbeat asks again.
+      if (err.kind === 'unavailable' || err.kind === 'unknown' || err instanceof UnreachableError) {
         this.noteViewLeaderLost();
         return;
       }

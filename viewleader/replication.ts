@@ -14,7 +14,7 @@
 // so it never answers with a stale view or a lock granted twice).
 
 import { assert } from '../lib/assert';
-import { NotLeaderError } from '../lib/errors';
+import { DhtError, NotLeaderError } from '../lib/errors';
 import { post } from '../lib/http-client';
 import {
   RAFT_COMMIT_WAIT_MS_MAX,
@@ -169,8 +169,9 @@ export class Replication {
 
   /**
    * Append one step's record operations to the log. The returned promise resolves once they are
-   * committed and applied here; it rejects if they never will be (another leader overwrote
-   * them) or not within RAFT_COMMIT_WAIT_MS_MAX. Throws at once if this member cannot propose.
+   * committed and applied here; it rejects with not_leader if they never will be (another
+   * leader's entry took their place), and with `unknown` if that is not known within
+   * RAFT_COMMIT_WAIT_MS_MAX (they may still commit). Throws at once if this member cannot propose.
    */
   propose(ops: readonly RecordOp[]): Promise<void> {
     const result = this.node.propose(ops);
@@ -197,7 +198,13 @@ export class Replication {
         this.readWaiters.set(requestId, { resolve, reject });
         this.afterInput();
       }),
-      () => this.readWaiters.delete(requestId),
+      () => {
+        this.readWaiters.delete(requestId);
+        return new NotLeaderError(
+          null,
+          'the view leader members did not confirm in time; try again',
+        );
+      },
     );
   }
 
@@ -290,8 +297,9 @@ export class Replication {
     this.applied = snapshot.lastIndex;
     this.appliedTerm = snapshot.lastTerm;
     this.snapshotIndex = snapshot.lastIndex;
+    // The snapshot may hold their entries, committed by the leader that sent it, or not.
     for (const waiter of this.commitWaiters.splice(0)) {
-      waiter.reject(new NotLeaderError(null, 'a snapshot replaced the log; try again'));
+      waiter.reject(changeOutcomeUnknown('a snapshot from the leader replaced the log'));
     }
   }
 
@@ -355,20 +363,19 @@ export class Replication {
         this.commitWaiters.push({ index, term, resolve, reject });
         this.commitWaiters.sort((a, b) => a.index - b.index);
       }),
-      () => undefined,
+      // The entry stays in this member's log, and may yet commit (a majority lost for now).
+      () => changeOutcomeUnknown('a majority of the view leader members did not confirm in time'),
     );
   }
 
-  /** `promise`, or a retry after RAFT_COMMIT_WAIT_MS_MAX (a majority lost: the caller asks again). */
-  private bounded(promise: Promise<void>, onTimeout: () => void): Promise<void> {
+  /**
+   * `promise`, or the error `onTimeout` gives after RAFT_COMMIT_WAIT_MS_MAX (a majority lost:
+   * the caller asks again).
+   */
+  private bounded(promise: Promise<void>, onTimeout: () => Error): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((_, reject) => {
-      timer = setTimeout(() => {
-        onTimeout();
-        reject(
-          new NotLeaderError(null, 'the view leader members did not confirm in time; try again'),
-        );
-      }, RAFT_COMMIT_WAIT_MS_MAX);
+      timer = setTimeout(() => reject(onTimeout()), RAFT_COMMIT_WAIT_MS_MAX);
     });
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
@@ -393,4 +400,9 @@ export class Replication {
         .finally(() => this.sendsInFlight.set(to, (this.sendsInFlight.get(to) ?? 1) - 1));
     }
   }
+}
+
+/** A change in the log whose fate this member cannot tell: it may or may not take effect. */
+function changeOutcomeUnknown(why: string): DhtError {
+  return new DhtError('unknown', `${why}: the change may or may not take effect`);
 }

@@ -1,7 +1,9 @@
 // A test cluster of real processes on loopback: a view leader and storage servers on fixed ports
 // (so a restarted server comes back at the same address, with a new ID), the client CLI, and
 // coordinators started with the SDK's fault-injection variables. Shared by the integration tests;
-// every process is killed by PID when the test ends (test/support/processes.ts).
+// every process is killed by PID when the test ends (test/support/processes.ts). The view leader
+// is one process the cluster starts (`Cluster.start`), or a replicated one the test runs itself
+// (`Cluster.startWithViewLeaders`, test/support/viewleader-group.ts).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -9,6 +11,7 @@ import { call } from '../../lib/http-client';
 import { DhtError } from '../../lib/errors';
 import { ServerApi, ViewLeaderApi, type ServerRef, type View } from '../../lib/messages';
 import { allocateReplicas } from '../../lib/ring';
+import { ViewLeaderGroup } from '../../lib/view-leader-group';
 import {
   ROOT,
   runClient,
@@ -41,6 +44,21 @@ export interface ClusterOptions extends ServerOptions {
   readonly dataRoot?: string;
 }
 
+/**
+ * A cluster whose view leader is a replicated one the test runs itself: the cluster starts no view
+ * leader, and its servers and clients are given every member (`--viewleader A,B,C`).
+ */
+export interface GroupClusterOptions extends Omit<
+  ClusterOptions,
+  'viewLeaderPort' | 'failureTimeoutS'
+> {
+  /** The members' addresses. */
+  readonly viewLeaders: readonly string[];
+}
+
+/** How long the cluster's own queries of a replicated view leader wait for an answer. */
+const GROUP_CALL_TIMEOUT_MS = 2_000;
+
 // Coordinators started with fault-injection variables: killed after each test, like the others.
 const coordinators = new Set<ChildProcess>();
 afterEach(async () => {
@@ -59,22 +77,56 @@ afterEach(async () => {
 export class Cluster {
   readonly servers = new Map<string, Proc>();
   private readonly indexOf = new Map<string, number>();
+  /** The members of a replicated view leader (`startWithViewLeaders`), asked as clients do. */
+  private readonly group: ViewLeaderGroup | undefined;
 
   private constructor(
-    private readonly options: ClusterOptions,
-    /** Replaced by `restartViewLeader`, on the same port. */
-    public viewLeader: Proc,
-  ) {}
+    private readonly options: ClusterOptions | GroupClusterOptions,
+    /** The view leader alone, replaced by `restartViewLeader` on the same port; or none. */
+    private alone: Proc | undefined,
+  ) {
+    this.group =
+      'viewLeaders' in options
+        ? new ViewLeaderGroup(options.viewLeaders, GROUP_CALL_TIMEOUT_MS)
+        : undefined;
+  }
 
   static async start(options: ClusterOptions): Promise<Cluster> {
     const cluster = new Cluster(options, await startViewLeader(options));
-    await Promise.all(Array.from({ length: options.servers }, (_, i) => cluster.startServer(i)));
-    await cluster.settled(options.servers);
+    await cluster.startServers();
     return cluster;
   }
 
+  /** Servers (and clients) of a replicated view leader whose members the test runs. */
+  static async startWithViewLeaders(options: GroupClusterOptions): Promise<Cluster> {
+    const cluster = new Cluster(options, undefined);
+    await cluster.startServers();
+    return cluster;
+  }
+
+  private async startServers(): Promise<void> {
+    const count = this.options.servers;
+    await Promise.all(Array.from({ length: count }, (_, i) => this.startServer(i)));
+    await this.settled(count);
+  }
+
+  /** The view leader process, when it runs alone. */
+  get viewLeader(): Proc {
+    if (this.alone === undefined) throw new Error('this cluster has a replicated view leader');
+    return this.alone;
+  }
+
+  /** `--viewleader` for servers and clients: the view leader's address, or every member's. */
   get vl(): string {
-    return this.viewLeader.address;
+    return this.group?.addresses.join(',') ?? this.viewLeader.address;
+  }
+
+  /** The options of a cluster whose view leader runs alone (the ones that restart it). */
+  private get aloneOptions(): ClusterOptions {
+    if ('viewLeaders' in this.options) {
+      throw new Error("this cluster's view leader is replicated: restart its members instead");
+    }
+    return this.options;
   }
 
   /**
@@ -85,8 +137,8 @@ export class Cluster {
   async restartViewLeader(): Promise<Proc> {
     this.viewLeader.child.kill('SIGKILL');
     await this.viewLeader.exited;
-    this.viewLeader = await startViewLeader(this.options);
-    return this.viewLeader;
+    this.alone = await startViewLeader(this.aloneOptions);
+    return this.alone;
   }
 
   /**
@@ -99,7 +151,7 @@ export class Cluster {
     for (const p of all) p.child.kill('SIGKILL');
     await Promise.all(all.map((p) => p.exited));
     this.servers.clear();
-    this.viewLeader = await startViewLeader(this.options);
+    this.alone = await startViewLeader(this.aloneOptions);
     await Promise.all(indexes.map((i) => this.startServer(i)));
   }
 
@@ -189,7 +241,9 @@ export class Cluster {
   }
 
   view(): Promise<View> {
-    return call(this.vl, ViewLeaderApi.queryServers, {});
+    return this.group !== undefined
+      ? this.group.call(ViewLeaderApi.queryServers, {})
+      : call(this.vl, ViewLeaderApi.queryServers, {});
   }
 
   /** Wait until the view has `count` servers, is not rebalancing, and every server installed it. */

@@ -171,8 +171,16 @@ export interface CliResult {
 
 /** Run `bin/dht-client args...` to completion, optionally with stdin. */
 export function runClient(args: string[], stdin?: string): Promise<CliResult> {
+  return runToExit('dht-client', args, stdin);
+}
+
+/**
+ * Run `bin/NAME args...` to completion (a start that must fail, say), exactly as given: no
+ * `--in-memory` is added. Killed by `killAll` like the others if it does not end by itself.
+ */
+export function runToExit(name: string, args: string[], stdin?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'dht-client'), ...args], {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', name), ...args], {
       cwd: ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],
     });
