@@ -7,6 +7,10 @@
 // - a join: a heartbeat from a new server ID, timed until it is answered, and the joined ID
 //   checked in the view it answers with (the view change is durable, and for the replicated one
 //   committed by a majority, before that answer); next to it a heartbeat that changes nothing;
+// - the cost of being there: CPU time of the view leader's processes (all members) while the
+//   servers heartbeat every HEARTBEAT_LOAD_INTERVAL_MS, as the demo's servers do, and nothing else
+//   happens (a replicated leader confirms each heartbeat's answer with a read index, and ticks
+//   its followers every RAFT_TICK_MS);
 // - failover (replicated only): the leading member SIGKILLed, then the time until query_servers
 //   is first answered by the new leader, polled every FAILOVER_POLL_MS at each surviving member,
 //   and the time an SDK query_servers started at the kill takes (it finds the new leader itself,
@@ -30,6 +34,7 @@ import { call } from '../lib/http-client';
 import { ViewLeaderApi } from '../lib/messages';
 import { ViewLeaderGroup } from '../lib/view-leader-group';
 import {
+  cpuSeconds,
   fmt,
   runLoad,
   sleep,
@@ -51,6 +56,8 @@ export interface ViewLeaderBenchOptions {
   readonly joins: number;
   /** Leaders killed (replicated), restarts timed (single). */
   readonly kills: number;
+  /** How long the servers heartbeat while the view leader's CPU time is measured. */
+  readonly heartbeatLoadMs: number;
 }
 
 export const VIEWLEADER_FULL: ViewLeaderBenchOptions = {
@@ -62,6 +69,7 @@ export const VIEWLEADER_FULL: ViewLeaderBenchOptions = {
   queryOpsMax: 500_000,
   joins: 100,
   kills: 8,
+  heartbeatLoadMs: 10_000,
 };
 export const VIEWLEADER_QUICK: ViewLeaderBenchOptions = {
   members: 3,
@@ -72,6 +80,7 @@ export const VIEWLEADER_QUICK: ViewLeaderBenchOptions = {
   queryOpsMax: 100_000,
   joins: 20,
   kills: 2,
+  heartbeatLoadMs: 2_000,
 };
 
 /** Long enough that no made-up server leaves during the section. */
@@ -87,6 +96,8 @@ const FAILOVER_POLL_TIMEOUT_MS = 500;
 const FAILOVER_WAIT_MS = 20_000;
 /** After a restarted member caught up, before the next kill: its election timer settles. */
 const BETWEEN_KILLS_MS = 500;
+/** Each server's heartbeat interval during the CPU measurement (the demo's 0.2 s). */
+const HEARTBEAT_LOAD_INTERVAL_MS = 200;
 /** The made-up servers' addresses: 127.0.0.1 ports from here, one per join (nobody listens). */
 const FAKE_PORT_FIRST = 20_000;
 
@@ -107,6 +118,9 @@ export interface VariantFigures {
   readonly heartbeat: LatencySummary;
   /** Epoch after the joins (the made-up servers' joins, one epoch each). */
   readonly epoch: number;
+  /** CPU time of the view leader's processes per second of heartbeats alone (1 = one core). */
+  readonly heartbeatLoadCores: number;
+  readonly heartbeatLoadHeartbeats: number;
 }
 
 export interface Recovery {
@@ -125,6 +139,7 @@ export interface ViewLeaderBenchResult {
   readonly servers: number;
   readonly failureTimeoutS: number;
   readonly failoverPollMs: number;
+  readonly heartbeatLoadIntervalMs: number;
   readonly variants: Readonly<Record<Variant, VariantFigures>>;
   /** The replicated view leader's failover: the leading member SIGKILLed. */
   readonly failover: Recovery;
@@ -144,6 +159,7 @@ export async function measureViewLeader(
     servers: options.servers,
     failureTimeoutS: FAILURE_TIMEOUT_S,
     failoverPollMs: FAILOVER_POLL_MS,
+    heartbeatLoadIntervalMs: HEARTBEAT_LOAD_INTERVAL_MS,
     variants: { single: single.figures, replicated: replicated.figures },
     failover: replicated.recovery,
     restart: single.recovery,
@@ -238,7 +254,49 @@ async function measureVariant(
     heartbeatMs[i] = performance.now() - t1;
     assert(answer.epoch === epoch, 'a heartbeat from a member changes nothing');
   }
-  return { query, join: summarize(joinMs), heartbeat: summarize(heartbeatMs), epoch };
+  const load = await heartbeatLoad(cluster, group, members, options.heartbeatLoadMs, epoch);
+  return {
+    query,
+    join: summarize(joinMs),
+    heartbeat: summarize(heartbeatMs),
+    epoch,
+    heartbeatLoadCores: load.cores,
+    heartbeatLoadHeartbeats: load.heartbeats,
+  };
+}
+
+/**
+ * Every server in `members` heartbeats every HEARTBEAT_LOAD_INTERVAL_MS for `durationMs`; the
+ * view leader's processes' CPU time over that window, per second.
+ */
+async function heartbeatLoad(
+  cluster: LocalCluster,
+  group: ViewLeaderGroup,
+  members: readonly { serverId: string; address: string }[],
+  durationMs: number,
+  epoch: number,
+): Promise<{ cores: number; heartbeats: number }> {
+  const pids = cluster.viewLeaders.map((m) => {
+    assert(m.child.pid !== undefined, 'a running view leader has a PID');
+    return m.child.pid;
+  });
+  const cpuBefore = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  const t0 = performance.now();
+  let heartbeats = 0;
+  await Promise.all(
+    members.map(async ({ serverId, address }) => {
+      // Bounded by time; each beat waits for its answer, as a server's does.
+      while (performance.now() - t0 < durationMs) {
+        const started = performance.now();
+        await group.call(ViewLeaderApi.heartbeat, { serverId, address, epoch });
+        heartbeats++;
+        await sleep(Math.max(0, HEARTBEAT_LOAD_INTERVAL_MS - (performance.now() - started)));
+      }
+    }),
+  );
+  const elapsedS = (performance.now() - t0) / 1000;
+  const cpuAfter = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+  return { cores: (cpuAfter - cpuBefore) / elapsedS, heartbeats };
 }
 
 /** The leading member SIGKILLed `kills` times; each time restarted and caught up after. */
@@ -399,6 +457,7 @@ export function viewLeaderTables(r: ViewLeaderBenchResult): Table[] {
     sequential('join (heartbeat, new ID)', single.join, replicated.join),
     sequential('heartbeat (no change)', single.heartbeat, replicated.heartbeat),
   );
+
   const recovery = (label: string, figure: LatencySummary): string[] => [
     label,
     fmt(figure.samples),
@@ -425,6 +484,21 @@ export function viewLeaderTables(r: ViewLeaderBenchResult): Table[] {
         'errors',
       ],
       rows,
+    },
+    {
+      title:
+        `View leader CPU (all its processes, user + system) while ${r.servers} servers heartbeat ` +
+        `every ${r.heartbeatLoadIntervalMs} ms and nothing else happens`,
+      header: ['view leader', 'heartbeats', 'cores'],
+      rows: [
+        ['single', fmt(single.heartbeatLoadHeartbeats), fmt(single.heartbeatLoadCores, 3)],
+        [
+          `replicated (${r.members} members)`,
+          fmt(replicated.heartbeatLoadHeartbeats),
+          fmt(replicated.heartbeatLoadCores, 3),
+        ],
+        ['repl/single', '', ratio(replicated.heartbeatLoadCores, single.heartbeatLoadCores, 1)],
+      ],
     },
     {
       title:

@@ -165,11 +165,15 @@ export class LocalCluster {
     }
   }
 
-  /** SIGKILL the member that leads (found by its status) and wait until it is gone. */
-  async killLeader(): Promise<Leader> {
+  /**
+   * SIGKILL the member that leads (found by its status) and wait until it is gone; `killedAtMs`
+   * is Date.now() when the signal was sent.
+   */
+  async killLeader(): Promise<Leader & { readonly killedAtMs: number }> {
     const leader = await this.waitForLeader();
+    const killedAtMs = Date.now();
     await this.kill(leader.member);
-    return leader;
+    return { ...leader, killedAtMs };
   }
 
   /** SIGKILL one view leader member (or the view leader alone) by PID; it keeps its place. */
