@@ -40,6 +40,12 @@ import {
 } from './rpc-baseline';
 import { measureSdk, SDK_FULL, SDK_QUICK, sdkTables } from './sdk';
 import {
+  measureViewLeader,
+  VIEWLEADER_FULL,
+  VIEWLEADER_QUICK,
+  viewLeaderTables,
+} from './viewleader-replicated';
+import {
   errorMessage,
   formatTable,
   killAllChildrenNow,
@@ -136,6 +142,14 @@ export const SECTIONS: readonly Section[] = [
     run: async ({ quick }) => {
       const result = await measureFailover(quick ? FAILOVER_QUICK : FAILOVER_FULL);
       return { data: result, tables: failoverTables(result) };
+    },
+  },
+  {
+    name: 'viewleader',
+    title: 'Replicated view leader vs one alone: failover, joins, query_servers',
+    run: async ({ quick }) => {
+      const result = await measureViewLeader(quick ? VIEWLEADER_QUICK : VIEWLEADER_FULL);
+      return { data: result, tables: viewLeaderTables(result) };
     },
   },
 ];

@@ -374,6 +374,21 @@ export function residentBytes(pid: number): number {
   return Number(match[1]) * 1024;
 }
 
+/**
+ * CPU time a process has used so far (user + system, Linux /proc), in seconds. /proc reports it
+ * in USER_HZ ticks, which the kernel fixes at 100 per second for this interface.
+ */
+export function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces: count the fields after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  assert(Number.isFinite(utime) && Number.isFinite(stime), `utime and stime in /proc/${pid}/stat`);
+  return (utime + stime) / USER_HZ;
+}
+const USER_HZ = 100;
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
