@@ -38,11 +38,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 export function kvRoutes(app: express.Express, client: KvClient, logger: Logger): void {
   // A value is raw bytes, whatever the Content-Type says; the bound is the contract's.
   const parseRaw = express.raw({ type: () => true, limit: VALUE_BYTES_MAX });
-  const readValue = (req: Request, res: Response): Promise<string> =>
+  const readBody = (req: Request, res: Response): Promise<Buffer> =>
     new Promise((resolve, reject) => {
       parseRaw(req, res, (err?: unknown) => {
         if (err !== undefined) reject(bodyError(err));
-        else resolve(decodeValue(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0)));
+        else resolve(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
       });
     });
 
@@ -59,7 +59,7 @@ export function kvRoutes(app: express.Express, client: KvClient, logger: Logger)
             return;
           }
           case 'PUT':
-            await client.setr(key, await readValue(req, res));
+            await client.setr(key, decodeValue(await readBody(req, res)));
             res.status(204).end();
             return;
           case 'DELETE':
