@@ -24,6 +24,7 @@ import {
   measureDurability,
 } from './durability';
 import { FAILOVER_FULL, FAILOVER_QUICK, failoverTables, measureFailover } from './failover';
+import { KV_FULL, KV_QUICK, kvTables, measureKv } from './kv';
 import { measureMemory, MEMORY_FULL, MEMORY_QUICK, memoryTables } from './memory';
 import {
   measureRebalancing,
@@ -94,6 +95,14 @@ export const SECTIONS: readonly Section[] = [
     run: async ({ quick, rpc }) => {
       const result = await measureSdk(quick ? SDK_QUICK : SDK_FULL, rpc);
       return { data: result, tables: sdkTables(result) };
+    },
+  },
+  {
+    name: 'kv',
+    title: 'The HTTP API: /kv GET and PUT next to SDK getr/setr',
+    run: async ({ quick }) => {
+      const result = await measureKv(quick ? KV_QUICK : KV_FULL);
+      return { data: result, tables: kvTables(result) };
     },
   },
   {

@@ -1,5 +1,8 @@
 // Operating errors are values with a kind. This file is the one place where a kind becomes an
-// HTTP status (server side), a JSON status and an exit code (client side), as the contract says.
+// HTTP status (server side; the /kv API has its own column, at the end), a JSON status and an exit
+// code (client side), as the contract says.
+
+import { KV_RETRY_AFTER_S } from './limits';
 
 export type ErrorKind =
   | 'not_found' // key absent
@@ -51,7 +54,10 @@ export type ErrorReason =
   | 'storage_failed'
   | 'stale_view'
   | 'key_deleted'
-  | 'not_leader';
+  | 'not_leader'
+  | 'key_too_long'
+  | 'value_too_large'
+  | 'method_not_allowed';
 
 export class DhtError extends Error {
   override name = 'DhtError';
@@ -105,4 +111,49 @@ export function toErrorBody(err: DhtError): ErrorBody {
       : { kind: err.kind, error: err.message, reason: err.reason };
   if (err instanceof NotLeaderError) body.leader = err.leader;
   return body;
+}
+
+/**
+ * The HTTP API for any client (`/kv/KEY`, server/kv-routes.ts) answers with its own statuses, the
+ * contract's (Part 2, "The HTTP API for any client"): an outcome unknown is 504 there (a gateway
+ * that could not learn what its upstream did), not the RPC's 500 (a bug). The same kinds, so
+ * `kind` in the body means what it means everywhere; a few reasons refine the status.
+ */
+export const KV_HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
+  not_found: 404,
+  aborted: 409,
+  rejected: 409,
+  invalid: 400,
+  retry: 503,
+  unknown: 504,
+  unavailable: 503,
+  usage: 400,
+};
+
+/** Reasons whose /kv status is not their kind's. */
+const KV_HTTP_STATUS_BY_REASON: Readonly<Partial<Record<ErrorReason, number>>> = {
+  // A key held by another undecided transaction: "busy" is a conflict, as an abort is (a read
+  // that waited out its deadline behind one says `retry`/`key_busy`, a write `aborted`/`key_busy`).
+  key_busy: 409,
+  key_too_long: 414,
+  value_too_large: 413,
+  method_not_allowed: 405,
+};
+
+/** An operating error as `/kv/KEY` answers it. */
+export interface KvErrorAnswer {
+  readonly status: number;
+  /** The `Retry-After` header (seconds), on every 503: nothing was done, ask again then. */
+  readonly retryAfterS: number | undefined;
+  readonly body: ErrorBody;
+}
+
+export function kvErrorAnswer(err: DhtError): KvErrorAnswer {
+  const byReason = err.reason === undefined ? undefined : KV_HTTP_STATUS_BY_REASON[err.reason];
+  const status = byReason ?? KV_HTTP_STATUS[err.kind];
+  return {
+    status,
+    retryAfterS: status === 503 ? KV_RETRY_AFTER_S : undefined,
+    body: toErrorBody(err),
+  };
 }

@@ -3,7 +3,8 @@
 // life cycle (port scan, one `listening on` line on stdout, clean exit on SIGINT/SIGTERM).
 
 import type { AddressInfo } from 'node:net';
-import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { z } from 'zod';
 import { DhtError, toErrorBody } from './errors';
@@ -148,6 +149,7 @@ export class RpcServer {
       if (server !== undefined) {
         const actual = (server.address() as AddressInfo).port;
         server.keepAliveTimeout = 65_000;
+        server.on('clientError', answerClientError);
         return { server, address: formatAddress(host, actual) };
       }
     }
@@ -179,6 +181,37 @@ function tryListen(
       resolve(server);
     });
   });
+}
+
+/**
+ * A request Node's HTTP parser refuses never reaches express: a request target with raw non-ASCII
+ * bytes (a /kv key sent unencoded), headers over 16 KiB (a very long encoded key), a broken
+ * chunked body. Node would answer with an empty body; answer like every other refusal, with
+ * the status Node would have chosen and a JSON error, then close (the stream cannot be trusted).
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? 431
+      : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW'
+        ? 413
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? 408
+          : 400;
+  const body = JSON.stringify({
+    kind: 'invalid',
+    error: `malformed HTTP request (${err.code ?? err.message})`,
+    reason: 'bad_request',
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** A body that is not JSON gets 415 (an empty POST counts as `{}`, for curl's sake). */

@@ -119,6 +119,12 @@ export const RPC_TIMEOUT_MS_DEFAULT = 1000;
 export const READ_PENDING_RETRY_MS = 5;
 
 /**
+ * `Retry-After` of a 503 on `/kv/KEY` (the refusal did nothing): a rebalancing on loopback or a LAN
+ * takes well under a second to a few seconds, and a view change is noticed within one heartbeat.
+ */
+export const KV_RETRY_AFTER_S = 1;
+
+/**
  * The durable store (server/durable-store.ts) commits writes in groups (lib/group-commit.ts): one
  * LevelDB batch and one fdatasync per group. A group is whatever arrived during the previous sync,
  * up to these bounds; a transfer batch (TRANSFER_BATCH_KEYS_MAX keys, TRANSFER_BATCH_BYTES_MAX

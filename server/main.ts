@@ -15,6 +15,8 @@ import {
   VIEWLEADER_PORT_LAST,
 } from '../lib/limits';
 import { createLogger } from '../lib/logger';
+import { DhtClient } from '../client/sdk';
+import { kvRoutes } from './kv-routes';
 import { openAndListen } from './startup';
 import { StorageServer } from './storage-server';
 
@@ -23,7 +25,7 @@ async function main(): Promise<void> {
     yargs(process.argv.slice(2))
       .scriptName('dht-server')
       .usage(
-        '$0 [options]\n\nA dht storage server: holds a bucket of keys, takes part in two-phase commits, rebalances on view changes.',
+        '$0 [options]\n\nA dht storage server: holds a bucket of keys, takes part in two-phase commits, rebalances on view changes, and serves GET/PUT/DELETE /kv/KEY (HTTP) to any client.',
       ),
     `port to listen on (default: first free of ${SERVER_PORT_FIRST}..${SERVER_PORT_LAST})`,
   )
@@ -75,6 +77,9 @@ async function main(): Promise<void> {
     heartbeatIntervalMs: args.heartbeatInterval * 1000,
     prepareTimeoutMs: args.prepareTimeout * 1000,
   };
+  // The /kv API coordinates as a client does, with the SDK's own view cache and defaults (the
+  // CLI's --timeout and --wait 0): a server that is a replica of the key is asked over loopback.
+  const kvClient = new DhtClient({ viewLeader: args.viewleader });
   const { storage, store, listening } = await openAndListen(
     args.host,
     portsToTry(args.port, SERVER_PORT_FIRST, SERVER_PORT_LAST),
@@ -82,6 +87,7 @@ async function main(): Promise<void> {
     (store, serverId) =>
       new StorageServer({ ...config, serverId, durable: args.inMemory !== true }, store, logger),
     logger,
+    (rpc) => kvRoutes(rpc.app, kvClient, logger),
   );
   announceAndRunUntilSignal(listening, logger, async () => {
     storage.stop();

@@ -36,6 +36,8 @@ export async function openAndListen(
   durable: { readonly dir: string | undefined } | undefined,
   makeServer: (store: Store, serverId: string) => StorageServer,
   logger: Logger,
+  /** Routes of the process's own besides the storage server's (the /kv API). */
+  moreRoutes: (rpc: RpcServer) => void = () => {},
 ): Promise<Started> {
   if (durable !== undefined && durable.dir === undefined && ports.includes(0)) {
     throw new DhtError('usage', '--port 0 needs --data-dir DIR or --in-memory');
@@ -57,6 +59,7 @@ export async function openAndListen(
     const storage = makeServer(store, await serverIdOf(store));
     const rpc = new RpcServer(logger);
     storage.routes(rpc);
+    moreRoutes(rpc);
     try {
       const listening = await rpc.listen(host, [port]);
       return { storage, store, listening };
