@@ -87,7 +87,10 @@ function others(members: ViewLeaderMembers, ...not: string[]): string[] {
 
 // ---- the leader SIGKILLed under traffic ---------------------------------------------------------
 
-/** Two registers every worker writes and reads (unique values); each write also has its own key. */
+/**
+ * Two registers every worker writes and reads (unique values); three ops in ten write a key of
+ * their own instead, read back at the end.
+ */
 const SHARED_KEYS = ['vl/x', 'vl/y'];
 const KV_WORKERS = 3;
 const LOCK_WORKERS = 2;
@@ -124,8 +127,9 @@ async function kvOp(
   } catch (err) {
     if (!(err instanceof DhtError)) throw err;
     const end = performance.now();
-    if (type === 'read' && err.kind === 'not_found')
+    if (type === 'read' && err.kind === 'not_found') {
       return { ...op, end, value: null, outcome: 'ok' };
+    }
     const outcome: OperationOutcome = err.kind === 'unknown' ? 'unknown' : 'fail';
     const error = `${err.kind}${err.reason === undefined ? '' : `/${err.reason}`}`;
     return { ...op, end, value: type === 'write' ? written : null, outcome, error };
@@ -158,9 +162,9 @@ test('the leading member SIGKILLed under setr/getr/lock traffic: a new leader wi
     for (let i = 0; i < OPS_PER_WORKER_MAX && running(); i++) {
       const draw = random();
       const value = `w${index}-${i}`;
-      if (draw < 0.3)
+      if (draw < 0.3) {
         history.push(await kvOp(sdk, `kv${index}`, `vl/own/${value}`, 'write', value));
-      else {
+      } else {
         const key = SHARED_KEYS[Math.floor(random() * SHARED_KEYS.length)];
         history.push(await kvOp(sdk, `kv${index}`, key, draw < 0.65 ? 'write' : 'read', value));
       }
@@ -264,12 +268,22 @@ test('the leading member SIGKILLed under setr/getr/lock traffic: a new leader wi
     }
   };
 
-  await Promise.all([
-    ...Array.from({ length: KV_WORKERS }, (_, i) => kvWorker(i)),
-    ...Array.from({ length: LOCK_WORKERS }, (_, i) => lockWorker(i)),
-    epochWatcher(),
-    killer(),
-  ]);
+  // Whatever fails first stops everything, and the test fails only once every task has ended:
+  // no worker outlives the test.
+  const stopOnFailure = (task: Promise<void>): Promise<void> =>
+    task.catch((err: unknown) => {
+      stopAt = 0;
+      throw err;
+    });
+  const settled = await Promise.allSettled(
+    [
+      ...Array.from({ length: KV_WORKERS }, (_, i) => kvWorker(i)),
+      ...Array.from({ length: LOCK_WORKERS }, (_, i) => lockWorker(i)),
+      epochWatcher(),
+      killer(),
+    ].map(stopOnFailure),
+  );
+  for (const result of settled) if (result.status === 'rejected') throw result.reason;
 
   const failoverMs = Math.round(servingAt - killedAt);
   const summary = {
@@ -322,12 +336,13 @@ test('the leading member SIGKILLed under setr/getr/lock traffic: a new leader wi
   }
 
   // No two requesters ever held the lock at once.
-  const sorted = [...holdings].sort((a, b) => a.from - b.from);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i].from < sorted[i - 1].to && sorted[i].requester !== sorted[i - 1].requester) {
-      throw new Error(`the lock was held twice: ${JSON.stringify([sorted[i - 1], sorted[i]])}`);
-    }
-  }
+  const overlaps = holdings.flatMap((a, i) =>
+    holdings
+      .slice(i + 1)
+      .filter((b) => b.requester !== a.requester && b.from < a.to && a.from < b.to)
+      .map((b) => JSON.stringify([a, b])),
+  );
+  expect(overlaps).toEqual([]);
   expect(summary.okAfterFailover).toBeGreaterThanOrEqual(OK_OPS_AFTER_FAILOVER);
   expect(summary.grantsAfterFailover).toBeGreaterThan(0);
 }, 90_000);
@@ -425,13 +440,17 @@ test('the leader SIGSTOPped past an election while the view moves on: woken, it 
   await Promise.all([staleQuery.written, staleLock.written]);
   await members.resume(old);
   const [query, lock] = await Promise.all([staleQuery.answer, staleLock.answer]);
-  const refusedAsNotLeader = (a: { status: number; body: Record<string, unknown> }): boolean =>
-    a.status === 503 && a.body.reason === 'not_leader';
-  if (!refusedAsNotLeader(query)) {
+  // Refused: not_leader; or `unknown` (500) if its step's entry (a lock it granted in its stale
+  // cores, the expiry of servers it has not heard from while asleep) was not overwritten by the
+  // new leader's log within its commit wait. Neither tells anything stale.
+  const refused = (a: { status: number; body: Record<string, unknown> }): boolean =>
+    (a.status === 503 && a.body.reason === 'not_leader') ||
+    (a.status === 500 && a.body.kind === 'unknown');
+  if (!refused(query)) {
     expect(query.status).toBe(200);
     expect(query.body.epoch).toBe(moved.epoch); // the current one, never the old one
   }
-  if (!refusedAsNotLeader(lock)) {
+  if (!refused(lock)) {
     expect(lock).toEqual({ status: 200, body: { granted: false } });
   }
 
