@@ -271,6 +271,17 @@ const VIEWLEADER_BAD: Readonly<Record<string, readonly unknown[]>> = {
   [ViewLeaderApi.lockGet.path]: badLocks(),
   [ViewLeaderApi.lockRelease.path]: badLocks(),
   [ViewLeaderApi.deadlocks.path]: [],
+  [ViewLeaderApi.viewleaderStatus.path]: [],
+  // Served by members of a replicated view leader only: a view leader alone answers 404 to all.
+  [ViewLeaderApi.raft.path]: [
+    {},
+    { from: '127.0.0.1:1' },
+    { messages: [] },
+    { from: 5, messages: [] },
+    { from: '127.0.0.1:1', messages: {} },
+    { from: '127.0.0.1:1', messages: [{ kind: 'vote' }] },
+    { from: '127.0.0.1:1', messages: [{ kind: 'vote', term: -1, from: '127.0.0.1:1' }] },
+  ],
 };
 
 function badLocks(): unknown[] {
