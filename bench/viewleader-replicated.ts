@@ -468,8 +468,9 @@ export function viewLeaderTables(r: ViewLeaderBenchResult): Table[] {
     {
       title:
         `View leader: ${r.members} members (Raft) vs one alone, both on disk; ` +
-        `${r.servers} servers in the view, ${fmt(single.join.samples)} joins each ` +
-        `(ops/s of the sequential rows: 1 / mean latency)`,
+        `${r.servers} servers in the view while query_servers runs, then ` +
+        `${fmt(single.join.samples)} joins, each followed by a heartbeat from one of the first ` +
+        `${r.servers} (ops/s of these sequential rows: 1 / mean latency)`,
       header: [
         'operation',
         'conc',
