@@ -173,6 +173,9 @@ async function runVariant(
   // Both variants keep their state on disk: a member cannot run in memory, and the single one
   // must pay for its syncs too for the comparison to be fair.
   const dataRoot = fs.mkdtempSync(path.join(os.tmpdir(), `dht-bench-vl-${variant}-`));
+  const removeDataRoot = (): void => fs.rmSync(dataRoot, { recursive: true, force: true });
+  // Interrupted (bench/main.ts kills the children and exits on SIGINT): no directory left behind.
+  process.once('exit', removeDataRoot);
   try {
     return await withCluster(
       { failureTimeoutS: FAILURE_TIMEOUT_S, heartbeatIntervalS: HEARTBEAT_INTERVAL_S, dataRoot },
@@ -189,7 +192,8 @@ async function runVariant(
       },
     );
   } finally {
-    fs.rmSync(dataRoot, { recursive: true, force: true });
+    process.removeListener('exit', removeDataRoot);
+    removeDataRoot();
   }
 }
 
@@ -468,8 +472,9 @@ export function viewLeaderTables(r: ViewLeaderBenchResult): Table[] {
     {
       title:
         `View leader: ${r.members} members (Raft) vs one alone, both on disk; ` +
-        `${r.servers} servers in the view, ${fmt(single.join.samples)} joins each ` +
-        `(ops/s of the sequential rows: 1 / mean latency)`,
+        `${r.servers} servers in the view while query_servers runs, then ` +
+        `${fmt(single.join.samples)} joins, each followed by a heartbeat from one of the first ` +
+        `${r.servers} (ops/s of these sequential rows: 1 / mean latency)`,
       header: [
         'operation',
         'conc',
