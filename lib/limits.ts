@@ -180,9 +180,11 @@ export const RAFT_SEND_TIMEOUT_MS = 500;
 export const RAFT_SENDS_IN_FLIGHT_MAX = 16;
 /**
  * How long an answer waits for its change to commit, or for a read-index confirmation, before it
- * gives up with `retry` (a lost majority; the client asks again).
+ * gives up (a lost majority): `not_leader` when nothing was changed, `unknown` when its entry may
+ * still commit. Below the client's default per-request timeout (CLIENT_TIMEOUT_S_DEFAULT, 2 s), so
+ * that the client hears the member's verdict rather than its own timeout.
  */
-export const RAFT_COMMIT_WAIT_MS_MAX = 3000;
+export const RAFT_COMMIT_WAIT_MS_MAX = 1500;
 /**
  * How long a caller of the view leader keeps looking for the leading member (following
  * redirects, waiting out an election) before it reports the view leader unavailable.
