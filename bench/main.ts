@@ -1,5 +1,5 @@
 // `npm run bench`: runs the bench sections in order, prints a table per section to stdout and
-// writes bench/results.json. `--quick` shortens every section (under a minute in all).
+// writes bench/results.json. `--quick` shortens every section (under two minutes in all).
 //
 // A section is a function from the run's settings to its JSON figures and its printed tables.
 // To add one, write `bench/<name>.ts` exporting `measure...(options)` and `...Tables(result)`,
@@ -76,7 +76,7 @@ export interface Section {
   readonly run: (settings: SectionSettings) => Promise<SectionOutcome>;
 }
 
-/** The quick run's RPC cases are shorter still: the whole quick run stays under a minute. */
+/** The quick run's RPC cases are shorter still: the whole quick run stays under two minutes. */
 const RPC_IN_QUICK_RUN = { ...RPC_QUICK, durationMs: 1_000, warmupMs: 200 };
 
 /** In the order they run: the rpc baseline first, since later sections are read against it. */
@@ -208,7 +208,7 @@ async function main(): Promise<number> {
     .option('quick', {
       type: 'boolean',
       default: false,
-      describe: 'short runs (well under a minute in all)',
+      describe: 'short runs (under two minutes in all)',
     })
     .option('only', {
       type: 'string',
