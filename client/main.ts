@@ -4,6 +4,8 @@
 import yargs from 'yargs';
 import { DhtError } from '../lib/errors';
 import { initHashing } from '../lib/hash';
+import { secretFileOption } from '../lib/cli-options';
+import { setUpAuthentication } from '../lib/http-auth';
 import {
   CLIENT_TIMEOUT_S_DEFAULT,
   LOCK_RETRY_INTERVAL_S_DEFAULT,
@@ -78,6 +80,8 @@ async function main(argv: string[]): Promise<number> {
       default: LOCK_RETRY_INTERVAL_S_DEFAULT,
       describe: 'lock_get: seconds between attempts',
     })
+    .option('secret-file', secretFileOption)
+    .requiresArg('secret-file')
     .strictOptions()
     .help()
     .alias('help', 'h')
@@ -105,6 +109,11 @@ async function main(argv: string[]): Promise<number> {
   }
 
   await initHashing();
+  try {
+    setUpAuthentication({ secretFile: args['secret-file'] });
+  } catch (err) {
+    return writeFailure(err, args.json);
+  }
   const timeoutMs = args.timeout * 1000;
   const waitMs = args.wait === undefined ? undefined : args.wait * 1000;
   let server: ServerClient | undefined;

@@ -8,6 +8,7 @@ import { assert } from '../lib/assert';
 import { coordinatorBallot } from '../lib/ballot';
 import { DhtError } from '../lib/errors';
 import { call, UnreachableError } from '../lib/http-client';
+import { setUpAuthentication } from '../lib/http-auth';
 import { callBatched } from '../lib/batching';
 import {
   CLIENT_TIMEOUT_S_DEFAULT,
@@ -44,6 +45,11 @@ export interface ClientOptions {
   readonly waitMs?: number;
   /** Keep the view between operations (the SDK default); the CLI asks once per command. */
   readonly cacheView?: boolean;
+  /**
+   * The cluster's secret file (docs/security.md): every request of this process is signed with
+   * it from now on (a process has one secret). Default: none.
+   */
+  readonly secretFile?: string;
 }
 
 export interface SetrResult {
@@ -72,6 +78,7 @@ export class DhtClient {
     this.timeoutMs = options.timeoutMs ?? CLIENT_TIMEOUT_S_DEFAULT * 1000;
     this.waitMs = options.waitMs ?? 0;
     this.cacheView = options.cacheView ?? true;
+    if (options.secretFile !== undefined) setUpAuthentication({ secretFile: options.secretFile });
     const addresses = candidateAddresses(
       options.viewLeader ?? `127.0.0.1:${VIEWLEADER_PORT_FIRST}`,
       VIEWLEADER_PORT_FIRST,

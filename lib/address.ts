@@ -52,3 +52,17 @@ export function candidateAddresses(list: string, portFirst: number, portLast: nu
   if (out.length === 0) throw new DhtError('usage', `no address in '${list}'`);
   return out;
 }
+
+/** 127.0.0.0/8, ::1 (and `localhost`, which names them): reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (bare === 'localhost' || bare === '::1' || bare === '0:0:0:0:0:0:0:1') return true;
+  const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(bare);
+  return v4 !== null && v4.slice(1).every((n) => Number(n) <= 255) && v4[1] === '127';
+}
+
+/** An address that means "every interface of this machine". */
+export function isWildcardHost(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '');
+  return bare === '0.0.0.0' || bare === '::' || bare === '0:0:0:0:0:0:0:0';
+}

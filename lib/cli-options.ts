@@ -8,6 +8,8 @@ export interface CommonProcessOptions {
   readonly host: string;
   readonly port: number | undefined;
   readonly logLevel: LogLevel;
+  readonly secretFile: string | undefined;
+  readonly insecure: boolean;
 }
 
 export function withProcessOptions<T>(argv: Argv<T>, portHelp: string) {
@@ -19,7 +21,14 @@ export function withProcessOptions<T>(argv: Argv<T>, portHelp: string) {
       default: 'info' as LogLevel,
       describe: 'log level (logs go to stderr)',
     })
-    .requiresArg(['host', 'port', 'log-level'])
+    .option('secret-file', secretFileOption)
+    .option('insecure', {
+      type: 'boolean',
+      default: false,
+      describe:
+        'allow a --host outside loopback without --secret-file (anyone who can reach it can write)',
+    })
+    .requiresArg(['host', 'port', 'log-level', 'secret-file'])
     .check((args) => {
       const port = (args as { port?: number }).port;
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
@@ -45,4 +54,22 @@ export function portsToTry(port: number | undefined, first: number, last: number
   const out: number[] = [];
   for (let p = first; p <= last; p++) out.push(p);
   return out;
+}
+
+/**
+ * `--secret-file FILE`, default DHT_SECRET_FILE: the cluster's shared secret (lib/auth.ts). Only
+ * the file's name is ever shown, never its content.
+ */
+export const secretFileOption = {
+  type: 'string',
+  default: secretFileFromEnvironment(),
+  defaultDescription: '$DHT_SECRET_FILE',
+  describe:
+    "file holding the cluster's shared secret; every request must then be signed with it " +
+    '(docs/security.md)',
+} as const;
+
+function secretFileFromEnvironment(): string | undefined {
+  const file = process.env.DHT_SECRET_FILE;
+  return file === undefined || file.trim() === '' ? undefined : file;
 }

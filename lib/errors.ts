@@ -12,6 +12,7 @@ export type ErrorKind =
   | 'retry' // refused for now, nothing done: rebalancing, view changing, key busy reading
   | 'unknown' // outcome unknown: a setr that may have committed somewhere
   | 'unavailable' // no view leader or no server reachable, nothing done
+  | 'unauthorized' // the request did not prove it knows the cluster's secret; nothing done
   | 'usage'; // bad command line
 
 export interface KindInfo {
@@ -28,6 +29,8 @@ export const ERROR_KINDS: Readonly<Record<ErrorKind, KindInfo>> = {
   retry: { exitCode: 75, jsonStatus: 'retry', httpStatus: 503 },
   unknown: { exitCode: 3, jsonStatus: 'unknown', httpStatus: 500 },
   unavailable: { exitCode: 4, jsonStatus: 'unavailable', httpStatus: 503 },
+  // Definitely not done, as a rejection is (exit 1); a misconfigured secret is not "retry later".
+  unauthorized: { exitCode: 1, jsonStatus: 'error', httpStatus: 401 },
   usage: { exitCode: 2, jsonStatus: 'error', httpStatus: 400 },
 };
 
@@ -57,7 +60,8 @@ export type ErrorReason =
   | 'not_leader'
   | 'key_too_long'
   | 'value_too_large'
-  | 'method_not_allowed';
+  | 'method_not_allowed'
+  | 'unauthenticated';
 
 export class DhtError extends Error {
   override name = 'DhtError';
@@ -127,6 +131,7 @@ export const KV_HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
   retry: 503,
   unknown: 504,
   unavailable: 503,
+  unauthorized: 401,
   usage: 400,
 };
 

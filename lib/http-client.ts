@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { DhtError, isErrorKind, NotLeaderError, type ErrorReason } from './errors';
 import type { Endpoint } from './messages';
 import { RPC_TIMEOUT_MS_DEFAULT } from './limits';
+import { authHeaders } from './http-auth';
 
 /** Shared by every call of this process: connections are reused, never one per request. */
 export const keepAliveAgent = new http.Agent({ keepAlive: true, maxSockets: 512 });
@@ -21,6 +22,9 @@ const client = axios.create({
   maxBodyLength: Infinity,
   maxContentLength: Infinity,
   transitional: { clarifyTimeoutError: true },
+  // Bodies are serialized once, by `post`, because the signature covers the exact bytes sent;
+  // axios's own transform would parse that JSON again to check it.
+  transformRequest: [(data: unknown) => data],
 });
 
 export type Transport = 'refused' | 'timeout' | 'broken';
@@ -62,8 +66,16 @@ export async function post(
   body: unknown,
   timeoutMs = RPC_TIMEOUT_MS_DEFAULT,
 ): Promise<{ status: number; data: unknown }> {
+  const payload = JSON.stringify(body) ?? '{}';
+  const headers = {
+    'content-type': 'application/json',
+    ...authHeaders('POST', address, path, payload),
+  };
   try {
-    const response = await client.post(`http://${address}${path}`, body, { timeout: timeoutMs });
+    const response = await client.post(`http://${address}${path}`, payload, {
+      timeout: timeoutMs,
+      headers,
+    });
     return { status: response.status, data: response.data as unknown };
   } catch (err) {
     throw toUnreachable(address, err);

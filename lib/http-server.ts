@@ -9,6 +9,18 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { z } from 'zod';
 import { DhtError, toErrorBody } from './errors';
 import { formatAddress } from './address';
+import {
+  AUTH_FAILURE_MESSAGES,
+  AUTH_SCHEME,
+  CONTENT_DIGEST_HEADER,
+  EMPTY_BODY_DIGEST,
+  RequestVerifier,
+  isOpenRequest,
+  sha256Hex,
+  type AuthFailure,
+  type Secret,
+} from './auth';
+import { currentSecret, hostNamesOf } from './http-auth';
 import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
 import {
@@ -25,6 +37,11 @@ export interface RouteOptions {
   readonly bodyBytesMax?: number;
 }
 
+export interface RpcServerOptions {
+  /** Requests must be signed with it (lib/auth.ts); default: the process's (`useSecret`). */
+  readonly secret?: Secret | undefined;
+}
+
 /** A route's answer: what it sends alone, or as one entry of a /batch response. */
 interface Answer {
   readonly status: number;
@@ -38,9 +55,62 @@ export class RpcServer {
     { readonly invoke: (body: unknown) => Promise<Answer>; readonly readOnly: boolean }
   >();
 
-  constructor(private readonly logger: Logger) {
+  private readonly secret: Secret | undefined;
+  private verifier: RequestVerifier | undefined;
+  /** Requests refused for want of authentication (answered 401), by why. */
+  readonly unauthenticated = new Map<AuthFailure | 'other', number>();
+
+  constructor(
+    private readonly logger: Logger,
+    options: RpcServerOptions = { secret: currentSecret() },
+  ) {
+    this.secret = options.secret;
     this.app.disable('x-powered-by');
     this.app.set('etag', false);
+    // First of all: with a secret, nothing but the open pages runs for an unsigned request.
+    if (this.secret !== undefined) this.app.use(this.authenticate);
+  }
+
+  /**
+   * The signature and freshness are checked before the body is read; the body itself is checked
+   * against its signed digest as it is parsed (`checkBodyDigest`, in every body parser).
+   */
+  private readonly authenticate = (req: Request, res: Response, next: NextFunction): void => {
+    if (isOpenRequest(req.method, req.path)) {
+      next();
+      return;
+    }
+    res.once('finish', () => {
+      if (res.statusCode === 401) this.countRefusal(res.locals.authFailure as AuthFailure);
+    });
+    const verifier = this.verifier;
+    const verdict =
+      verifier === undefined
+        ? ({ ok: false, failure: 'missing' } as const)
+        : verifier.check(
+            req.method,
+            req.headers.host,
+            req.originalUrl,
+            req.headers.authorization,
+            headerValue(req.headers[CONTENT_DIGEST_HEADER]),
+            Date.now(),
+          );
+    if (!verdict.ok) {
+      refuseUnauthenticated(res, verdict.failure);
+      return;
+    }
+    if (!hasBody(req) && verdict.bodyDigest !== EMPTY_BODY_DIGEST) {
+      refuseUnauthenticated(res, 'body_mismatch');
+      return;
+    }
+    res.locals.bodyDigest = verdict.bodyDigest;
+    next();
+  };
+
+  private countRefusal(failure: AuthFailure | undefined): void {
+    const key = failure ?? 'other';
+    this.unauthenticated.set(key, (this.unauthenticated.get(key) ?? 0) + 1);
+    this.logger.debug({ failure: key }, 'request refused: not authenticated');
   }
 
   route<Req extends z.ZodType, Res extends z.ZodType>(
@@ -62,7 +132,10 @@ export class RpcServer {
       }
     };
     this.handlers.set(endpoint.path, { invoke, readOnly: endpoint.readOnly });
-    const parseJson = express.json({ limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX });
+    const parseJson = express.json({
+      limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX,
+      verify: checkBodyDigest,
+    });
     this.app.post(endpoint.path, parseJson, async (req: Request, res: Response) => {
       if (rejectNonJson(req, res)) return;
       const answer = await invoke(req.body ?? {});
@@ -84,7 +157,7 @@ export class RpcServer {
    * of a few hundred characters; only reads return values.
    */
   private routeBatch(): void {
-    const parseJson = express.json({ limit: TRANSFER_BODY_BYTES_MAX });
+    const parseJson = express.json({ limit: TRANSFER_BODY_BYTES_MAX, verify: checkBodyDigest });
     this.app.post(TransportApi.batch.path, parseJson, async (req: Request, res: Response) => {
       if (rejectNonJson(req, res)) return;
       const parsed = TransportApi.batch.request.safeParse(req.body ?? {});
@@ -130,6 +203,10 @@ export class RpcServer {
       });
     });
     this.app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      if (err instanceof BodyDigestMismatch) {
+        refuseUnauthenticated(res, 'body_mismatch');
+        return;
+      }
       const status = httpStatusOf(err);
       const message = err instanceof Error ? err.message : 'bad request';
       if (status >= 500) this.logger.error({ err }, 'request failed');
@@ -145,9 +222,15 @@ export class RpcServer {
   async listen(host: string, ports: readonly number[]): Promise<ListeningServer> {
     this.finish();
     for (const port of ports) {
+      if (this.secret !== undefined && port !== 0) {
+        this.verifier = new RequestVerifier(this.secret, hostNamesOf(host, port));
+      }
       const server = await tryListen(this.app, host, port);
       if (server !== undefined) {
         const actual = (server.address() as AddressInfo).port;
+        if (this.secret !== undefined && port === 0) {
+          this.verifier = new RequestVerifier(this.secret, hostNamesOf(host, actual));
+        }
         server.keepAliveTimeout = 65_000;
         server.on('clientError', answerClientError);
         return { server, address: formatAddress(host, actual) };
@@ -236,6 +319,40 @@ const BATCH_FULL: Answer = {
   status: 503,
   body: { kind: 'retry', error: 'batch answer full; send again', reason: 'batch_full' },
 };
+
+/** The body parsed is the one whose digest was signed; `authenticate` left the digest. */
+export function checkBodyDigest(
+  _req: http.IncomingMessage,
+  res: http.ServerResponse,
+  body: Buffer,
+): void {
+  const expected = (res as Response).locals?.bodyDigest as string | undefined;
+  if (expected !== undefined && sha256Hex(body) !== expected) throw new BodyDigestMismatch();
+}
+
+/** Thrown from a body parser; answered 401 by the error handler. */
+export class BodyDigestMismatch extends DhtError {
+  override name = 'BodyDigestMismatch';
+  readonly status = 401;
+  constructor() {
+    super('unauthorized', AUTH_FAILURE_MESSAGES.body_mismatch, 'unauthenticated');
+  }
+}
+
+/** 401, with the scheme to use; the message says what failed and nothing of the secret. */
+export function refuseUnauthenticated(res: Response, failure: AuthFailure): void {
+  res.locals.authFailure = failure;
+  res
+    .status(401)
+    .set('WWW-Authenticate', AUTH_SCHEME)
+    .json(
+      toErrorBody(new DhtError('unauthorized', AUTH_FAILURE_MESSAGES[failure], 'unauthenticated')),
+    );
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? undefined : value;
+}
 
 /** A body was sent. */
 function hasBody(req: Request): boolean {

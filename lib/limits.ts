@@ -125,6 +125,20 @@ export const READ_PENDING_RETRY_MS = 5;
 export const KV_RETRY_AFTER_S = 1;
 
 /**
+ * Authentication (lib/auth.ts). A request's timestamp may differ from the receiver's clock by at
+ * most AUTH_CLOCK_SKEW_MS (NTP keeps machines within milliseconds; a paused process's queued
+ * requests are refused after this). Per sender, the receiver remembers the last AUTH_REPLAY_WINDOW
+ * request numbers; a request overtaken by that many newer ones of its sender is refused as a
+ * replay (a client has at most a few hundred requests in flight). A secret shorter than
+ * AUTH_SECRET_BYTES_MIN is refused: HMAC-SHA256's key should carry at least 128 bits.
+ */
+export const AUTH_CLOCK_SKEW_MS = 30_000;
+export const AUTH_REPLAY_WINDOW = 4096;
+export const AUTH_SECRET_BYTES_MIN = 16;
+/** A secret file is read whole; anything this large is not a secret file. */
+export const AUTH_SECRET_FILE_BYTES_MAX = 64 * 1024;
+
+/**
  * The durable store (server/durable-store.ts) commits writes in groups (lib/group-commit.ts): one
  * LevelDB batch and one fdatasync per group. A group is whatever arrived during the previous sync,
  * up to these bounds; a transfer batch (TRANSFER_BATCH_KEYS_MAX keys, TRANSFER_BATCH_BYTES_MAX

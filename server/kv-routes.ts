@@ -10,6 +10,7 @@ import express, { type Request, type Response } from 'express';
 import { DhtError, kvErrorAnswer } from '../lib/errors';
 import { KEY_BYTES_MAX, KEY_BYTES_MIN, VALUE_BYTES_MAX } from '../lib/limits';
 import type { Logger } from '../lib/logger';
+import { BodyDigestMismatch, checkBodyDigest, refuseUnauthenticated } from '../lib/http-server';
 
 /** What /kv needs of a cluster client: DhtClient's replicated operations. */
 export interface KvClient {
@@ -37,7 +38,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 export function kvRoutes(app: express.Express, client: KvClient, logger: Logger): void {
   // A value is raw bytes, whatever the Content-Type says; the bound is the contract's.
-  const parseRaw = express.raw({ type: () => true, limit: VALUE_BYTES_MAX });
+  const parseRaw = express.raw({
+    type: () => true,
+    limit: VALUE_BYTES_MAX,
+    verify: checkBodyDigest,
+  });
   const readBody = (req: Request, res: Response): Promise<Buffer> =>
     new Promise((resolve, reject) => {
       parseRaw(req, res, (err?: unknown) => {
@@ -76,6 +81,10 @@ export function kvRoutes(app: express.Express, client: KvClient, logger: Logger)
 
 function answerError(res: Response, err: unknown, logger: Logger): void {
   if (res.headersSent) return;
+  if (err instanceof BodyDigestMismatch) {
+    refuseUnauthenticated(res, 'body_mismatch');
+    return;
+  }
   if (!(err instanceof DhtError)) {
     // A bug, not an operating error: as the RPC shell does, 500 and a log line.
     logger.error({ err }, '/kv request failed');
@@ -181,6 +190,7 @@ function decodeValue(body: Buffer): string {
 
 /** body-parser's errors: over the bound is 413; anything else (an aborted upload...) is 400. */
 function bodyError(err: unknown): DhtError {
+  if (err instanceof BodyDigestMismatch) return err;
   const type = typeof err === 'object' && err !== null && 'type' in err ? err.type : undefined;
   if (type === 'entity.too.large') {
     return new DhtError(

@@ -6,6 +6,7 @@ import { portsToTry, positiveSeconds, withProcessOptions } from '../lib/cli-opti
 import { DhtError } from '../lib/errors';
 import { initHashing } from '../lib/hash';
 import { announceAndRunUntilSignal } from '../lib/http-server';
+import { setUpAuthentication } from '../lib/http-auth';
 import {
   HEARTBEAT_INTERVAL_S_DEFAULT,
   PREPARE_TIMEOUT_S_DEFAULT,
@@ -67,6 +68,7 @@ async function main(): Promise<void> {
 
   await initHashing();
   const logger = createLogger('dht-server', args.logLevel);
+  setUpAuthentication(args, logger);
   const viewLeaders = candidateAddresses(
     args.viewleader,
     VIEWLEADER_PORT_FIRST,

@@ -8,6 +8,7 @@
 import http from 'node:http';
 import { ADDRESS_PROBE_RESPONSE_BYTES_MAX, ADDRESS_PROBE_TIMEOUT_MS } from '../lib/limits';
 import { ServerApi } from '../lib/messages';
+import { authHeaders } from '../lib/http-auth';
 import type { AddressProbe } from './membership';
 
 export function probeAddress(
@@ -26,7 +27,11 @@ export function probeAddress(
     const request = http.request(`http://${address}${ServerApi.status.path}`, {
       method: 'POST',
       agent: false,
-      headers: { 'content-type': 'application/json', 'content-length': 2 },
+      headers: {
+        'content-type': 'application/json',
+        'content-length': 2,
+        ...authHeaders('POST', address, ServerApi.status.path, '{}'),
+      },
     });
     const timer = setTimeout(() => settle({ kind: 'no_answer' }), timeoutMs);
     request.on('error', (err: NodeJS.ErrnoException) => {

@@ -92,7 +92,7 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
     .conflicts('data-dir', 'in-memory')
     .conflicts('peers', 'in-memory')
     // A flag given without its value (`--port` at the end) must not silently mean "default".
-    .requiresArg(['host', 'port', 'log-level', 'failure-timeout', 'data-dir', 'peers'])
+    .requiresArg(['failure-timeout', 'data-dir', 'peers'])
     .check((argv) => {
       if (argv._.length > 0) throw new Error(`unexpected argument: ${String(argv._[0])}`);
       if (argv['data-dir'] !== undefined && argv['data-dir'].trim() === '') {
@@ -123,6 +123,8 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
     host: parsed.host,
     port: parsed.port,
     logLevel: parsed['log-level'],
+    secretFile: parsed['secret-file'],
+    insecure: parsed.insecure,
     failureTimeoutMs: parsed['failure-timeout'] * 1000,
     storage:
       parsed['in-memory'] === true ? { kind: 'memory' } : { kind: 'disk', dir: parsed['data-dir'] },

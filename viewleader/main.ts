@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
 import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
+import { setUpAuthentication } from '../lib/http-auth';
 import { portsToTry } from '../lib/cli-options';
 import { injectedSyncFailure, StoreOpenError } from '../lib/level-dir';
 import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../lib/limits';
@@ -54,6 +55,7 @@ interface Restored {
 async function main(): Promise<void> {
   const options = parseViewLeaderArgs(process.argv.slice(2));
   const logger = createLogger('viewleader', options.logLevel);
+  setUpAuthentication(options, logger);
   const rpc = new RpcServer(logger);
   if (options.peers !== undefined) {
     await runMember(options, options.peers, rpc, logger);
