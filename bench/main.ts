@@ -25,6 +25,7 @@ import {
 } from './durability';
 import { FAILOVER_FULL, FAILOVER_QUICK, failoverTables, measureFailover } from './failover';
 import { KV_FULL, KV_QUICK, kvTables, measureKv } from './kv';
+import { AUTH_FULL, AUTH_QUICK, authTables, measureAuth } from './auth';
 import { measureMemory, MEMORY_FULL, MEMORY_QUICK, memoryTables } from './memory';
 import {
   measureRebalancing,
@@ -103,6 +104,14 @@ export const SECTIONS: readonly Section[] = [
     run: async ({ quick }) => {
       const result = await measureKv(quick ? KV_QUICK : KV_FULL);
       return { data: result, tables: kvTables(result) };
+    },
+  },
+  {
+    name: 'auth',
+    title: 'The cost of authentication: SDK getr/setr without and with --secret-file',
+    run: async ({ quick }) => {
+      const result = await measureAuth(quick ? AUTH_QUICK : AUTH_FULL);
+      return { data: result, tables: authTables(result) };
     },
   },
   {

@@ -29,6 +29,8 @@ export interface ClusterTimings {
   readonly heartbeatIntervalS: number;
   /** Servers keep their data in DIR/server-N; without it they run `--in-memory`. */
   readonly dataRoot?: string;
+  /** Every process gets `--secret-file FILE` (docs/security.md). */
+  readonly secretFile?: string;
 }
 
 export interface ProcessHandle {
@@ -64,6 +66,11 @@ export class LocalCluster {
     private readonly timings: ClusterTimings,
     private readonly onLog: (server: string, record: LogRecord) => void = () => {},
   ) {}
+
+  private get secretArgs(): string[] {
+    const file = this.timings.secretFile;
+    return file === undefined ? [] : ['--secret-file', file];
+  }
 
   /** What servers and clients take as `--viewleader`: every member's address, comma-separated. */
   get viewLeaderAddress(): string {
@@ -267,7 +274,7 @@ export class LocalCluster {
   private spawn(name: string, bin: string, args: string[]): Promise<ProcessHandle> {
     const child = spawn(
       process.execPath,
-      [path.join(ROOT, 'bin', bin), ...args, '--log-level', 'info'],
+      [path.join(ROOT, 'bin', bin), ...args, ...this.secretArgs, '--log-level', 'info'],
       {
         cwd: ROOT,
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -10,6 +10,8 @@ export interface CommonProcessOptions {
   readonly logLevel: LogLevel;
   readonly secretFile: string | undefined;
   readonly insecure: boolean;
+  /** More Host names (HOST:PORT) signed requests may be addressed to: a proxy's, say. */
+  readonly publicAddress: readonly string[];
 }
 
 export function withProcessOptions<T>(argv: Argv<T>, portHelp: string) {
@@ -28,7 +30,16 @@ export function withProcessOptions<T>(argv: Argv<T>, portHelp: string) {
       describe:
         'allow a --host outside loopback without --secret-file (anyone who can reach it can write)',
     })
-    .requiresArg(['host', 'port', 'log-level', 'secret-file'])
+    .option('public-address', {
+      type: 'string',
+      array: true,
+      default: [] as string[],
+      defaultDescription: 'none',
+      describe:
+        'with --secret-file: another HOST:PORT clients reach this process at (a TLS proxy in ' +
+        'front, say); requests signed for it are accepted too',
+    })
+    .requiresArg(['host', 'port', 'log-level', 'secret-file', 'public-address'])
     .check((args) => {
       const port = (args as { port?: number }).port;
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {

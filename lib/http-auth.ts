@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { formatAddress, isLoopbackHost, isWildcardHost } from './address';
+import { formatAddress, isLoopbackHost, isWildcardHost, parseHostPort } from './address';
 import { RequestSigner, Secret, sha256Hex, EMPTY_BODY_DIGEST } from './auth';
 import { DhtError } from './errors';
 import { AUTH_SECRET_FILE_BYTES_MAX } from './limits';
@@ -18,6 +18,8 @@ import type { Logger } from './logger';
 
 let processSecret: Secret | undefined;
 let signer: RequestSigner | undefined;
+/** `--public-address`: Host names this process also answers to. */
+let publicAddresses: readonly string[] = [];
 
 /** Sign every request this process sends from now on with `secret` (undefined: none). */
 export function useSecret(secret: Secret | undefined): void {
@@ -100,7 +102,7 @@ export function checkExposure(host: string, secret: Secret | undefined, insecure
  * all of them. A request signed for any other host was meant for another process.
  */
 export function hostNamesOf(host: string, port: number): Set<string> {
-  const names = new Set<string>([formatAddress(host, port)]);
+  const names = new Set<string>([formatAddress(host, port), ...publicAddresses]);
   if (isLoopbackHost(host)) names.add(formatAddress('localhost', port));
   if (isWildcardHost(host)) {
     names.add(formatAddress('localhost', port));
@@ -121,6 +123,7 @@ export function setUpAuthentication(
     readonly secretFile: string | undefined;
     readonly host?: string;
     readonly insecure?: boolean;
+    readonly publicAddress?: readonly string[];
   },
   logger?: Logger,
 ): Secret | undefined {
@@ -131,6 +134,11 @@ export function setUpAuthentication(
     if (read.warning !== undefined) logger?.warn(read.warning);
   }
   if (flags.host !== undefined) checkExposure(flags.host, secret, flags.insecure === true);
+  publicAddresses = (flags.publicAddress ?? []).map((address) => {
+    const { host, port } = parseHostPort(address);
+    if (port === undefined) throw new DhtError('usage', `--public-address ${address} needs a port`);
+    return formatAddress(host, port).toLowerCase();
+  });
   useSecret(secret);
   return secret;
 }

@@ -125,6 +125,7 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
     logLevel: parsed['log-level'],
     secretFile: parsed['secret-file'],
     insecure: parsed.insecure,
+    publicAddress: parsed['public-address'],
     failureTimeoutMs: parsed['failure-timeout'] * 1000,
     storage:
       parsed['in-memory'] === true ? { kind: 'memory' } : { kind: 'disk', dir: parsed['data-dir'] },

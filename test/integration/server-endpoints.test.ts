@@ -5,8 +5,16 @@
 // input. Then the protocol answers that the client and the rebalancer rely on: epoch and server
 // ID checks of prepare and read, key_busy while a transaction is undecided, transfer keeps the
 // higher version, offer names only what the server lacks or holds older.
+//
+// The bad-input table also runs against a second view leader and server started with
+// `--secret-file`, every request signed (lib/auth.ts): authentication must not change what a
+// well-signed bad request gets.
 
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { RequestSigner, Secret, sha256Hex } from '../../lib/auth';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '../../lib/limits';
 import { ServerApi, ViewLeaderApi } from '../../lib/messages';
 import { killAll, portBlock, startProcess, waitFor, type Proc } from '../support/processes';
@@ -28,12 +36,24 @@ interface Answer {
   readonly body: unknown;
 }
 
+/** The processes started with a secret: every request to them is signed. */
+const signedAddresses = new Set<string>();
+let signer: RequestSigner | undefined;
+
 /** POST `body` (a string is sent as is, anything else as JSON). */
-async function post(address: string, path: string, body: unknown): Promise<Answer> {
-  const response = await fetch(`http://${address}${path}`, {
+async function post(address: string, target: string, body: unknown): Promise<Answer> {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  const auth =
+    signer !== undefined && signedAddresses.has(address)
+      ? signer.headers(
+          { method: 'POST', host: address, target, bodyDigest: sha256Hex(text) },
+          Date.now(),
+        )
+      : {};
+  const response = await fetch(`http://${address}${target}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: { 'content-type': 'application/json', ...auth },
+    body: text,
   });
   return answerOf(response);
 }
@@ -303,6 +323,10 @@ function badLocks(): unknown[] {
 let viewLeader: Proc;
 let server: Proc;
 let serverId: string;
+/** The same pair, started with --secret-file. */
+let securedViewLeader: Proc;
+let securedServer: Proc;
+let secretDir: string;
 
 interface Status {
   serverId: string;
@@ -318,13 +342,13 @@ interface ViewBody {
   rebalancing: boolean;
 }
 
-const status = (): Promise<Status> => ok<Status>(server.address, '/status', {});
+const status = (at = server): Promise<Status> => ok<Status>(at.address, '/status', {});
 
 /** The server and the view leader agree on the epoch and nothing is rebalancing. */
-async function settled(): Promise<Status> {
+async function settled(at = server, leader = viewLeader): Promise<Status> {
   return waitFor('a settled view', async () => {
-    const view = (await post(viewLeader.address, '/query_servers', {})).body as ViewBody;
-    const here = await status();
+    const view = (await post(leader.address, '/query_servers', {})).body as ViewBody;
+    const here = await status(at);
     const inView = view.servers.some((s) => s.id === here.serverId);
     return inView && !view.rebalancing && !here.rebalancing && here.epoch === view.epoch
       ? here
@@ -340,12 +364,12 @@ interface Snapshot {
   deadlocks: unknown;
 }
 
-async function snapshot(): Promise<Snapshot> {
+async function snapshot(at = server, leader = viewLeader): Promise<Snapshot> {
   const [keys, here, view, deadlocks] = await Promise.all([
-    ok<{ keys: string[] }>(server.address, '/query_all_keys', {}),
-    status(),
-    ok<ViewBody>(viewLeader.address, '/query_servers', {}),
-    ok<{ cycles: unknown }>(viewLeader.address, '/deadlocks', {}),
+    ok<{ keys: string[] }>(at.address, '/query_all_keys', {}),
+    status(at),
+    ok<ViewBody>(leader.address, '/query_servers', {}),
+    ok<{ cycles: unknown }>(leader.address, '/deadlocks', {}),
   ]);
   return {
     keys: keys.keys,
@@ -363,7 +387,7 @@ function expectAlive(proc: Proc): void {
   });
 }
 
-beforeAll(async () => {
+async function startPlainPair(): Promise<void> {
   viewLeader = await startProcess('dht-viewleader', [
     '--port',
     String(PORTS.viewleader),
@@ -381,23 +405,68 @@ beforeAll(async () => {
   serverId = (await settled()).serverId;
   // Something to see unchanged: a key set the ordinary way.
   await ok(server.address, '/set', { key: 'present', value: 'before' });
-}, 30_000);
+}
+
+async function startSecuredPair(): Promise<void> {
+  secretDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dht-endpoints-'));
+  const secretFile = path.join(secretDir, 'secret');
+  fs.writeFileSync(secretFile, 'the secret of the endpoint tests\n', { mode: 0o600 });
+  signer = new RequestSigner(
+    Secret.fromFileContent(fs.readFileSync(secretFile)) as Secret,
+    'e1'.repeat(8),
+  );
+  const secured = ['--secret-file', secretFile];
+  securedViewLeader = await startProcess('dht-viewleader', [
+    ...['--port', String(PORTS.server(10)), '--failure-timeout', '1', ...secured],
+  ]);
+  signedAddresses.add(securedViewLeader.address);
+  securedServer = await startProcess('dht-server', [
+    ...['--port', String(PORTS.server(11)), '--viewleader', securedViewLeader.address],
+    ...['--heartbeat-interval', '0.2', ...secured],
+  ]);
+  signedAddresses.add(securedServer.address);
+  await settled(securedServer, securedViewLeader);
+  await ok(securedServer.address, '/set', { key: 'present', value: 'before' });
+}
+
+beforeAll(async () => {
+  await Promise.all([startPlainPair(), startSecuredPair()]);
+}, 60_000);
 
 afterAll(async () => {
   await killAll();
+  fs.rmSync(secretDir, { recursive: true, force: true });
 });
 
 // ---- bad input ----------------------------------------------------------------------------------
 
+const plainPair = (): [Proc, Proc] => [server, viewLeader];
+const securedPair = (): [Proc, Proc] => [securedServer, securedViewLeader];
+
 describe.each([
-  ['server', () => server, SERVER_BAD, Object.values(ServerApi).map((e) => e.path)],
+  ['server', () => server, SERVER_BAD, Object.values(ServerApi).map((e) => e.path), plainPair],
   [
     'view leader',
     () => viewLeader,
     VIEWLEADER_BAD,
     Object.values(ViewLeaderApi).map((e) => e.path),
+    plainPair,
   ],
-] as const)('%s: bad input', (_name, proc, badBodies, paths) => {
+  [
+    'server with a secret (requests signed)',
+    () => securedServer,
+    SERVER_BAD,
+    Object.values(ServerApi).map((e) => e.path),
+    securedPair,
+  ],
+  [
+    'view leader with a secret (requests signed)',
+    () => securedViewLeader,
+    VIEWLEADER_BAD,
+    Object.values(ViewLeaderApi).map((e) => e.path),
+    securedPair,
+  ],
+] as const)('%s: bad input', (_name, proc, badBodies, paths, pair) => {
   test('every endpoint has a table of bad bodies', () => {
     expect(Object.keys(badBodies).sort()).toEqual([...paths].sort());
   });
@@ -405,7 +474,7 @@ describe.each([
   test.each(paths.map((p) => [p]))(
     'POST %s: malformed, non-object, mistyped, incomplete and out-of-bound bodies get 4xx JSON and change nothing',
     async (path) => {
-      const before = await snapshot();
+      const before = await snapshot(...pair());
       const bodies = [...MALFORMED, ...badBodies[path]];
       const answers = await Promise.all(bodies.map((body) => post(proc().address, path, body)));
       answers.forEach((answer, i) => {
@@ -414,7 +483,7 @@ describe.each([
         expectRejected(`${path} ${shown.slice(0, 120)}`, answer);
       });
       expectAlive(proc());
-      expect(await snapshot()).toEqual(before);
+      expect(await snapshot(...pair())).toEqual(before);
     },
   );
 

@@ -42,6 +42,11 @@ export interface ClusterOptions extends ServerOptions {
   readonly perServer?: Readonly<Record<number, ServerOptions>>;
   /** Durable processes: server i keeps its data in DIR/server-i, the view leader in DIR/viewleader. */
   readonly dataRoot?: string;
+  /**
+   * Every process and CLI run gets `--secret-file FILE` (the test process itself signs its own
+   * queries after `useSecret`, lib/http-auth.ts).
+   */
+  readonly secretFile?: string;
 }
 
 /**
@@ -166,6 +171,7 @@ export class Cluster {
     if (this.options.dataRoot !== undefined) {
       args.push('--data-dir', this.dataDir(index));
     }
+    args.push(...secretArgs(this.options));
     const server = await startProcess('dht-server', args, own.env);
     this.servers.set(server.address, server);
     this.indexOf.set(server.address, index);
@@ -212,7 +218,7 @@ export class Cluster {
   }
 
   cli(...args: string[]): Promise<CliResult> {
-    return runClient(['--viewleader', this.vl, ...args]);
+    return runClient(['--viewleader', this.vl, ...secretArgs(this.options), ...args]);
   }
 
   /** Run the CLI with fault-injection env; it is killed when the test ends. */
@@ -280,7 +286,12 @@ function startViewLeader(options: ClusterOptions): Promise<Proc> {
   if (options.dataRoot !== undefined) {
     args.push('--data-dir', path.join(options.dataRoot, 'viewleader'));
   }
+  args.push(...secretArgs(options));
   return startProcess('dht-viewleader', args);
+}
+
+function secretArgs(options: { readonly secretFile?: string }): string[] {
+  return options.secretFile === undefined ? [] : ['--secret-file', options.secretFile];
 }
 
 /**

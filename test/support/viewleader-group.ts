@@ -31,6 +31,7 @@ export class ViewLeaderMembers {
     ports: readonly number[],
     private readonly dataRoot: string,
     private readonly failureTimeoutS: number,
+    private readonly extraArgs: readonly string[],
   ) {
     this.addresses = ports.map((p) => `127.0.0.1:${p}`);
   }
@@ -40,8 +41,10 @@ export class ViewLeaderMembers {
     ports: readonly number[],
     dataRoot: string,
     failureTimeoutS: number,
+    /** More flags for every member (`--secret-file FILE`, say). */
+    extraArgs: readonly string[] = [],
   ): Promise<ViewLeaderMembers> {
-    const group = new ViewLeaderMembers(ports, dataRoot, failureTimeoutS);
+    const group = new ViewLeaderMembers(ports, dataRoot, failureTimeoutS, extraArgs);
     await Promise.all(group.addresses.map((a) => group.startMember(a)));
     return group;
   }
@@ -74,6 +77,7 @@ export class ViewLeaderMembers {
       this.dataDir(address),
       '--failure-timeout',
       String(this.failureTimeoutS),
+      ...this.extraArgs,
     ]);
     this.procs.set(address, proc);
     this.started.push({ address, proc });
