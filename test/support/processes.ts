@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-const READY_TIMEOUT_MS = 15_000;
+/** A start takes well under a second on a quiet machine; several seconds under a CPU hog. */
+const READY_TIMEOUT_MS = 30_000;
 
 export interface Proc {
   readonly child: ChildProcess;

@@ -153,7 +153,7 @@ describe('decodeKey: strict percent-decoding of UTF-8', () => {
 });
 
 describe('the /kv status of every kind and reason (lib/errors.ts)', () => {
-  test('the kind table is the contract: 404, 409, 400, 503, 504', () => {
+  test('the kind table is the contract: 404, 409, 400, 503, 504 (and 401 without the secret)', () => {
     expect(KV_HTTP_STATUS).toEqual({
       not_found: 404,
       aborted: 409,
@@ -162,6 +162,7 @@ describe('the /kv status of every kind and reason (lib/errors.ts)', () => {
       retry: 503,
       unknown: 504,
       unavailable: 503,
+      unauthorized: 401,
       usage: 400,
     });
   });
