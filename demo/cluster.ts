@@ -6,16 +6,17 @@
 // it starts, since every member names all of them in `--peers`: free loopback ports are found
 // first by binding port 0 (freeLoopbackPorts), then each member is started on its own.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { DhtClient } from '../client/sdk';
 import { assert } from '../lib/assert';
 import type { MemberStatus } from '../lib/messages';
+import { spawnListening } from './spawn';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const READY_TIMEOUT_MS = 15_000;
+/** Of each process's stderr, what a failed start shows. */
+const STDERR_KEPT_CHARS = 8_000;
 /** The contract's "a new leader within 5 s", with room for a loaded machine. */
 export const LEADER_WAIT_MS = 15_000;
 const LEADER_POLL_MS = 50;
@@ -271,43 +272,27 @@ export class LocalCluster {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 
-  private spawn(name: string, bin: string, args: string[]): Promise<ProcessHandle> {
-    const child = spawn(
-      process.execPath,
-      [path.join(ROOT, 'bin', bin), ...args, ...this.secretArgs, '--log-level', 'info'],
+  private async spawn(name: string, bin: string, args: string[]): Promise<ProcessHandle> {
+    const started = await spawnListening(
+      bin,
+      [...args, ...this.secretArgs, '--log-level', 'info'],
       {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stderrCharsMax: STDERR_KEPT_CHARS,
+        onSpawn: (child) => {
+          this.children.add(child);
+          child.once('exit', () => this.children.delete(child));
+          readline.createInterface({ input: child.stderr! }).on('line', (line) => {
+            if (!line.startsWith('{')) return;
+            try {
+              this.onLog(name, JSON.parse(line) as LogRecord);
+            } catch {
+              // not a log record
+            }
+          });
+        },
       },
     );
-    this.children.add(child);
-    child.once('exit', () => this.children.delete(child));
-    const stderrLines: string[] = [];
-    readline.createInterface({ input: child.stderr! }).on('line', (line) => {
-      if (stderrLines.length < 50) stderrLines.push(line);
-      if (!line.startsWith('{')) return;
-      try {
-        this.onLog(name, JSON.parse(line) as LogRecord);
-      } catch {
-        // not a log record
-      }
-    });
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${name} not ready:\n${stderrLines.join('\n')}`)),
-        READY_TIMEOUT_MS,
-      );
-      readline.createInterface({ input: child.stdout! }).once('line', (line) => {
-        clearTimeout(timer);
-        const match = /^listening on (\S+)$/.exec(line);
-        if (match) resolve({ name, address: match[1], child, bin, args });
-        else reject(new Error(`${name}: unexpected first line '${line}'`));
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${name} exited (${code}) before ready:\n${stderrLines.join('\n')}`));
-      });
-    });
+    return { name, address: started.address, child: started.child, bin, args };
   }
 }
 

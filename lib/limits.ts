@@ -108,6 +108,12 @@ export const BALLOT_ROUND_MAX = 2 ** 31;
 /** Decisions (and, apart, fences) a replica remembers for late askers; bounded by count. */
 export const DECISIONS_REMEMBERED_MAX = 100_000;
 
+/**
+ * How long dht's tooling (demo, bench, tests: demo/spawn.ts) waits for a process it started to
+ * print `listening on`: well under a second on a quiet machine, many seconds under a CPU hog.
+ */
+export const PROCESS_READY_TIMEOUT_MS = 30_000;
+
 /** Per-request timeout of the client (`--timeout`). */
 export const CLIENT_TIMEOUT_S_DEFAULT = 2;
 /** Pause between attempts while waiting for a rebalancing to finish (`--wait`). */

@@ -4,20 +4,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { ROOT, spawnListening, type Listening } from '../../demo/spawn';
 
-export const ROOT = path.resolve(__dirname, '..', '..');
-/** A start takes well under a second on a quiet machine; several seconds under a CPU hog. */
-const READY_TIMEOUT_MS = 30_000;
+export { ROOT };
 
-export interface Proc {
-  readonly child: ChildProcess;
-  readonly address: string;
-  readonly port: number;
-  /** Everything the process wrote to stderr so far (its logs). */
-  stderr(): string;
-  /** Resolves with the exit code (or signal) once the process has ended. */
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
+/** A process of a test: its child, address, logs (all of stderr) and exit. */
+export type Proc = Listening;
 
 const running = new Set<ChildProcess>();
 
@@ -94,46 +86,13 @@ export async function startProcess(
   args: string[],
   env?: Readonly<Record<string, string>>,
 ): Promise<Proc> {
-  const child = spawn(
-    process.execPath,
-    [path.join(ROOT, 'bin', name), ...withStorage(name, args)],
-    {
-      cwd: ROOT,
-      env: env === undefined ? process.env : { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+  return spawnListening(name, withStorage(name, args), {
+    env,
+    onSpawn: (child) => {
+      running.add(child);
+      child.once('exit', () => running.delete(child));
     },
-  );
-  running.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      running.delete(child);
-      resolve({ code, signal });
-    });
-  });
-  const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms; stderr:\n${stderr}`));
-    }, READY_TIMEOUT_MS);
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-      const match = /^listening on (\S+)\n/.exec(stdout);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    void exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code ?? signal}) before ready; stderr:\n${stderr}`));
-    });
-  });
-  const port = Number(address.slice(address.lastIndexOf(':') + 1));
-  return { child, address, port, stderr: () => stderr, exited };
 }
 
 /**
