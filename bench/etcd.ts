@@ -386,7 +386,7 @@ function peerCase(
   };
 }
 
-function ratiosOf(cases: readonly PeerCase[]): PeerRatio[] {
+export function ratiosOf(cases: readonly PeerCase[]): PeerRatio[] {
   const ratios: PeerRatio[] = [];
   for (const dht of cases) {
     if (dht.system === 'etcd') continue;
