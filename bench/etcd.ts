@@ -59,6 +59,8 @@ export interface EtcdOptions {
   readonly settleTimeoutMs: number;
   /** From the first spawn to every member reporting itself healthy. */
   readonly readyTimeoutMs: number;
+  /** How long each system's CPU is read while it serves nothing (its background work). */
+  readonly idleMs: number;
 }
 
 export const ETCD_FULL: EtcdOptions = {
@@ -71,6 +73,7 @@ export const ETCD_FULL: EtcdOptions = {
   preloadBudgetMs: 20_000,
   settleTimeoutMs: 30_000,
   readyTimeoutMs: 20_000,
+  idleMs: 2_000,
 };
 export const ETCD_QUICK: EtcdOptions = {
   keys: 500,
@@ -82,6 +85,7 @@ export const ETCD_QUICK: EtcdOptions = {
   preloadBudgetMs: 3_000,
   settleTimeoutMs: 30_000,
   readyTimeoutMs: 20_000,
+  idleMs: 500,
 };
 
 export const ETCD_INSTALL = 'DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server';
@@ -179,6 +183,12 @@ export interface EtcdComparison {
       }
     >
   >;
+  /**
+   * Cores each system's processes used while serving nothing (heartbeats, ticks, timers), read
+   * over `idleMs` after the preload: part of every case's server CPU, whatever its rate.
+   */
+  readonly idleCores: Readonly<Record<PeerSystem, number>>;
+  readonly idleMs: number;
   /** Keys loaded into all three stores: the cases pick among these, on every side alike. */
   readonly keysPicked: number;
   readonly cases: readonly PeerCase[];
@@ -249,7 +259,7 @@ interface Store {
 
 type ComparisonFigures = Pick<
   EtcdComparison,
-  'etcd' | 'preload' | 'keysPicked' | 'cases' | 'ratios' | 'goal'
+  'etcd' | 'preload' | 'idleCores' | 'idleMs' | 'keysPicked' | 'cases' | 'ratios' | 'goal'
 >;
 
 async function compare(
@@ -315,6 +325,16 @@ async function compare(
     if (common.length === 0) throw new Error('no key was loaded into every store');
     const pick = strideOver(common, keyOf);
 
+    // Background work, all three at once: nothing is sent to any of them meanwhile.
+    const idleBefore = stores.map((store) => cpuSnapshot(store.pids, everyPid));
+    await sleep(options.idleMs);
+    const idleCores: Partial<Record<PeerSystem, number>> = {};
+    stores.forEach((store, i) => {
+      const after = cpuSnapshot(store.pids, everyPid);
+      idleCores[store.system] =
+        (after.systemS - idleBefore[i].systemS) / ((after.atMs - idleBefore[i].atMs) / 1000);
+    });
+
     const cases: PeerCase[] = [];
     for (const op of ['read', 'write'] as const) {
       for (const concurrency of options.concurrencies) {
@@ -345,6 +365,8 @@ async function compare(
     return {
       etcd: etcd.description(),
       preload: preload as ComparisonFigures['preload'],
+      idleCores: idleCores as ComparisonFigures['idleCores'],
+      idleMs: options.idleMs,
       keysPicked: common.length,
       cases,
       ratios,
@@ -747,6 +769,12 @@ export function etcdTables(r: EtcdResult): Table[] {
           ];
         }),
         ['keys loaded in all three (reads and writes pick among these)', fmt(r.keysPicked)],
+        [
+          `cores used while idle (${fmt(r.idleMs)} ms): etcd, dht durable, dht in-memory`,
+          (['etcd', 'dht durable', 'dht in-memory'] as const)
+            .map((system) => fmt(r.idleCores[system], 3))
+            .join(', '),
+        ],
         [
           '1-min load average: section start, end',
           `${fmt(r.loadAverage.before, 2)}, ${fmt(r.loadAverage.after, 2)}`,
