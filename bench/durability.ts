@@ -699,7 +699,7 @@ export function diskUsage(dir: string): { allocatedBytes: number; apparentBytes:
 }
 
 /** The file system type of `dir` from statfs's magic number (the common ones by name). */
-function filesystemOf(dir: string): string {
+export function filesystemOf(dir: string): string {
   const names: Record<number, string> = {
     0xef53: 'ext2/3/4',
     0x01021994: 'tmpfs',

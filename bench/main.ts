@@ -23,6 +23,7 @@ import {
   durabilityTables,
   measureDurability,
 } from './durability';
+import { ETCD_FULL, ETCD_QUICK, etcdTables, measureEtcd } from './etcd';
 import { FAILOVER_FULL, FAILOVER_QUICK, failoverTables, measureFailover } from './failover';
 import { KV_FULL, KV_QUICK, kvTables, measureKv } from './kv';
 import { AUTH_FULL, AUTH_QUICK, authTables, measureAuth } from './auth';
@@ -152,6 +153,14 @@ export const SECTIONS: readonly Section[] = [
     run: async ({ quick }) => {
       const result = await measureDurability(quick ? DURABILITY_QUICK : DURABILITY_FULL);
       return { data: result, tables: durabilityTables(result) };
+    },
+  },
+  {
+    name: 'etcd',
+    title: 'etcd side by side: put/get against setr/getr, dht durable and in-memory',
+    run: async ({ quick }) => {
+      const result = await measureEtcd(quick ? ETCD_QUICK : ETCD_FULL);
+      return { data: result, tables: etcdTables(result) };
     },
   },
   {

@@ -17,6 +17,7 @@ import type { RpcBaseline, RpcCase } from './rpc-baseline';
 import {
   fmt,
   runLoad,
+  runWarmedLoad,
   settled,
   waitForView,
   withCluster,
@@ -238,15 +239,27 @@ export async function preloadWithSetr(
   client: CountingClient,
   options: PreloadOptions,
 ): Promise<Preloaded> {
-  const { keys, keyOf, value } = options;
   const before = client.viewLeaderRequests;
+  const { loadedKeys, run } = await preloadWith((key, value) => client.setr(key, value), options);
+  return { loadedKeys, run, viewLeaderRequests: client.viewLeaderRequests - before };
+}
+
+/**
+ * Every key once with `write` (any store's), at high concurrency, within the budget; throws if
+ * not a single key was written.
+ */
+export async function preloadWith(
+  write: (key: string, value: string) => Promise<unknown>,
+  options: PreloadOptions,
+): Promise<Omit<Preloaded, 'viewLeaderRequests'>> {
+  const { keys, keyOf, value } = options;
   const loaded = new Uint8Array(keys);
   const run = await runLoad({
     concurrency: options.concurrency,
     durationMs: options.budgetMs,
     maxOps: keys,
     op: async (i) => {
-      await client.setr(keyOf(i), value);
+      await write(keyOf(i), value);
       loaded[i] = 1;
     },
   });
@@ -255,7 +268,7 @@ export async function preloadWithSetr(
   if (loadedKeys.length === 0) {
     throw new Error(`preload wrote no key (${run.firstErrors.join('; ') || 'no time'})`);
   }
-  return { loadedKeys, run, viewLeaderRequests: client.viewLeaderRequests - before };
+  return { loadedKeys, run };
 }
 
 /** A fixed stride over the loaded keys: every worker touches different keys in turn. */
@@ -281,19 +294,25 @@ export interface SdkCaseOptions {
   readonly around?: (measure: () => Promise<LoadResult>) => Promise<LoadResult>;
 }
 
-/** One case: a warm-up (and any refresh of the cached view), not recorded; then the measured run. */
+/** One case through runWarmedLoad: a warm-up (and any refresh of the cached view), then the run. */
 export async function runSdkCase(
   client: CountingClient,
   options: SdkCaseOptions,
 ): Promise<{ readonly result: LoadResult; readonly viewLeaderRequests: number }> {
-  const { op, concurrency, pick, value } = options;
+  const { op, pick, value } = options;
   const run = (i: number): Promise<unknown> =>
     op === 'getr' ? client.getr(pick(i)) : client.setr(pick(i), value);
-  await runLoad({ concurrency, durationMs: options.warmupMs, maxOps: 1_000_000, op: run });
-  const before = client.viewLeaderRequests;
-  const measure = (): Promise<LoadResult> =>
-    runLoad({ concurrency, durationMs: options.durationMs, maxOps: 1_000_000, op: run });
-  const result = await (options.around === undefined ? measure() : options.around(measure));
+  let before = client.viewLeaderRequests;
+  const result = await runWarmedLoad({
+    concurrency: options.concurrency,
+    warmupMs: options.warmupMs,
+    durationMs: options.durationMs,
+    op: run,
+    around: async (measure) => {
+      before = client.viewLeaderRequests;
+      return options.around === undefined ? measure() : options.around(measure);
+    },
+  });
   return { result, viewLeaderRequests: client.viewLeaderRequests - before };
 }
 

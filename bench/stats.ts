@@ -129,6 +129,33 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   };
 }
 
+export interface WarmedLoadOptions {
+  readonly concurrency: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly op: (i: number) => Promise<unknown>;
+  /**
+   * Runs the measured load (not the warm-up), e.g. with a counter attached around it only.
+   * Default: runs it as is.
+   */
+  readonly around?: (measure: () => Promise<LoadResult>) => Promise<LoadResult>;
+}
+
+/** No case issues more operations than this, in its warm-up or in its measured run. */
+export const CASE_OPS_MAX = 1_000_000;
+
+/**
+ * One bench case: a warm-up of `op` (connections opened, caches filled; not recorded), then the
+ * measured closed-loop run. Every section that compares systems measures them through this.
+ */
+export async function runWarmedLoad(options: WarmedLoadOptions): Promise<LoadResult> {
+  const { concurrency, op } = options;
+  await runLoad({ concurrency, durationMs: options.warmupMs, maxOps: CASE_OPS_MAX, op });
+  const measure = (): Promise<LoadResult> =>
+    runLoad({ concurrency, durationMs: options.durationMs, maxOps: CASE_OPS_MAX, op });
+  return options.around === undefined ? measure() : options.around(measure);
+}
+
 // ---- child processes ----------------------------------------------------------------------------
 
 const children = new Set<ChildProcess>();
@@ -217,6 +244,34 @@ export async function killChild(child: ChildProcess): Promise<void> {
     }
   }
   await exited;
+  children.delete(child);
+}
+
+/**
+ * Stop one child by its PID: SIGTERM, then SIGKILL if it has not exited after `graceMs`; resolves
+ * once it is gone (or CHILD_EXIT_WAIT_MS after the SIGKILL, should it not even die then).
+ */
+export async function terminateChild(child: ChildProcess, graceMs: number): Promise<void> {
+  assert(graceMs >= 0 && Number.isFinite(graceMs), 'a grace period is finite');
+  if (child.exitCode !== null || child.signalCode !== null) {
+    children.delete(child);
+    return;
+  }
+  const exited = new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  if (child.pid !== undefined) {
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {
+      // Already gone between the check and the signal.
+    }
+  }
+  if (!(await exited)) await killChild(child);
   children.delete(child);
 }
 
