@@ -143,9 +143,9 @@ export class RpcServer {
       let chars = 0;
       answers.forEach((answer, i) => {
         const readOnly = this.handlers.get(requests[i].path)?.readOnly ?? true;
-        const part = JSON.stringify(
-          chars > BATCH_RESPONSE_CHARS_MAX && readOnly ? BATCH_FULL : answer,
-        );
+        const sent = chars > BATCH_RESPONSE_CHARS_MAX && readOnly ? BATCH_FULL : answer;
+        // The wire entry is the status and the body; the outcome is the metrics' label only.
+        const part = JSON.stringify({ status: sent.status, body: sent.body });
         chars += part.length;
         parts.push(part);
       });

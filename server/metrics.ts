@@ -58,8 +58,8 @@ export class ServerMetrics {
     );
     // Every label value from the start, so that rate() sees a series before its first event.
     for (const event of ['prepared', 'committed', 'aborted'] as const)
-      this.transactions.labels(event);
-    for (const outcome of ['committed', 'aborted'] as const) this.resolved.labels(outcome);
+      this.transactions.inc({ event }, 0);
+    for (const outcome of ['committed', 'aborted'] as const) this.resolved.inc({ outcome }, 0);
     // Read at each scrape: one call of `state` per gauge, each cheap (counts held in memory).
     const gauge = (name: string, help: string, read: (s: ServerState) => number): void => {
       metrics.gauge(name, help, [], (set) => set(read(state())));

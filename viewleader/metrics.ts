@@ -41,7 +41,7 @@ export class ViewLeaderMetrics {
       'Servers that left the view, by cause: expired (no heartbeat within the failure timeout) or evicted (a new process took the address)',
       ['cause'],
     );
-    for (const cause of ['expired', 'evicted'] as const) this.left.labels(cause);
+    for (const cause of ['expired', 'evicted'] as const) this.left.inc({ cause }, 0);
     const served = (read: (v: ServedView) => number) => () => {
       const v = state().served;
       return v === undefined ? 0 : read(v);
