@@ -51,7 +51,7 @@ export class ProcessMetrics {
     });
     this.requestSeconds = new Histogram({
       name: 'dht_requests_seconds',
-      help: 'Time to answer a request, by endpoint and outcome (ok or the error kind); each entry of a /batch counts as a request to its own endpoint',
+      help: 'Time to answer a request (from its parsed body to its answer), by endpoint and outcome (ok or the error kind); each entry of a /batch counts as a request to its own endpoint',
       labelNames: ['endpoint', 'outcome'],
       buckets: [...REQUEST_SECONDS_BUCKETS],
       registers: [this.registry],
