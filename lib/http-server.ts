@@ -23,6 +23,7 @@ import {
 import { currentSecret, hostNamesOf } from './http-auth';
 import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
+import { OTHER_ENDPOINT, secondsSince, type ProcessMetrics } from './metrics';
 import {
   BATCH_RESPONSE_CHARS_MAX,
   REQUEST_BODY_BYTES_MAX,
@@ -46,6 +47,8 @@ export interface RpcServerOptions {
 interface Answer {
   readonly status: number;
   readonly body: unknown;
+  /** The metrics' outcome label: `ok` or the error kind. */
+  readonly outcome: string;
 }
 
 export class RpcServer {
@@ -60,8 +63,14 @@ export class RpcServer {
   /** Requests refused for want of authentication (answered 401), by why. */
   readonly unauthenticated = new Map<AuthFailure | 'other', number>();
 
+  /**
+   * `metrics`: the process's metrics (lib/metrics.ts). Every request to a route, and every entry
+   * of a /batch, is one observation of `dht_requests_seconds` by endpoint and outcome; every 401
+   * one of `dht_requests_unauthenticated_total`.
+   */
   constructor(
     private readonly logger: Logger,
+    readonly metrics?: ProcessMetrics,
     options: RpcServerOptions = { secret: currentSecret() },
   ) {
     this.secret = options.secret;
@@ -81,7 +90,7 @@ export class RpcServer {
       return;
     }
     res.once('finish', () => {
-      if (res.statusCode === 401) this.countRefusal(res.locals.authFailure as AuthFailure);
+      if (res.statusCode === 401) this.countRefusal(req, res.locals.authFailure as AuthFailure);
     });
     const verifier = this.verifier;
     const verdict =
@@ -107,8 +116,9 @@ export class RpcServer {
     next();
   };
 
-  private countRefusal(failure: AuthFailure | undefined): void {
+  private countRefusal(req: Request, failure: AuthFailure | undefined): void {
     const key = failure ?? 'other';
+    this.metrics?.countUnauthenticated(req.path);
     this.unauthenticated.set(key, (this.unauthenticated.get(key) ?? 0) + 1);
     this.logger.debug({ failure: key }, 'request refused: not authenticated');
   }
@@ -118,26 +128,44 @@ export class RpcServer {
     handler: Handler<Req, Res>,
     options: RouteOptions = {},
   ): this {
-    const invoke = async (body: unknown): Promise<Answer> => {
+    const { metrics } = this;
+    metrics?.knowEndpoint(endpoint.path);
+    const answer = async (body: unknown): Promise<Answer> => {
       const parsed = endpoint.request.safeParse(body);
       if (!parsed.success) {
         return errorAnswer(new DhtError('invalid', describeIssues(parsed.error), 'bad_request'));
       }
       try {
-        return { status: 200, body: await handler(parsed.data) };
+        return { status: 200, body: await handler(parsed.data), outcome: 'ok' };
       } catch (err) {
         if (err instanceof DhtError) return errorAnswer(err);
         this.logger.error({ err, path: endpoint.path }, 'handler failed');
-        return { status: 500, body: { kind: 'unknown', error: 'internal error' } };
+        return {
+          status: 500,
+          body: { kind: 'unknown', error: 'internal error' },
+          outcome: 'unknown',
+        };
       }
     };
+    const invoke =
+      metrics === undefined
+        ? answer
+        : async (body: unknown): Promise<Answer> => {
+            const startMs = performance.now();
+            const result = await answer(body);
+            metrics.observeRequest(endpoint.path, result.outcome, secondsSince(startMs));
+            return result;
+          };
     this.handlers.set(endpoint.path, { invoke, readOnly: endpoint.readOnly });
     const parseJson = express.json({
       limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX,
       verify: checkBodyDigest,
     });
     this.app.post(endpoint.path, parseJson, async (req: Request, res: Response) => {
-      if (rejectNonJson(req, res)) return;
+      if (rejectNonJson(req, res)) {
+        metrics?.observeRequest(endpoint.path, 'invalid', 0);
+        return;
+      }
       const answer = await invoke(req.body ?? {});
       res.status(answer.status).json(answer.body);
     });
@@ -158,30 +186,39 @@ export class RpcServer {
    */
   private routeBatch(): void {
     const parseJson = express.json({ limit: TRANSFER_BODY_BYTES_MAX, verify: checkBodyDigest });
+    const { metrics } = this;
+    metrics?.knowEndpoint(TransportApi.batch.path);
     this.app.post(TransportApi.batch.path, parseJson, async (req: Request, res: Response) => {
-      if (rejectNonJson(req, res)) return;
+      if (rejectNonJson(req, res)) {
+        metrics?.observeRequest(TransportApi.batch.path, 'invalid', 0);
+        return;
+      }
+      const startMs = performance.now();
       const parsed = TransportApi.batch.request.safeParse(req.body ?? {});
       if (!parsed.success) {
         const answer = errorAnswer(
           new DhtError('invalid', describeIssues(parsed.error), 'bad_request'),
         );
         res.status(answer.status).json(answer.body);
+        metrics?.observeRequest(TransportApi.batch.path, answer.outcome, secondsSince(startMs));
         return;
       }
       const requests = parsed.data.requests;
       const answers = await Promise.all(
         requests.map(({ path, body }) => {
           const route = this.handlers.get(path);
-          return route === undefined ? noEndpoint(path) : route.invoke(body);
+          if (route !== undefined) return route.invoke(body);
+          metrics?.observeRequest(OTHER_ENDPOINT, 'invalid', 0);
+          return noEndpoint(path);
         }),
       );
       const parts: string[] = [];
       let chars = 0;
       answers.forEach((answer, i) => {
         const readOnly = this.handlers.get(requests[i].path)?.readOnly ?? true;
-        const part = JSON.stringify(
-          chars > BATCH_RESPONSE_CHARS_MAX && readOnly ? BATCH_FULL : answer,
-        );
+        const sent = chars > BATCH_RESPONSE_CHARS_MAX && readOnly ? BATCH_FULL : answer;
+        // The wire entry is the status and the body; the outcome is the metrics' label only.
+        const part = JSON.stringify({ status: sent.status, body: sent.body });
         chars += part.length;
         parts.push(part);
       });
@@ -189,6 +226,8 @@ export class RpcServer {
         .status(200)
         .type('application/json')
         .send(`{"responses":[${parts.join(',')}]}`);
+      // The batch itself, besides each entry counted as its own endpoint by `invoke`.
+      metrics?.observeRequest(TransportApi.batch.path, 'ok', secondsSince(startMs));
     });
   }
 
@@ -196,13 +235,14 @@ export class RpcServer {
   private finish(): void {
     this.routeBatch();
     this.app.use((req: Request, res: Response) => {
+      this.metrics?.observeRequest(OTHER_ENDPOINT, 'invalid', 0);
       res.status(404).json({
         kind: 'invalid',
         error: `no endpoint ${req.method} ${req.path}`,
         reason: 'bad_request',
       });
     });
-    this.app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    this.app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
       if (err instanceof BodyDigestMismatch) {
         refuseUnauthenticated(res, 'body_mismatch');
         return;
@@ -210,6 +250,12 @@ export class RpcServer {
       const status = httpStatusOf(err);
       const message = err instanceof Error ? err.message : 'bad request';
       if (status >= 500) this.logger.error({ err }, 'request failed');
+      // Refused before any handler ran (an unparsable or oversized body): no time to speak of.
+      this.metrics?.observeRequest(
+        this.metrics.endpointLabel(req.path),
+        status >= 500 ? 'unknown' : 'invalid',
+        0,
+      );
       res.status(status >= 500 ? 500 : status).json({
         kind: status >= 500 ? 'unknown' : 'invalid',
         error: status === 413 ? 'request body too large' : `malformed request: ${message}`,
@@ -312,12 +358,14 @@ function noEndpoint(path: string): Answer {
   return {
     status: 404,
     body: { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' },
+    outcome: 'invalid',
   };
 }
 
 const BATCH_FULL: Answer = {
   status: 503,
   body: { kind: 'retry', error: 'batch answer full; send again', reason: 'batch_full' },
+  outcome: 'retry',
 };
 
 /** The body parsed is the one whose digest was signed; `authenticate` left the digest. */
@@ -361,7 +409,7 @@ function hasBody(req: Request): boolean {
 }
 
 function errorAnswer(err: DhtError): Answer {
-  return { status: err.info.httpStatus, body: toErrorBody(err) };
+  return { status: err.info.httpStatus, body: toErrorBody(err), outcome: err.kind };
 }
 
 function httpStatusOf(err: unknown): number {

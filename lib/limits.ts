@@ -212,3 +212,14 @@ export const RAFT_COMMIT_WAIT_MS_MAX = 1500;
 export const VIEWLEADER_FAILOVER_WAIT_MS = 6000;
 /** Pause between rounds over the members while no leader is known. */
 export const VIEWLEADER_RETRY_MS = 100;
+
+/**
+ * Metrics (lib/metrics.ts). Request latency buckets in seconds: from a 0.5 ms loopback read to
+ * the client's 2 s timeout and beyond (a /kv setr that waits out a commit); 14 buckets keep a
+ * series per (endpoint, outcome) small. The event loop delay is sampled every this many ms
+ * (prom-client's default).
+ */
+export const REQUEST_SECONDS_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+] as const;
+export const EVENT_LOOP_MONITORING_MS = 10;

@@ -337,3 +337,62 @@ export const TransportApi = {
 
 export type RequestOf<E> = E extends Endpoint<infer Req, z.ZodType> ? z.infer<Req> : never;
 export type ResponseOf<E> = E extends Endpoint<z.ZodType, infer Res> ? z.infer<Res> : never;
+
+// ---- the operator's view: GET /health (docs/protocol.md) --------------------------------------
+
+/** Why a process answers 503 to `GET /health`; stable codes that docs/operations.md names. */
+export const HealthProblemReason = z.enum([
+  'starting', // the process listens but has not read its data yet
+  'shutting_down', // SIGINT/SIGTERM received
+  'storage_failed', // a write to its data directory failed: it serves reads, refuses changes
+  'not_in_view', // a server the view leader has not (or no longer) taken into its view
+  'no_leader', // a replicated view leader member that knows of no leader (no quorum reachable)
+]);
+export type HealthProblemReason = z.infer<typeof HealthProblemReason>;
+
+export const HealthProblem = z.object({ reason: HealthProblemReason, message: z.string() });
+export type HealthProblem = z.infer<typeof HealthProblem>;
+
+const HealthBase = {
+  /** `ok` (HTTP 200) when `problems` is empty; `unavailable` (503) otherwise. */
+  status: z.enum(['ok', 'unavailable']),
+  address: z.string(),
+  problems: z.array(HealthProblem),
+};
+
+/** A storage server's health: no key and no value, only counts and the view. */
+export const ServerHealth = z.object({
+  ...HealthBase,
+  process: z.literal('server'),
+  serverId: z.string(),
+  /** The epoch of the view this server installed; null before its first view. */
+  epoch: z.number().int().nonnegative().nullable(),
+  inView: z.boolean(),
+  rebalancing: z.boolean(),
+  keys: z.number().int().nonnegative(),
+  pendingTransactions: z.number().int().nonnegative(),
+});
+export type ServerHealth = z.infer<typeof ServerHealth>;
+
+/** A view leader's health: alone, or one member of a replicated view leader. */
+export const ViewLeaderHealth = z.object({
+  ...HealthBase,
+  process: z.literal('viewleader'),
+  replicated: z.boolean(),
+  /** `alone` for a view leader without --peers. */
+  role: z.enum(['alone', 'leader', 'follower', 'candidate']),
+  /** The leading member's address as far as this one knows (a member); null: none known. */
+  leader: z.string().nullable(),
+  term: z.number().int().nonnegative(),
+  /** The epoch in the state this process serves or has applied; null while starting. */
+  epoch: z.number().int().nonnegative().nullable(),
+});
+export type ViewLeaderHealth = z.infer<typeof ViewLeaderHealth>;
+
+export const Health = z.discriminatedUnion('process', [ServerHealth, ViewLeaderHealth]);
+export type Health = z.infer<typeof Health>;
+
+/** The health status that goes with `problems`. */
+export function healthStatus(problems: readonly HealthProblem[]): 'ok' | 'unavailable' {
+  return problems.length === 0 ? 'ok' : 'unavailable';
+}

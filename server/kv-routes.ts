@@ -11,6 +11,7 @@ import { DhtError, kvErrorAnswer } from '../lib/errors';
 import { KEY_BYTES_MAX, KEY_BYTES_MIN, VALUE_BYTES_MAX } from '../lib/limits';
 import type { Logger } from '../lib/logger';
 import { BodyDigestMismatch, checkBodyDigest, refuseUnauthenticated } from '../lib/http-server';
+import { secondsSince, type ProcessMetrics } from '../lib/metrics';
 
 /** What /kv needs of a cluster client: DhtClient's replicated operations. */
 export interface KvClient {
@@ -34,9 +35,16 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /**
  * Serve `/kv/KEY` on `app` (a server's RpcServer app, before it listens: the RPC shell installs
  * its 404 handler then). Every error is answered `{"kind","error","reason"?}` with the status of
- * lib/errors.ts's /kv column; 503s carry `Retry-After`, 405s `Allow`.
+ * lib/errors.ts's /kv column; 503s carry `Retry-After`, 405s `Allow`. With `metrics`, each
+ * request is one observation, labelled `METHOD /kv` (never the key) and its outcome.
  */
-export function kvRoutes(app: express.Express, client: KvClient, logger: Logger): void {
+export function kvRoutes(
+  app: express.Express,
+  client: KvClient,
+  logger: Logger,
+  metrics?: ProcessMetrics,
+): void {
+  for (const method of KV_METHODS) metrics?.knowEndpoint(`${method} ${KV_PATH}`);
   // A value is raw bytes, whatever the Content-Type says; the bound is the contract's.
   const parseRaw = express.raw({
     type: () => true,
@@ -53,6 +61,8 @@ export function kvRoutes(app: express.Express, client: KvClient, logger: Logger)
 
   app.use(KV_PATH, (req: Request, res: Response) => {
     void (async () => {
+      const startMs = performance.now();
+      let outcome = 'ok';
       try {
         const method = kvMethod(req.method);
         const key = keyOfTarget(req.originalUrl);
@@ -73,7 +83,14 @@ export function kvRoutes(app: express.Express, client: KvClient, logger: Logger)
             return;
         }
       } catch (err) {
+        outcome = err instanceof DhtError ? err.kind : 'unknown';
         answerError(res, err, logger);
+      } finally {
+        metrics?.observeRequest(
+          metrics.endpointLabel(`${req.method} ${KV_PATH}`),
+          outcome,
+          secondsSince(startMs),
+        );
       }
     })();
   });

@@ -16,6 +16,7 @@ import {
   VIEWLEADER_PORT_LAST,
 } from '../lib/limits';
 import { createLogger } from '../lib/logger';
+import { ProcessMetrics } from '../lib/metrics';
 import { DhtClient } from '../client/sdk';
 import { kvRoutes } from './kv-routes';
 import { openAndListen } from './startup';
@@ -82,14 +83,21 @@ async function main(): Promise<void> {
   // The /kv API coordinates as a client does, with the SDK's own view cache and defaults (the
   // CLI's --timeout and --wait 0): a server that is a replica of the key is asked over loopback.
   const kvClient = new DhtClient({ viewLeader: args.viewleader });
+  const metrics = new ProcessMetrics('server');
   const { storage, store, listening } = await openAndListen(
     args.host,
     portsToTry(args.port, SERVER_PORT_FIRST, SERVER_PORT_LAST),
     args.inMemory === true ? undefined : { dir: args.dataDir },
     (store, serverId) =>
-      new StorageServer({ ...config, serverId, durable: args.inMemory !== true }, store, logger),
+      new StorageServer(
+        { ...config, serverId, durable: args.inMemory !== true },
+        store,
+        logger,
+        metrics,
+      ),
     logger,
-    (rpc) => kvRoutes(rpc.app, kvClient, logger),
+    metrics,
+    (rpc) => kvRoutes(rpc.app, kvClient, logger, metrics),
   );
   announceAndRunUntilSignal(listening, logger, async () => {
     storage.stop();

@@ -34,6 +34,8 @@ export interface RebalanceHost {
   readonly logger: Logger;
   /** Prepared transactions still undecided: keys must not move before they are decided. */
   pendingTransactions(): number;
+  /** A transfer of `copies` values was acknowledged by its target (for the metrics). */
+  copiesSent(copies: number): void;
 }
 
 export interface CopyReport {
@@ -194,6 +196,7 @@ export class Rebalancer {
       { timeoutMs: TRANSFER_TIMEOUT_MS },
     );
     this.valuesSent += entries.length; // counted once acknowledged (retries send again)
+    this.host.copiesSent(entries.length);
   }
 
   /** Cut keys into batches bounded by count and bytes. */

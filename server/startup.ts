@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { DhtError } from '../lib/errors';
 import { RpcServer, type ListeningServer } from '../lib/http-server';
 import type { Logger } from '../lib/logger';
+import { operatorRoutes, type ProcessMetrics } from '../lib/metrics';
 import { injectedSyncFailure } from '../lib/level-dir';
 import { DurableStore, StoreOpenError } from './durable-store';
 import { META_TABLE, SERVER_ID_RECORD, type StorageServer } from './storage-server';
@@ -36,6 +37,8 @@ export async function openAndListen(
   durable: { readonly dir: string | undefined } | undefined,
   makeServer: (store: Store, serverId: string) => StorageServer,
   logger: Logger,
+  /** The process's metrics: every request counted, served at GET /metrics. */
+  metrics: ProcessMetrics,
   /** Routes of the process's own besides the storage server's (the /kv API). */
   moreRoutes: (rpc: RpcServer) => void = () => {},
 ): Promise<Started> {
@@ -57,7 +60,8 @@ export async function openAndListen(
       }
     }
     const storage = makeServer(store, await serverIdOf(store));
-    const rpc = new RpcServer(logger);
+    const rpc = new RpcServer(logger, metrics);
+    operatorRoutes(rpc.app, metrics, () => storage.health());
     storage.routes(rpc);
     moreRoutes(rpc);
     try {

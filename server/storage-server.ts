@@ -40,6 +40,9 @@ import {
   writeParticipantChanges,
 } from './participant-records';
 import { Rebalancer } from './rebalancer';
+import { ServerMetrics } from './metrics';
+import { healthStatus, type HealthProblem, type ServerHealth } from '../lib/messages';
+import type { ProcessMetrics } from '../lib/metrics';
 import {
   copyOfWrite,
   isTombstone,
@@ -94,13 +97,26 @@ export class StorageServer {
   private readonly unapplied = new Set<string>();
   private participant: Participant;
   private rebalancer: Rebalancer;
+  private readonly metrics: ServerMetrics;
+  /** Set by `stop` (SIGINT/SIGTERM): /health answers 503 from then on. */
+  private stopping = false;
 
   constructor(
     private readonly config: StorageServerConfig,
     private readonly store: Store,
     private readonly logger: Logger,
+    processMetrics: ProcessMetrics,
   ) {
     this.serverId = config.serverId;
+    this.metrics = new ServerMetrics(processMetrics, () => ({
+      keys: store.size,
+      tombstones: store.tombstones,
+      epoch: this.tracker.epoch,
+      inView: this.inView,
+      rebalancing: this.tracker.rebalancing,
+      pendingTransactions: this.participant.pendingCount,
+      storageFailed: store.failed !== undefined,
+    }));
     this.viewLeaders = new ViewLeaderGroup(config.viewLeaders, VIEWLEADER_TIMEOUT_MS);
     this.participant = this.newParticipant();
     // What this server had promised, accepted and decided before a restart (empty when new).
@@ -124,6 +140,7 @@ export class StorageServer {
       store: this.store,
       logger: this.logger,
       pendingTransactions: () => this.participant.pendingCount,
+      copiesSent: (copies) => this.metrics.pushed(copies),
     });
   }
 
@@ -156,7 +173,51 @@ export class StorageServer {
   }
 
   stop(): void {
+    this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
+  }
+
+  /** In the view this server installed (and not expelled since). */
+  private get inView(): boolean {
+    return this.tracker.viewIds.has(this.serverId);
+  }
+
+  /**
+   * `GET /health`: 503 while the server cannot take writes for its keys: storage failed, not in
+   * a view (not yet, or expelled), or shutting down. A rebalancing is normal operation: it says
+   * so, with 200.
+   */
+  health(): ServerHealth {
+    const problems: HealthProblem[] = [];
+    if (this.stopping) problems.push({ reason: 'shutting_down', message: 'shutting down' });
+    const failed = this.store.failed;
+    if (failed !== undefined) {
+      problems.push({
+        reason: 'storage_failed',
+        message: `a write to the data directory failed (${failed.message}); reads are served, changes refused until restarted`,
+      });
+    }
+    if (!this.inView) {
+      problems.push({
+        reason: 'not_in_view',
+        message:
+          this.tracker.epoch < 0
+            ? 'not yet in a view: no heartbeat acknowledged by the view leader'
+            : `not in the view of epoch ${this.tracker.epoch}`,
+      });
+    }
+    return {
+      status: healthStatus(problems),
+      process: 'server',
+      address: this.address,
+      problems,
+      serverId: this.serverId,
+      epoch: this.tracker.epoch < 0 ? null : this.tracker.epoch,
+      inView: this.inView,
+      rebalancing: this.tracker.rebalancing,
+      keys: this.store.size,
+      pendingTransactions: this.participant.pendingCount,
+    };
   }
 
   routes(rpc: RpcServer): void {
@@ -207,6 +268,7 @@ export class StorageServer {
           throw err;
         }
         if (vote.vote === 'no') throw vote.error;
+        this.metrics.transaction('prepared');
         return vote;
       })
       .route(ServerApi.accept, async ({ txid, key, serverId, ballot, outcome }) => {
@@ -227,6 +289,7 @@ export class StorageServer {
         // why), or the commit's own records are synced first.
         const onDisk = this.participant.commitSyncedAsAccepted(txid, version);
         const apply = this.participant.commit(txid, key, version);
+        if (apply !== undefined) this.metrics.transaction('committed');
         const applied = apply === undefined || this.apply(apply, txid);
         if (onDisk) this.persistSoon();
         else await this.persist();
@@ -242,7 +305,10 @@ export class StorageServer {
         return {};
       })
       .route(ServerApi.abort, async ({ txid, key, ballot }) => {
+        const pending = this.participant.isPending(key);
         this.participant.abort(txid, key, ballot);
+        // Decided here by this message (not a repeat, nor a fence of a transaction never prepared).
+        if (pending && !this.participant.isPending(key)) this.metrics.transaction('aborted');
         await this.persist();
         return {};
       })
@@ -280,6 +346,7 @@ export class StorageServer {
             stored++;
           }
           await store.flush(); // the sender may delete its copy once this is acknowledged
+          this.metrics.received(stored);
           return { stored };
         },
         { bodyBytesMax: TRANSFER_BODY_BYTES_MAX },
@@ -466,6 +533,7 @@ export class StorageServer {
     try {
       for (const r of step.resolutions) {
         if (r.apply !== undefined) this.apply(r.apply, r.txid);
+        this.metrics.resolvedByTermination(r.outcome.state);
         this.logger.info({ txid: r.txid, outcome: r.outcome, why: r.why }, 'transaction resolved');
       }
       await this.persist();
@@ -623,6 +691,7 @@ export class StorageServer {
             effect.drop,
             () => this.tracker.epoch === effect.epoch,
           );
+          this.metrics.dropped(dropped);
           this.logger.info({ epoch: effect.epoch, keysDropped: dropped }, 'rebalance done');
           break;
         }
@@ -649,6 +718,7 @@ export class StorageServer {
     if (report === undefined) return; // a newer view took over
     const effects = this.tracker.onCopied(run, report.drop);
     if (effects.length === 0) return; // superseded after the last transfer
+    this.metrics.copyPhaseDone();
     this.logger.info(
       {
         epoch: view.epoch,

@@ -68,6 +68,9 @@ export interface Store {
 
   /** How many tombstones are held. */
   readonly tombstones: number;
+
+  /** Set once a write to disk failed: changes are refused from then on, reads go on. */
+  readonly failed: Error | undefined;
 }
 
 export function isTombstone(copy: Copy): copy is Tombstone {
@@ -173,6 +176,11 @@ export class MemoryStore implements Store {
 
   get tombstones(): number {
     return this.tombstoneCount;
+  }
+
+  /** Memory does not fail a write. */
+  get failed(): undefined {
+    return undefined;
   }
 
   private set(key: string, copy: Copy): void {

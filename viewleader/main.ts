@@ -20,10 +20,14 @@ import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
 import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
 import { setUpAuthentication } from '../lib/http-auth';
+import type { MemberStatus } from '../lib/messages';
 import { portsToTry } from '../lib/cli-options';
 import { injectedSyncFailure, StoreOpenError } from '../lib/level-dir';
 import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../lib/limits';
 import { createLogger, type Logger } from '../lib/logger';
+import { operatorRoutes, ProcessMetrics } from '../lib/metrics';
+import { aloneHealth, memberHealth } from './health';
+import { ViewLeaderMetrics } from './metrics';
 import { dataDirFor, parseViewLeaderArgs, type ViewLeaderOptions } from './cli';
 import { probeAddress } from './address-probe';
 import { LockTable } from './locks';
@@ -56,14 +60,30 @@ async function main(): Promise<void> {
   const options = parseViewLeaderArgs(process.argv.slice(2));
   const logger = createLogger('viewleader', options.logLevel);
   setUpAuthentication(options, logger);
-  const rpc = new RpcServer(logger);
+  const metrics = new ProcessMetrics('viewleader');
+  const rpc = new RpcServer(logger, metrics);
   if (options.peers !== undefined) {
-    await runMember(options, options.peers, rpc, logger);
+    await runMember(options, options.peers, rpc, logger, metrics);
     return;
   }
   let started!: (leader: ViewLeader) => void;
   const leader = new Promise<ViewLeader>((resolve) => (started = resolve));
   let address = '';
+  /** `serving` once the state is restored; `stopping` once a signal came. */
+  const live: { serving?: ViewLeader; stopping: boolean } = { stopping: false };
+  const viewLeaderMetrics = new ViewLeaderMetrics(metrics, () => ({
+    served: live.serving?.served(),
+    epoch: live.serving?.epoch ?? -1,
+    raft: undefined,
+  }));
+  operatorRoutes(rpc.app, metrics, () =>
+    aloneHealth({
+      address,
+      served: live.serving?.served(),
+      storageFailure: live.serving?.storageFailure?.message,
+      stopping: live.stopping,
+    }),
+  );
   viewLeaderRoutes(rpc, {
     leader: () => leader,
     status: async () => ({ ...(await leader).status(), address }),
@@ -88,8 +108,10 @@ async function main(): Promise<void> {
     () => performance.now(),
     (address) => probeAddress(address),
     state,
+    viewLeaderMetrics,
   );
   restored.attach(viewLeader);
+  live.serving = viewLeader;
   started(viewLeader);
   const timer = setInterval(() => viewLeader.tick(), tickIntervalMs(options));
   logger.info(
@@ -101,6 +123,7 @@ async function main(): Promise<void> {
     'view leader ready',
   );
   announceAndRunUntilSignal(listening, logger, async () => {
+    live.stopping = true;
     clearInterval(timer);
     await store?.close();
   });
@@ -123,6 +146,7 @@ async function runMember(
   peers: readonly string[],
   rpc: RpcServer,
   logger: Logger,
+  metrics: ProcessMetrics,
 ): Promise<void> {
   assert(options.storage.kind === 'disk', 'a member keeps its vote and log on disk (cli.ts)');
   assert(options.port !== undefined, 'a member listens on its own port (cli.ts)');
@@ -131,6 +155,19 @@ async function runMember(
   let current: ViewLeader | undefined;
   let opened!: (replication: Replication) => void;
   const ready = new Promise<Replication>((resolve) => (opened = resolve));
+  let stopping = false;
+  let address = '';
+  const memberStatus = (): MemberStatus | undefined => {
+    const member = opening.member;
+    return member?.status(current?.epoch ?? epochOfRecords(member.appliedRecords));
+  };
+  const viewLeaderMetrics = new ViewLeaderMetrics(metrics, () => {
+    const status = memberStatus();
+    return { served: current?.served(), epoch: status?.epoch ?? -1, raft: status };
+  });
+  operatorRoutes(rpc.app, metrics, () =>
+    memberHealth({ address, status: memberStatus(), stopping }),
+  );
   viewLeaderRoutes(rpc, {
     leader: async () => {
       const member = await ready;
@@ -145,6 +182,7 @@ async function runMember(
     raft: (request) => opening.member?.receive(request.from, request.messages),
   });
   const listening = await rpc.listen(options.host, [options.port]);
+  address = listening.address;
   const dir = dataDirFor(options.storage.dir, options.port);
   let fromDisk: Awaited<ReturnType<typeof RaftStore.open>>;
   try {
@@ -178,6 +216,7 @@ async function runMember(
           () => performance.now(),
           (address) => probeAddress(address),
           log,
+          viewLeaderMetrics,
         );
         logger.info(
           { epoch: membership.epoch, servers: membership.view().servers.length },
@@ -210,6 +249,7 @@ async function runMember(
     'view leader member ready',
   );
   announceAndRunUntilSignal(listening, logger, async () => {
+    stopping = true;
     clearInterval(timer);
     await member.stop();
     await store.close();

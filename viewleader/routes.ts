@@ -24,6 +24,7 @@ import {
 import type { Cycle, LockTable } from './locks';
 import type { AddressProbe, Membership, ViewChange } from './membership';
 import { IN_MEMORY, type StateLog } from './saved-state';
+import type { ServedView, ViewLeaderMetrics } from './metrics';
 
 /** Milliseconds from a monotonic clock: expiry must not jump when the wall clock is set. */
 export type MonotonicClock = () => number;
@@ -56,6 +57,8 @@ export class ViewLeader {
     private readonly nowMs: MonotonicClock,
     private readonly probeAddress: ProbeAddress,
     private readonly state: StateLog = IN_MEMORY,
+    /** Counts the view changes (the process's metrics; none in unit tests). */
+    private readonly metrics?: ViewLeaderMetrics,
   ) {}
 
   /**
@@ -321,9 +324,26 @@ export class ViewLeader {
     return this.membership.epoch;
   }
 
+  /** What the metrics and /health show of the view served: counts, no key. */
+  served(): ServedView {
+    return {
+      epoch: this.membership.epoch,
+      servers: this.membership.view().servers.length,
+      rebalancing: this.membership.rebalancing,
+      locks: this.locks.size,
+      storageFailed: this.failure !== undefined,
+    };
+  }
+
+  /** Set once saving failed (`refuseChanges`): changes are refused until a restart. */
+  get storageFailure(): DhtError | undefined {
+    return this.failure;
+  }
+
   /** Log a view change and drop the locks of the servers that left (by ID and by address). */
   private carryOut(change: ViewChange | undefined): void {
     if (change === undefined) return;
+    this.metrics?.viewChanged(change);
     this.logger.info(
       {
         epoch: change.epoch,

@@ -33,6 +33,7 @@ function rebalancer(): Rebalancer {
     store,
     logger: createLogger('test', 'silent'),
     pendingTransactions: () => 0,
+    copiesSent: () => {},
   });
 }
 
