@@ -192,3 +192,26 @@ export const RAFT_COMMIT_WAIT_MS_MAX = 1500;
 export const VIEWLEADER_FAILOVER_WAIT_MS = 6000;
 /** Pause between rounds over the members while no leader is known. */
 export const VIEWLEADER_RETRY_MS = 100;
+
+// ---- the operator's view (`dht-client status`, the view leader's page) --------------------------
+
+/**
+ * While a server copies, it heartbeats at least this often, so that the view leader (and the page,
+ * and `status`) see its copy progress move also with a long --heartbeat-interval (10 s default).
+ */
+export const COPY_PROGRESS_REPORT_MS = 1000;
+/**
+ * A server is shown as late when the view leader has not heard it for this many of its heartbeat
+ * intervals: probably dead, though it is expelled only after the failure timeout.
+ */
+export const HEARTBEAT_LATE_INTERVALS = 2;
+/** View changes the view leader remembers for the page's history (in memory only). */
+export const VIEW_HISTORY_MAX = 200;
+/** The page's server-sent events: a fresh snapshot this often (when it changed). */
+export const PAGE_REFRESH_MS = 1000;
+/** Open event streams (browser tabs) one view leader serves at once; more are refused (503). */
+export const PAGE_STREAMS_MAX = 32;
+/** An idle event stream gets a comment line this often, so proxies keep it open. */
+export const PAGE_KEEPALIVE_MS = 15_000;
+/** ... but never before this long: a busy machine delays a heartbeat by a few hundred ms. */
+export const HEARTBEAT_LATE_MS_MIN = 1000;

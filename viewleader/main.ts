@@ -18,6 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
+import { initHashing } from '../lib/hash';
 import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
 import { portsToTry } from '../lib/cli-options';
 import { injectedSyncFailure, StoreOpenError } from '../lib/level-dir';
@@ -54,6 +55,7 @@ interface Restored {
 async function main(): Promise<void> {
   const options = parseViewLeaderArgs(process.argv.slice(2));
   const logger = createLogger('viewleader', options.logLevel);
+  await initHashing(); // the ring's shares in the operator's view
   const rpc = new RpcServer(logger);
   if (options.peers !== undefined) {
     await runMember(options, options.peers, rpc, logger);
