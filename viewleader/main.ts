@@ -31,6 +31,7 @@ import { Membership } from './membership';
 import { RaftStore } from './raft-store';
 import { ReplicatedStateLog } from './replicated-state-log';
 import { Replication } from './replication';
+import { pageRoutes } from './page';
 import { viewLeaderRoutes, ViewLeader } from './routes';
 import { epochOfRecords, IN_MEMORY, snapshotFromRecords, type StateLog } from './saved-state';
 import { StateStore } from './state-store';
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
     leader: () => leader,
     status: async () => ({ ...(await leader).status(), address }),
   });
+  pageRoutes(rpc, async () => (await leader).clusterStatus(), logger);
   const ports = portsToTry(options.port, VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST);
   const listening = await rpc.listen(options.host, ports);
   const port = Number(listening.address.slice(listening.address.lastIndexOf(':') + 1));
@@ -144,6 +146,16 @@ async function runMember(
     // Messages that arrive before the log is read are dropped: Raft sends them again.
     raft: (request) => opening.member?.receive(request.from, request.messages),
   });
+  // The page of a member that does not lead says where the leader is.
+  pageRoutes(
+    rpc,
+    async () => {
+      const member = await ready;
+      if (current === undefined) throw member.notLeader();
+      return current.clusterStatus();
+    },
+    logger,
+  );
   const listening = await rpc.listen(options.host, [options.port]);
   const dir = dataDirFor(options.storage.dir, options.port);
   let fromDisk: Awaited<ReturnType<typeof RaftStore.open>>;
