@@ -76,7 +76,7 @@ maybe(
         await row.waitFor({ timeout: 5_000 });
         expect(await row.getAttribute('data-state')).toBe('up');
         expect(await row.textContent()).toMatch(/\d+ keys/);
-        expect(await row.textContent()).toMatch(/replicates \d+\.\d% of the ring/);
+        expect(await row.textContent()).toMatch(/\d+\.\d% of the ring/);
       }
       expect(await page.locator('.ring-arc').count()).toBe(4);
       expect(await page.locator('#state-pill').textContent()).toBe('settled');

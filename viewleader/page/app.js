@@ -233,7 +233,7 @@
       ]),
       metric(count(s.keys), 'keys'),
       el('div', { class: 'mini' }, [
-        el('span', { class: 'text', text: `replicates ${s.share.toFixed(1)}% of the ring` }),
+        el('span', { class: 'text', text: `${s.share.toFixed(1)}% of the ring` }),
         bar(s.share, true, colourOf(s.id, ids)),
       ]),
       el('div', { class: 'mini' }, [
