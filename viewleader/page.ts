@@ -66,7 +66,7 @@ export function pageRoutes(
     res.set('Cache-Control', 'no-store').json({ epoch, servers: arcs.of(servers) });
   });
   const streams = new PageStreams(snapshot, logger);
-  app.get('/ui/events', (req: Request, res: Response) => streams.open(req, res));
+  app.get('/ui/events', (_req: Request, res: Response) => streams.open(res));
 }
 
 /** The primary arcs of each server, for the view last asked about. */
@@ -110,7 +110,7 @@ class PageStreams {
     private readonly logger: Logger,
   ) {}
 
-  open(req: Request, res: Response): void {
+  open(res: Response): void {
     if (this.open_.size >= PAGE_STREAMS_MAX) {
       res.status(503).json({
         kind: 'retry',
@@ -127,7 +127,7 @@ class PageStreams {
     // The browser reconnects by itself after this long when the stream breaks.
     res.write(`retry: ${PAGE_REFRESH_MS}\n\n`);
     this.open_.add(res);
-    req.on('close', () => {
+    res.on('close', () => {
       this.open_.delete(res);
       if (this.open_.size === 0) this.stop();
     });
