@@ -7,7 +7,7 @@
 // Every path here is a GET under `/` or `/ui/`, open to anyone who can reach the view leader: it
 // shows server IDs, addresses and counts, never a key or a value.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Request, Response } from 'express';
 import { DhtError, NotLeaderError } from '../lib/errors';
@@ -23,8 +23,14 @@ export type PageSnapshot =
   | { readonly role: 'follower'; readonly leader: string | null }
   | { readonly role: 'unavailable'; readonly error: string };
 
-/** The page's files, next to this module's source (dist/viewleader/ -> viewleader/page/). */
-const PAGE_DIR = path.resolve(__dirname, '..', '..', 'viewleader', 'page');
+/**
+ * The page's files, next to this module's source: viewleader/page/ from the compiled
+ * dist/viewleader/, or beside this file when it runs from source (ts-jest).
+ */
+const PAGE_DIR =
+  [path.resolve(__dirname, 'page'), path.resolve(__dirname, '..', '..', 'viewleader', 'page')].find(
+    (dir) => existsSync(path.join(dir, 'index.html')),
+  ) ?? path.resolve(__dirname, 'page');
 const FILES = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/ui/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
