@@ -3,6 +3,7 @@
 import { DhtError } from '../lib/errors';
 import type { DhtClient, ServerClient } from './sdk';
 import { linesText, valueText, type CommandOutput } from './output';
+import { statusText } from './status-table';
 
 export interface CommandContext {
   readonly cluster: DhtClient;
@@ -75,6 +76,16 @@ export const COMMANDS: readonly Command[] = [
           ...view.servers.map((s) => `${s.address} ${s.id}`),
         ]),
       };
+    },
+  },
+  {
+    name: 'status',
+    args: '',
+    describe: 'every server: keys, share of the ring, last heartbeat, rebalancing progress',
+    arity: 0,
+    run: async (c) => {
+      const status = await c.cluster.clusterStatus();
+      return { json: { ...status }, text: statusText(status) };
     },
   },
   {

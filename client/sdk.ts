@@ -26,6 +26,7 @@ import {
   Value,
   ViewLeaderApi,
   memberWithoutLog,
+  type ClusterStatus,
   type MemberStatus,
   type RequestOf,
   type ServerRef,
@@ -164,6 +165,14 @@ export class DhtClient {
         }
       }),
     );
+  }
+
+  /**
+   * The operator's view (`status`): the view with every server's keys, share of the ring, last
+   * heartbeat and rebalancing progress, as the view leader knows them.
+   */
+  async clusterStatus(): Promise<ClusterStatus> {
+    return this.viewLeader.call(ViewLeaderApi.clusterStatus, {});
   }
 
   async deadlocks(): Promise<string[][]> {

@@ -260,10 +260,15 @@ function setBit(bits: Uint32Array, n: number, on: boolean): void {
 
 /**
  * Requests that need no secret (contract: `/health`, `/metrics` and the view leader's page show
- * no key and no value). Only reads: anything else on these paths is authenticated as usual.
+ * no key and no value): the page is `/` and its files and data under `/ui/`. Only reads: anything
+ * else on these paths is authenticated as usual.
  */
 export const OPEN_PATHS: ReadonlySet<string> = new Set(['/', '/health', '/metrics']);
+export const OPEN_PATH_PREFIX = '/ui/';
 
 export function isOpenRequest(method: string, path: string): boolean {
-  return (method === 'GET' || method === 'HEAD') && OPEN_PATHS.has(path);
+  return (
+    (method === 'GET' || method === 'HEAD') &&
+    (OPEN_PATHS.has(path) || path.startsWith(OPEN_PATH_PREFIX))
+  );
 }

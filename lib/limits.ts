@@ -223,3 +223,26 @@ export const REQUEST_SECONDS_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ] as const;
 export const EVENT_LOOP_MONITORING_MS = 10;
+
+// ---- the operator's view (`dht-client status`, the view leader's page) --------------------------
+
+/**
+ * While a server copies, it heartbeats at least this often, so that the view leader (and the page,
+ * and `status`) see its copy progress move also with a long --heartbeat-interval (10 s default).
+ */
+export const COPY_PROGRESS_REPORT_MS = 1000;
+/**
+ * A server is shown as late when the view leader has not heard it for this many of its heartbeat
+ * intervals: probably dead, though it is expelled only after the failure timeout.
+ */
+export const HEARTBEAT_LATE_INTERVALS = 2;
+/** View changes the view leader remembers for the page's history (in memory only). */
+export const VIEW_HISTORY_MAX = 200;
+/** The page's server-sent events: a fresh snapshot this often (when it changed). */
+export const PAGE_REFRESH_MS = 1000;
+/** Open event streams (browser tabs) one view leader serves at once; more are refused (503). */
+export const PAGE_STREAMS_MAX = 32;
+/** An idle event stream gets a comment line this often, so proxies keep it open. */
+export const PAGE_KEEPALIVE_MS = 15_000;
+/** ... but never before this long: a busy machine delays a heartbeat by a few hundred ms. */
+export const HEARTBEAT_LATE_MS_MIN = 1000;

@@ -58,11 +58,38 @@ const Ok = z.object({});
 
 // ---- view leader ------------------------------------------------------------------------------
 
+/**
+ * How far a server's latest copy phase has got: `copiesDone` of `copiesTotal` (key, target) pairs
+ * acknowledged by their targets, `elapsedMs` after the plan was made (the server's own clock).
+ * Counts only: never a key (the contract's "The view leader stores no key-specific information").
+ */
+export const CopyStats = z.object({
+  epoch: Epoch,
+  copiesDone: z.number().int().nonnegative(),
+  copiesTotal: z.number().int().nonnegative(),
+  elapsedMs: z.number().int().nonnegative(),
+});
+export type CopyStats = z.infer<typeof CopyStats>;
+/**
+ * What a server tells the view leader about itself with each heartbeat and rebalancing report, for
+ * the operator's view (`status`, the page). The view leader keeps the latest in memory only.
+ */
+export const ServerStats = z.object({
+  /** Keys held (tombstones not counted). */
+  keys: z.number().int().nonnegative(),
+  heartbeatIntervalMs: z.number().int().positive(),
+  /** The latest copy phase's progress; absent before the first. */
+  copy: CopyStats.optional(),
+});
+export type ServerStats = z.infer<typeof ServerStats>;
+
 export const HeartbeatRequest = z.object({
   serverId: ServerId,
   address: Address,
   /** The highest epoch the server has installed; absent before its first view. */
   epoch: Epoch.max(EPOCH_REPORTED_MAX).optional(),
+  /** For the operator's view; optional (a server that sends none shows as unknown). */
+  stats: ServerStats.optional(),
 });
 export const HeartbeatResponse = z.object({
   epoch: Epoch,
@@ -80,6 +107,8 @@ export const RebalanceDoneRequest = z.object({
   serverId: ServerId,
   epoch: Epoch,
   phase: RebalancePhase,
+  /** As in a heartbeat: the keys held after the cleanup, the copy phase's final counts. */
+  stats: ServerStats.optional(),
 });
 export const LockRequest = z.object({ lock: Name, requester: Name });
 export const LockGetResponse = z.object({ granted: z.boolean() });
@@ -100,6 +129,8 @@ export const StatusResponse = z.object({
   keyCount: z.number().int().nonnegative(),
   /** Prepared transactions not yet decided here. */
   pendingTransactions: z.number().int().nonnegative(),
+  /** The latest copy phase's progress, as reported to the view leader. */
+  copy: CopyStats.optional(),
 });
 
 // ---- server: two-phase commit (the client coordinates) -----------------------------------------
@@ -304,6 +335,67 @@ export function memberWithoutLog(
   };
 }
 
+// ---- the operator's view (`dht-client status`, the view leader's page) -------------------------
+
+/** Where a server is in the current epoch's rebalancing, as the view leader knows it. */
+export const RebalanceStage = z.enum(['copying', 'copied', 'done']);
+export type RebalanceStage = z.infer<typeof RebalanceStage>;
+export const ServerStatus = z.object({
+  id: ServerId,
+  address: Address,
+  /** Keys held at its last report; null before its first report. */
+  keys: z.number().int().nonnegative().nullable(),
+  /** The share of the ring whose keys it replicates, in percent (all servers sum to R x 100). */
+  share: z.number().nonnegative(),
+  /** The share of the ring it is the primary of, in percent (all servers sum to 100). */
+  primaryShare: z.number().nonnegative(),
+  /** Seconds since the view leader last heard its heartbeat. */
+  lastHeartbeatS: z.number().nonnegative(),
+  heartbeatIntervalS: z.number().positive().nullable(),
+  /** Silent for more than two of its heartbeat intervals: maybe dead, not yet expelled. */
+  late: z.boolean(),
+  stage: RebalanceStage,
+  /** Its copy phase of the current epoch; null before it reported one. */
+  copiesDone: z.number().int().nonnegative().nullable(),
+  copiesTotal: z.number().int().nonnegative().nullable(),
+  /** Copies per second over its copy phase so far; null when not copying or unknown. */
+  copyRatePerS: z.number().nonnegative().nullable(),
+});
+export type ServerStatus = z.infer<typeof ServerStatus>;
+/** The rebalancing of the current epoch, all servers together. */
+export const RebalanceProgressStatus = z.object({
+  epoch: Epoch,
+  copiesDone: z.number().int().nonnegative(),
+  /** The copies planned by the servers that reported a plan (`serversReporting` of them). */
+  copiesTotal: z.number().int().nonnegative(),
+  /** 0 to 100: every server's stage and counts together; 100 once every server has copied. */
+  percent: z.number().min(0).max(100),
+  serversReporting: z.number().int().nonnegative(),
+  /** Sum of the copy rates of the servers still copying; null when none is. */
+  ratePerS: z.number().nonnegative().nullable(),
+});
+export const HistoryEntry = z.object({
+  epoch: Epoch,
+  /** Wall-clock time (ms since 1970) at which this view leader installed the view. */
+  atMs: z.number().int(),
+  joined: z.array(ServerRef),
+  left: z.array(ServerRef.extend({ cause: z.enum(['expired', 'evicted']) })),
+});
+export type HistoryEntry = z.infer<typeof HistoryEntry>;
+export const ClusterStatus = z.object({
+  epoch: Epoch,
+  rebalancing: z.boolean(),
+  placementEpoch: Epoch,
+  failureTimeoutS: z.number().positive(),
+  servers: z.array(ServerStatus),
+  progress: RebalanceProgressStatus,
+  /** The view changes this view leader installed or saw since it started leading, oldest first. */
+  history: z.array(HistoryEntry),
+  /** Wall-clock time (ms since 1970) since which this view leader leads (or runs). */
+  leadingSinceMs: z.number().int(),
+});
+export type ClusterStatus = z.infer<typeof ClusterStatus>;
+
 export const ViewLeaderApi = {
   heartbeat: endpoint('/heartbeat', HeartbeatRequest, HeartbeatResponse),
   queryServers: readEndpoint('/query_servers', Empty, View),
@@ -312,6 +404,7 @@ export const ViewLeaderApi = {
   lockRelease: endpoint('/lock_release', LockRequest, Ok),
   deadlocks: readEndpoint('/deadlocks', Empty, DeadlocksResponse),
   viewleaderStatus: readEndpoint('/viewleader_status', Empty, MemberStatus),
+  clusterStatus: readEndpoint('/cluster_status', Empty, ClusterStatus),
   raft: endpoint('/raft', RaftRequest, Ok),
 } as const;
 

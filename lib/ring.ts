@@ -65,6 +65,66 @@ export class Ring {
     return this.replicasAt[this.successor(Number(h >> 32n), Number(h & MASK_32))];
   }
 
+  /**
+   * The share of the circle (0..1) whose keys each server replicates (`replicated`, the shares sum
+   * to the replication count) and is the primary of (`primary`, they sum to 1), by server ID. A
+   * key belongs to the arc that ends at its successor position, so position i's replicas hold the
+   * arc from position i - 1 (exclusive) to i, the first arc wrapping round from the last position.
+   */
+  shares(): ReadonlyMap<string, { readonly primary: number; readonly replicated: number }> {
+    const shares = new Map(this.servers.map((s) => [s.id, { primary: 0, replicated: 0 }]));
+    for (let i = 0; i < this.size; i++) {
+      const length = this.arcLength(i);
+      const replicas = this.replicasAt[i];
+      replicas.forEach((server, rank) => {
+        const share = shares.get(server.id);
+        assert(share !== undefined, 'a replica is a server of the ring');
+        share.replicated += length;
+        if (rank === 0) share.primary += length;
+      });
+    }
+    return shares;
+  }
+
+  /**
+   * Each server's primary arcs as [start, end) fractions of the circle (0 at hash 0, clockwise),
+   * neighbouring arcs of one server merged: what a picture of the ring draws. The arc that wraps
+   * round past hash 0 comes as two arcs, one ending at 1 and one starting at 0.
+   */
+  primaryArcs(): ReadonlyMap<string, ReadonlyArray<readonly [number, number]>> {
+    const arcs = new Map<string, [number, number][]>(this.servers.map((s) => [s.id, []]));
+    const add = (id: string, start: number, end: number): void => {
+      const list = arcs.get(id);
+      assert(list !== undefined, 'an owner is a server of the ring');
+      const last = list[list.length - 1];
+      if (last !== undefined && last[1] === start) last[1] = end;
+      else list.push([start, end]);
+    };
+    for (let i = 0; i < this.size; i++) {
+      const owner = this.replicasAt[i][0].id;
+      const end = this.fractionAt(i);
+      if (i === 0) {
+        add(owner, 0, end);
+      } else {
+        add(owner, this.fractionAt(i - 1), end);
+      }
+    }
+    if (this.size > 0) add(this.replicasAt[0][0].id, this.fractionAt(this.size - 1), 1);
+    return arcs;
+  }
+
+  /** Position i as a fraction of the circle. */
+  private fractionAt(i: number): number {
+    return (this.positionHi[i] * 2 ** 32 + this.positionLo[i]) / 2 ** 64;
+  }
+
+  /** The length of the arc that ends at position i, as a fraction of the circle. */
+  private arcLength(i: number): number {
+    if (this.size === 1) return 1;
+    const end = this.fractionAt(i);
+    return i === 0 ? end + 1 - this.fractionAt(this.size - 1) : end - this.fractionAt(i - 1);
+  }
+
   private distinctClockwise(owners: readonly number[], start: number): readonly ServerRef[] {
     const chosen: ServerRef[] = [];
     const seen = new Set<number>();

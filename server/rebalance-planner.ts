@@ -156,3 +156,11 @@ function add(
   if (keys === undefined) into.set(target.id, [key]);
   else keys.push(key);
 }
+
+/** The copies a plan makes: one per (key, target) pair, pushed or offered. */
+export function copiesOf(plan: RebalancePlan): number {
+  let copies = 0;
+  for (const keys of plan.push.values()) copies += keys.length;
+  for (const keys of plan.offer.values()) copies += keys.length;
+  return copies;
+}

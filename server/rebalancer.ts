@@ -17,7 +17,8 @@ import {
   TRANSFER_BATCH_BYTES_MAX,
   TRANSFER_BATCH_KEYS_MAX,
 } from '../lib/limits';
-import { arrivalsFor, planRebalance } from './rebalance-planner';
+import { copiesDone, startCopies, type CopyProgress } from './copy-progress';
+import { arrivalsFor, copiesOf, planRebalance } from './rebalance-planner';
 import type { Store } from './store';
 
 const DRAIN_POLL_MS = 20;
@@ -58,6 +59,8 @@ export class Rebalancer {
   private readonly received = new Map<string, number>();
   /** Values transferred so far (every copy phase). */
   private valuesSent = 0;
+  /** The latest copy phase's progress (server/copy-progress.ts); undefined before the first. */
+  private copyProgress: CopyProgress | undefined;
 
   constructor(private readonly host: RebalanceHost) {
     // Durable with the bucket: a restarted server must not take a copy it received (and the
@@ -66,6 +69,18 @@ export class Rebalancer {
       const parsed = Number(epoch);
       if (Number.isSafeInteger(parsed)) this.received.set(key, parsed);
     }
+  }
+
+  /** How far the latest copy phase has got (it stays as it was when a newer view cut it). */
+  get progress(): CopyProgress | undefined {
+    return this.copyProgress;
+  }
+
+  /** `copies` of the plan of `epoch` were acknowledged by their target. */
+  private countDone(epoch: number, copies: number): void {
+    const progress = this.copyProgress;
+    if (progress === undefined || progress.epoch !== epoch || copies === 0) return;
+    this.copyProgress = copiesDone(progress, copies, performance.now());
   }
 
   /** A transfer of `epoch` stored `key` here. */
@@ -102,6 +117,7 @@ export class Rebalancer {
       keys: [...host.store.copyKeys()],
       arrivals,
     });
+    this.copyProgress = startCopies(view.epoch, copiesOf(plan), performance.now());
 
     let keysPushed = 0;
     let keysOffered = 0;
@@ -159,7 +175,8 @@ export class Rebalancer {
     // batch of digests.
     const keys = [...push, ...offer];
     for (let i = 0; i < keys.length; i += TRANSFER_BATCH_KEYS_MAX) {
-      const digests = keys.slice(i, i + TRANSFER_BATCH_KEYS_MAX).flatMap((key) => {
+      const chunk = keys.slice(i, i + TRANSFER_BATCH_KEYS_MAX);
+      const digests = chunk.flatMap((key) => {
         const held = this.host.store.copyOf(key);
         return held === undefined ? [] : [{ key, version: held.version }];
       });
@@ -177,13 +194,23 @@ export class Rebalancer {
         ).missing;
       });
       if (!offered) return false;
+      // Only what was asked, once each: the counts below must not exceed the chunk.
+      const asked = new Set(digests.map((d) => d.key));
+      missing = [...new Set(missing)].filter((key) => asked.has(key));
+      // Progress: what the target holds already is done now; the rest as its batches land (a
+      // key deleted here meanwhile has nothing to send, and is done with the chunk).
+      this.countDone(epoch, chunk.length - missing.length);
+      let sent = 0;
       for (const batch of this.batches(missing)) {
         if (
           !(await this.withRetry(stillCurrent, target, () => this.transfer(epoch, target, batch)))
         ) {
           return false;
         }
+        sent += batch.length;
+        this.countDone(epoch, batch.length);
       }
+      this.countDone(epoch, missing.length - sent);
     }
     return true;
   }

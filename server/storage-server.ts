@@ -13,12 +13,15 @@ import {
   type DecisionResponse,
   type RebalancePhase,
   type ServerRef,
+  type ServerStats,
   type View,
 } from '../lib/messages';
+import { copyStats } from './copy-progress';
 import { ViewTracker, type ViewEffect } from './view-tracker';
 import type { RpcServer } from '../lib/http-server';
 import {
   TRANSFER_BODY_BYTES_MAX,
+  COPY_PROGRESS_REPORT_MS,
   DECISION_RETRY_MS,
   DECISIONS_REMEMBERED_MAX,
   RECOVERY_STAGGER_MS,
@@ -89,6 +92,8 @@ export class StorageServer {
   /** The view leader's members; the one that answered last is asked first. */
   private readonly viewLeaders: ViewLeaderGroup;
   private heartbeatInFlight = false;
+  /** When the last heartbeat was sent (monotonic): copy progress is reported at least as often. */
+  private heartbeatSentMs = Number.NEGATIVE_INFINITY;
   /** Since when no view leader has answered, and when that was last logged. */
   private viewLeaderLost: { sinceMs: number; warnedMs: number } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -170,6 +175,24 @@ export class StorageServer {
     void this.heartbeat();
     this.timers.push(setInterval(() => void this.heartbeat(), this.config.heartbeatIntervalMs));
     this.timers.push(setInterval(() => this.tickParticipant(), PARTICIPANT_TICK_MS));
+    // While copying, the view leader hears the progress every COPY_PROGRESS_REPORT_MS, also
+    // with a long --heartbeat-interval (an extra heartbeat changes nothing but the lease).
+    this.timers.push(
+      setInterval(() => {
+        const due = performance.now() - this.heartbeatSentMs >= COPY_PROGRESS_REPORT_MS;
+        if (due && this.tracker.progress.state === 'copying') void this.heartbeat();
+      }, COPY_PROGRESS_REPORT_MS / 4),
+    );
+  }
+
+  /** What the operator's view shows of this server (counts only, never a key). */
+  private stats(): ServerStats {
+    const progress = this.rebalancer.progress;
+    return {
+      keys: this.store.size,
+      heartbeatIntervalMs: Math.max(1, Math.round(this.config.heartbeatIntervalMs)),
+      copy: progress === undefined ? undefined : copyStats(progress, performance.now()),
+    };
   }
 
   stop(): void {
@@ -247,6 +270,7 @@ export class StorageServer {
         rebalancing: this.tracker.rebalancing,
         keyCount: store.size,
         pendingTransactions: this.participant.pendingCount,
+        copy: this.stats().copy,
       }))
       .route(ServerApi.prepare, async (request) => {
         this.noticeEpoch(request.epoch);
@@ -626,10 +650,16 @@ export class StorageServer {
 
   private async heartbeatOnce(): Promise<void> {
     const sentAtMs = performance.now(); // the lease counts from here: earlier is the safe side
+    this.heartbeatSentMs = sentAtMs;
     try {
       const ack = await this.viewLeaders.call(
         ViewLeaderApi.heartbeat,
-        { serverId: this.serverId, address: this.address, epoch: this.tracker.reportedEpoch },
+        {
+          serverId: this.serverId,
+          address: this.address,
+          epoch: this.tracker.reportedEpoch,
+          stats: this.stats(),
+        },
         { waitMs: VIEWLEADER_TIMEOUT_MS },
       );
       if (this.viewLeaderLost !== undefined) {
@@ -740,7 +770,7 @@ export class StorageServer {
     try {
       await this.viewLeaders.call(
         ViewLeaderApi.rebalanceDone,
-        { serverId: this.serverId, epoch, phase },
+        { serverId: this.serverId, epoch, phase, stats: this.stats() },
         { waitMs: VIEWLEADER_TIMEOUT_MS },
       );
       this.tracker.onReported(epoch, phase);

@@ -18,6 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
+import { initHashing } from '../lib/hash';
 import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
 import { setUpAuthentication } from '../lib/http-auth';
 import type { MemberStatus } from '../lib/messages';
@@ -35,6 +36,7 @@ import { Membership } from './membership';
 import { RaftStore } from './raft-store';
 import { ReplicatedStateLog } from './replicated-state-log';
 import { Replication } from './replication';
+import { pageRoutes } from './page';
 import { viewLeaderRoutes, ViewLeader } from './routes';
 import { epochOfRecords, IN_MEMORY, snapshotFromRecords, type StateLog } from './saved-state';
 import { StateStore } from './state-store';
@@ -60,6 +62,7 @@ async function main(): Promise<void> {
   const options = parseViewLeaderArgs(process.argv.slice(2));
   const logger = createLogger('viewleader', options.logLevel);
   setUpAuthentication(options, logger);
+  await initHashing(); // the ring's shares in the operator's view
   const metrics = new ProcessMetrics('viewleader');
   const rpc = new RpcServer(logger, metrics);
   if (options.peers !== undefined) {
@@ -88,6 +91,7 @@ async function main(): Promise<void> {
     leader: () => leader,
     status: async () => ({ ...(await leader).status(), address }),
   });
+  pageRoutes(rpc, async () => (await leader).clusterStatus(), logger);
   const ports = portsToTry(options.port, VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST);
   const listening = await rpc.listen(options.host, ports);
   const port = Number(listening.address.slice(listening.address.lastIndexOf(':') + 1));
@@ -181,6 +185,16 @@ async function runMember(
     // Messages that arrive before the log is read are dropped: Raft sends them again.
     raft: (request) => opening.member?.receive(request.from, request.messages),
   });
+  // The page of a member that does not lead says where the leader is.
+  pageRoutes(
+    rpc,
+    async () => {
+      const member = await ready;
+      if (current === undefined) throw member.notLeader();
+      return current.clusterStatus();
+    },
+    logger,
+  );
   const listening = await rpc.listen(options.host, [options.port]);
   address = listening.address;
   const dir = dataDirFor(options.storage.dir, options.port);

@@ -121,6 +121,12 @@ export interface DurableMember {
   readonly doneEpoch: number | undefined;
 }
 
+/** A member as the operator's view sees it (`memberReports`). */
+export interface MemberReport extends DurableMember {
+  /** Since its last heartbeat. */
+  readonly heardAgoMs: number;
+}
+
 /** An expired ID with its expiry's sequence number: the lowest is forgotten first. */
 export interface ExpiredId {
   readonly id: string;
@@ -261,6 +267,24 @@ export class Membership {
       rebalancing: this.rebalancing,
       placement: this.currentPlacement,
     };
+  }
+
+  /**
+   * The members with what the operator's view shows of them: how long ago each was last heard
+   * (at `nowMs`, the caller's monotonic clock, not before the latest time seen) and the last
+   * epochs it reported copied and done. Sorted as the view.
+   */
+  memberReports(nowMs: number): MemberReport[] {
+    const at = Math.max(nowMs, this.latestNowMs);
+    return [...this.members.values()]
+      .map((m) => ({
+        id: m.id,
+        address: m.address,
+        heardAgoMs: Math.max(0, at - m.lastHeartbeatMs),
+        copiedEpoch: m.copiedEpoch,
+        doneEpoch: m.doneEpoch,
+      }))
+      .sort((a, b) => compareStrings(a.address, b.address) || compareStrings(a.id, b.id));
   }
 
   get placement(): Placement {

@@ -21,10 +21,12 @@ import {
   type RequestOf,
   type ResponseOf,
 } from '../lib/messages';
+import { clusterStatus, ServerStatsTable } from './cluster-status';
 import type { Cycle, LockTable } from './locks';
 import type { AddressProbe, Membership, ViewChange } from './membership';
 import { IN_MEMORY, type StateLog } from './saved-state';
 import type { ServedView, ViewLeaderMetrics } from './metrics';
+import { ViewHistory } from './view-history';
 
 /** Milliseconds from a monotonic clock: expiry must not jump when the wall clock is set. */
 export type MonotonicClock = () => number;
@@ -50,6 +52,12 @@ export class ViewLeader {
    */
   private failure: DhtError | undefined;
 
+  /** What each server last said of itself, for the operator's view: memory only, never saved. */
+  private readonly serverStats = new ServerStatsTable();
+  /** The view changes installed since this view leader started leading (memory only). */
+  private readonly history = new ViewHistory();
+  private readonly leadingSinceMs: number;
+
   constructor(
     private membership: Membership,
     private locks: LockTable,
@@ -59,7 +67,11 @@ export class ViewLeader {
     private readonly state: StateLog = IN_MEMORY,
     /** Counts the view changes (the process's metrics; none in unit tests). */
     private readonly metrics?: ViewLeaderMetrics,
-  ) {}
+    /** Wall-clock time (ms since 1970), for the history's times only: never for expiry. */
+    private readonly wallClockMs: () => number = Date.now,
+  ) {
+    this.leadingSinceMs = wallClockMs();
+  }
 
   /**
    * The passage of time (the timer's step); also run at the start of every request's step so
@@ -150,6 +162,7 @@ export class ViewLeader {
     await this.durable();
     switch (outcome.kind) {
       case 'accepted':
+        if (request.stats !== undefined) this.serverStats.note(serverId, request.stats);
         return {
           epoch: outcome.view.epoch,
           view: outcome.view,
@@ -204,13 +217,14 @@ export class ViewLeader {
   async rebalanceDone(
     request: RequestOf<Api['rebalanceDone']>,
   ): Promise<ResponseOf<Api['rebalanceDone']>> {
-    const { serverId, epoch, phase } = request;
+    const { serverId, epoch, phase, stats } = request;
     // The server forgets a report once it is acknowledged (server/view-tracker.ts), so the
     // progress it records is durable before the answer.
     const outcome = this.step(() => this.membership.rebalanceDone(serverId, epoch, phase));
     await this.durable();
     switch (outcome.kind) {
       case 'recorded':
+        if (stats !== undefined) this.serverStats.note(serverId, stats);
         this.logger.debug({ serverId, epoch, phase }, 'rebalancing progress reported');
         if (this.membership.placement.epoch === epoch && phase === 'copied') {
           this.logger.debug({ epoch }, 'copy phase complete');
@@ -230,6 +244,25 @@ export class ViewLeader {
       case 'not_in_view':
         throw new DhtError('rejected', `server ${serverId} is not in the view`, 'not_in_view');
     }
+  }
+
+  /**
+   * The operator's view (`dht-client status`, the page): served like query_servers (expiry
+   * applied, and durable before it is shown), plus what the servers last said of themselves.
+   */
+  async clusterStatus(): Promise<ResponseOf<Api['clusterStatus']>> {
+    if (this.failure === undefined) {
+      this.step(() => undefined);
+      await this.durable();
+    }
+    return clusterStatus({
+      view: this.membership.view(),
+      members: this.membership.memberReports(this.nowMs()),
+      stats: this.serverStats,
+      failureTimeoutMs: this.membership.failureTimeoutMs,
+      history: this.history.list(),
+      leadingSinceMs: this.leadingSinceMs,
+    });
   }
 
   async lockGet(request: RequestOf<Api['lockGet']>): Promise<ResponseOf<Api['lockGet']>> {
@@ -344,6 +377,8 @@ export class ViewLeader {
   private carryOut(change: ViewChange | undefined): void {
     if (change === undefined) return;
     this.metrics?.viewChanged(change);
+    this.history.record(change, this.wallClockMs());
+    this.serverStats.retain(new Set(this.membership.view().servers.map((s) => s.id)));
     this.logger.info(
       {
         epoch: change.epoch,
@@ -401,6 +436,7 @@ export function viewLeaderRoutes(rpc: RpcServer, routing: ViewLeaderRouting): Rp
     .route(ViewLeaderApi.lockGet, async (r) => (await leader()).lockGet(r))
     .route(ViewLeaderApi.lockRelease, async (r) => (await leader()).lockRelease(r))
     .route(ViewLeaderApi.deadlocks, async () => (await leader()).deadlocks())
+    .route(ViewLeaderApi.clusterStatus, async () => (await leader()).clusterStatus())
     .route(ViewLeaderApi.viewleaderStatus, () => status());
   if (raft !== undefined) {
     rpc.route(

@@ -305,10 +305,10 @@ describe('every endpoint of every process refuses with 401 and changes nothing',
     );
   });
 
-  test('/health, /metrics and the page need no secret', async () => {
+  test('/health, /metrics and the page (and what it reads) need no secret', async () => {
     const server = [...cluster.servers.keys()][0];
     for (const address of [server, cluster.viewLeader.address]) {
-      for (const target of ['/health', '/metrics', '/']) {
+      for (const target of ['/health', '/metrics', '/', '/ui/cluster.json']) {
         const answer = await send({ method: 'GET', address, target, body: '', headers: {} });
         expect({ address, target, status: answer.status === 401 ? 401 : 'not 401' }).toEqual({
           address,

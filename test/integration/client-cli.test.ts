@@ -630,6 +630,7 @@ describe('with nothing listening', () => {
 
   const VIEWLEADER_COMMANDS: string[][] = [
     ['query_servers'],
+    ['status'],
     ['locate', 'k'],
     ['setr', 'k', 'v'],
     ['delr', 'k'],

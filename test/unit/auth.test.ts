@@ -179,8 +179,10 @@ describe('the secret', () => {
 });
 
 describe('open requests and host names', () => {
-  test('only reads of /, /health and /metrics are open', () => {
+  test('only reads of /, /ui/..., /health and /metrics are open', () => {
     expect(isOpenRequest('GET', '/health')).toBe(true);
+    expect(isOpenRequest('GET', '/ui/events')).toBe(true);
+    expect(isOpenRequest('POST', '/ui/events')).toBe(false);
     expect(isOpenRequest('GET', '/metrics')).toBe(true);
     expect(isOpenRequest('GET', '/')).toBe(true);
     expect(isOpenRequest('POST', '/health')).toBe(false);

@@ -276,3 +276,43 @@ describe('movement: a view change moves about the optimum, and only what it must
     expect(changes.filter((c) => c.lost.join() !== ALL_IDS[0])).toEqual([]);
   });
 });
+
+describe('shares and arcs (the operator view)', () => {
+  test.each([1, 2, 3, 4, 7])(
+    'with %i servers the shares match where keys land, and the arcs cover the circle once',
+    (n) => {
+      const servers = serversOf(seededUuids(n, 300 + n));
+      const ring = new Ring(servers);
+      const shares = ring.shares();
+      let primary = 0;
+      let replicated = 0;
+      for (const share of shares.values()) {
+        primary += share.primary;
+        replicated += share.replicated;
+      }
+      expect(primary).toBeCloseTo(1, 9);
+      expect(replicated).toBeCloseTo(Math.min(R, n), 9);
+      // The share of keys each server replicates, counted, is its share of the circle.
+      const held = new Map<string, number>(servers.map((s) => [s.id, 0]));
+      const keys = KEYS.slice(0, 20_000);
+      for (const key of keys) {
+        for (const r of ring.replicasOf(key)) held.set(r.id, held.get(r.id)! + 1);
+      }
+      for (const s of servers) {
+        expect(Math.abs(held.get(s.id)! / keys.length - shares.get(s.id)!.replicated)).toBeLessThan(
+          0.02,
+        );
+      }
+      // Arcs: sorted per server, and all servers' arcs together cover [0, 1) exactly once.
+      const arcs = [...ring.primaryArcs().values()].flat();
+      arcs.sort((a, b) => a[0] - b[0]);
+      expect(arcs[0][0]).toBe(0);
+      expect(arcs[arcs.length - 1][1]).toBe(1);
+      for (let i = 1; i < arcs.length; i++) expect(arcs[i][0]).toBe(arcs[i - 1][1]);
+      for (const [id, own] of ring.primaryArcs()) {
+        const length = own.reduce((sum, [a, b]) => sum + (b - a), 0);
+        expect(length).toBeCloseTo(shares.get(id)!.primary, 9);
+      }
+    },
+  );
+});
