@@ -13,10 +13,21 @@ export interface CommandContext {
   readonly readStdin: () => Promise<string>;
 }
 
+/** The client's flags that a command may use (its help lists them). */
+export type ClientFlag = 'server' | 'viewleader' | 'json' | 'timeout' | 'wait' | 'retry-interval';
+
+const SERVER_FLAGS: readonly ClientFlag[] = ['server', 'timeout', 'json'];
+const VIEWLEADER_FLAGS: readonly ClientFlag[] = ['viewleader', 'timeout', 'json'];
+const REPLICATED_FLAGS: readonly ClientFlag[] = ['viewleader', 'wait', 'timeout', 'json'];
+
 export interface Command {
   readonly name: string;
   readonly args: string;
   readonly describe: string;
+  /** The flags that matter to it, for `dht-client help COMMAND`. */
+  readonly flags: readonly ClientFlag[];
+  /** At least one whole command line, with what it does or prints, for its help. */
+  readonly examples: readonly string[];
   /** Number of arguments; `optionalLast` means the last may be read from stdin instead. */
   readonly arity: number | 'variadic';
   readonly optionalLast?: boolean;
@@ -30,6 +41,10 @@ export const COMMANDS: readonly Command[] = [
     name: 'print',
     args: 'TEXT...',
     describe: 'the server prints TEXT (to its stderr)',
+    flags: SERVER_FLAGS,
+    examples: [
+      'dht-client print hello from the client     # the server logs: hello from the client',
+    ],
     arity: 'variadic',
     run: async (c, args) => (await c.server().print(args.join(' ')), ok),
   },
@@ -37,6 +52,11 @@ export const COMMANDS: readonly Command[] = [
     name: 'set',
     args: 'KEY [VALUE]',
     describe: 'local set on one server (VALUE from stdin if left out)',
+    flags: SERVER_FLAGS,
+    examples: [
+      'dht-client --server 127.0.0.1:38001 set colour blue',
+      'dht-client set notes < notes.txt          # VALUE from stdin, exactly',
+    ],
     arity: 2,
     optionalLast: true,
     run: async (c, [key, value]) => (await c.server().set(key, value), ok),
@@ -45,6 +65,8 @@ export const COMMANDS: readonly Command[] = [
     name: 'get',
     args: 'KEY',
     describe: 'local get from one server',
+    flags: SERVER_FLAGS,
+    examples: ['dht-client --server 127.0.0.1:38001 get colour   # prints: blue'],
     arity: 1,
     run: async (c, [key]) => {
       const value = await c.server().get(key);
@@ -55,6 +77,8 @@ export const COMMANDS: readonly Command[] = [
     name: 'query_all_keys',
     args: '',
     describe: "the keys of one server's bucket",
+    flags: SERVER_FLAGS,
+    examples: ['dht-client --server 127.0.0.1:38001 query_all_keys   # one key a line'],
     arity: 0,
     run: async (c) => {
       const keys = await c.server().queryAllKeys();
@@ -65,6 +89,11 @@ export const COMMANDS: readonly Command[] = [
     name: 'query_servers',
     args: '',
     describe: 'the epoch and the view (from the view leader)',
+    flags: VIEWLEADER_FLAGS,
+    examples: [
+      'dht-client query_servers                   # epoch 2, then ADDRESS ID per server',
+      'dht-client --json query_servers',
+    ],
     arity: 0,
     run: async (c) => {
       const view = await c.cluster.queryServers();
@@ -81,6 +110,11 @@ export const COMMANDS: readonly Command[] = [
     name: 'lock_get',
     args: 'LOCK REQUESTER',
     describe: 'wait until the lock is granted, asking every --retry-interval seconds',
+    flags: ['viewleader', 'retry-interval', 'wait', 'timeout', 'json'],
+    examples: [
+      "dht-client lock_get backup alice            # waits until alice holds 'backup'",
+      'dht-client --wait 30 --retry-interval 1 lock_get backup bob',
+    ],
     arity: 2,
     run: async (c, [lock, requester]) => (
       await c.cluster.lockGet(lock, requester, c.retryIntervalMs, c.waitMs),
@@ -91,6 +125,8 @@ export const COMMANDS: readonly Command[] = [
     name: 'lock_release',
     args: 'LOCK REQUESTER',
     describe: 'release a held lock, or leave its queue',
+    flags: VIEWLEADER_FLAGS,
+    examples: ['dht-client lock_release backup alice'],
     arity: 2,
     run: async (c, [lock, requester]) => (await c.cluster.lockRelease(lock, requester), ok),
   },
@@ -98,6 +134,8 @@ export const COMMANDS: readonly Command[] = [
     name: 'deadlocks',
     args: '',
     describe: 'cycles among lock waiters (who waits for whom)',
+    flags: VIEWLEADER_FLAGS,
+    examples: ['dht-client deadlocks                       # e.g. alice -> bob -> alice'],
     arity: 0,
     run: async (c) => {
       const cycles = await c.cluster.deadlocks();
@@ -109,6 +147,10 @@ export const COMMANDS: readonly Command[] = [
     args: '',
     describe:
       'every view leader member given by --viewleader: role, term, how far its log is applied',
+    flags: VIEWLEADER_FLAGS,
+    examples: [
+      'dht-client --viewleader 127.0.0.1:39001,127.0.0.1:39002,127.0.0.1:39003 viewleader_status',
+    ],
     arity: 0,
     run: async (c) => {
       const members = await c.cluster.viewLeaderStatus();
@@ -127,6 +169,13 @@ export const COMMANDS: readonly Command[] = [
     name: 'setr',
     args: 'KEY [VALUE]',
     describe: 'replicated set by two-phase commit (VALUE from stdin if left out)',
+    flags: REPLICATED_FLAGS,
+    examples: [
+      "dht-client setr greeting 'hello world'",
+      'dht-client --wait 10 setr greeting hello    # waits out a rebalancing',
+      "printf 'two\\nlines' | dht-client setr multi  # VALUE from stdin, exactly",
+      'dht-client setr -- -key -value              # a key or value starting with -',
+    ],
     arity: 2,
     optionalLast: true,
     run: async (c, [key, value]) => {
@@ -138,6 +187,8 @@ export const COMMANDS: readonly Command[] = [
     name: 'delr',
     args: 'KEY',
     describe: 'replicated delete by two-phase commit (a tombstone)',
+    flags: REPLICATED_FLAGS,
+    examples: ['dht-client delr greeting'],
     arity: 1,
     run: async (c, [key]) => (await c.cluster.delr(key), ok),
   },
@@ -145,6 +196,11 @@ export const COMMANDS: readonly Command[] = [
     name: 'getr',
     args: 'KEY',
     describe: 'replicated get: the replicas in order',
+    flags: REPLICATED_FLAGS,
+    examples: [
+      'dht-client getr greeting                    # prints: hello world',
+      'dht-client --json getr greeting             # {"status":"ok","value":"hello world"}',
+    ],
     arity: 1,
     run: async (c, [key]) => {
       const { value } = await c.cluster.getr(key);
@@ -155,6 +211,10 @@ export const COMMANDS: readonly Command[] = [
     name: 'locate',
     args: 'KEY',
     describe: 'the replicas of KEY in the current view, primary first',
+    flags: VIEWLEADER_FLAGS,
+    examples: [
+      "dht-client locate greeting                  # the replicas' addresses, primary first",
+    ],
     arity: 1,
     run: async (c, [key]) => {
       const { epoch, replicas } = await c.cluster.locate(key);
@@ -170,14 +230,18 @@ export async function resolveArgs(
   context: CommandContext,
 ): Promise<string[]> {
   if (command.arity === 'variadic') {
-    if (args.length === 0) throw new DhtError('usage', `${command.name} needs ${command.args}`);
+    if (args.length === 0) throw new DhtError('usage', usageOf(command));
     return args;
   }
   if (command.optionalLast && args.length === command.arity - 1) {
     return [...args, await context.readStdin()];
   }
   if (args.length !== command.arity) {
-    throw new DhtError('usage', `usage: ${command.name} ${command.args}`.trimEnd());
+    throw new DhtError('usage', usageOf(command));
   }
   return args;
+}
+
+function usageOf(command: Command): string {
+  return `usage: ${`dht-client ${command.name} ${command.args}`.trimEnd()} (see 'dht-client help ${command.name}')`;
 }

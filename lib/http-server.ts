@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { z } from 'zod';
-import { DhtError, toErrorBody } from './errors';
+import { DhtError, toErrorBody, type DhtProcess } from './errors';
 import { formatAddress } from './address';
 import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
@@ -38,7 +38,14 @@ export class RpcServer {
     { readonly invoke: (body: unknown) => Promise<Answer>; readonly readOnly: boolean }
   >();
 
-  constructor(private readonly logger: Logger) {
+  /**
+   * `process`: what this process is, told in the answer for an unknown endpoint (a client sent to
+   * the wrong kind of process says so); tests and benchmarks may leave it out.
+   */
+  constructor(
+    private readonly logger: Logger,
+    private readonly process?: DhtProcess,
+  ) {
     this.app.disable('x-powered-by');
     this.app.set('etag', false);
   }
@@ -99,7 +106,7 @@ export class RpcServer {
       const answers = await Promise.all(
         requests.map(({ path, body }) => {
           const route = this.handlers.get(path);
-          return route === undefined ? noEndpoint(path) : route.invoke(body);
+          return route === undefined ? noEndpoint(path, this.process) : route.invoke(body);
         }),
       );
       const parts: string[] = [];
@@ -123,11 +130,8 @@ export class RpcServer {
   private finish(): void {
     this.routeBatch();
     this.app.use((req: Request, res: Response) => {
-      res.status(404).json({
-        kind: 'invalid',
-        error: `no endpoint ${req.method} ${req.path}`,
-        reason: 'bad_request',
-      });
+      const answer = noEndpoint(`${req.method} ${req.path}`, this.process);
+      res.status(answer.status).json(answer.body);
     });
     this.app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
       const status = httpStatusOf(err);
@@ -225,11 +229,9 @@ function rejectNonJson(req: Request, res: Response): boolean {
   return true;
 }
 
-function noEndpoint(path: string): Answer {
-  return {
-    status: 404,
-    body: { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' },
-  };
+function noEndpoint(path: string, process: DhtProcess | undefined): Answer {
+  const body = { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' };
+  return { status: 404, body: process === undefined ? body : { ...body, process } };
 }
 
 const BATCH_FULL: Answer = {

@@ -192,3 +192,11 @@ export const RAFT_COMMIT_WAIT_MS_MAX = 1500;
 export const VIEWLEADER_FAILOVER_WAIT_MS = 6000;
 /** Pause between rounds over the members while no leader is known. */
 export const VIEWLEADER_RETRY_MS = 100;
+
+/**
+ * "Did you mean" (lib/suggest.ts): a mistyped command or flag is matched against the known ones
+ * within this many edits (two catches a doubled and a dropped letter, `getrr`, `sever`; more
+ * suggests unrelated words). Longer words are not matched: the distance table is length squared.
+ */
+export const SUGGEST_DISTANCE_MAX = 2;
+export const SUGGEST_WORD_CHARS_MAX = 64;

@@ -57,7 +57,7 @@ export async function openAndListen(
       }
     }
     const storage = makeServer(store, await serverIdOf(store));
-    const rpc = new RpcServer(logger);
+    const rpc = new RpcServer(logger, 'server');
     storage.routes(rpc);
     moreRoutes(rpc);
     try {

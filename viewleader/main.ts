@@ -54,7 +54,7 @@ interface Restored {
 async function main(): Promise<void> {
   const options = parseViewLeaderArgs(process.argv.slice(2));
   const logger = createLogger('viewleader', options.logLevel);
-  const rpc = new RpcServer(logger);
+  const rpc = new RpcServer(logger, 'viewleader');
   if (options.peers !== undefined) {
     await runMember(options, options.peers, rpc, logger);
     return;
