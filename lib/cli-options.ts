@@ -110,7 +110,10 @@ export function usageText(
   let text = message.replace(/\s*\n\s*/g, ' ').trim();
   const unknown = /^Unknown arguments?: (.+)$/.exec(text);
   if (unknown) {
-    const words = unknown[1].split(', ');
+    // yargs names `--some-flag` twice, as some-flag and someFlag: keep the first.
+    const all = unknown[1].split(', ');
+    const words = all.filter((word) => !/[A-Z]/.test(word) || !all.includes(kebab(word)));
+    text = `Unknown argument${words.length === 1 ? '' : 's'}: ${words.join(', ')}`;
     const hints = words.flatMap((word) => {
       const near = suggest(word.replace(/^-+/, ''), flags);
       return near === undefined ? [] : [{ word, near }];
@@ -121,6 +124,10 @@ export function usageText(
     }
   }
   return `${withEnvSources(text, sources)} (see '${helpCommand}')`;
+}
+
+function kebab(word: string): string {
+  return word.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
 /** Write `ERROR: MESSAGE` for a usage error and exit 2. */

@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { assert } from '../lib/assert';
 import { DhtError } from '../lib/errors';
 import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
-import { portsToTry } from '../lib/cli-options';
+import { exitWithError, portsToTry } from '../lib/cli-options';
 import { injectedSyncFailure, StoreOpenError } from '../lib/level-dir';
 import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../lib/limits';
 import { createLogger, type Logger } from '../lib/logger';
@@ -305,8 +305,4 @@ async function restore(
   };
 }
 
-main().catch((err: unknown) => {
-  const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`ERROR: ${message}\n`);
-  process.exit(err instanceof DhtError ? err.info.exitCode : 1);
-});
+main().catch(exitWithError);
