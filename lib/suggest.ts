@@ -39,7 +39,11 @@ export function suggest(word: string, candidates: readonly string[]): string | u
   for (const candidate of candidates) {
     if (candidate === word) return undefined;
     const distance =
-      candidate.startsWith(lower) && lower.length >= 3 ? 1 : editDistance(lower, candidate);
+      candidate === lower
+        ? 0
+        : candidate.startsWith(lower) && lower.length >= 3
+          ? 1
+          : editDistance(lower, candidate);
     if (distance < bestDistance) {
       best = candidate;
       bestDistance = distance;
