@@ -145,8 +145,7 @@ export const COMMANDS: readonly Command[] = [
   {
     name: 'viewleader_status',
     args: '',
-    describe:
-      'every view leader member given by --viewleader: role, term, how far its log is applied',
+    describe: 'each view leader member of --viewleader: role, term, how far its log is applied',
     flags: VIEWLEADER_FLAGS,
     examples: [
       'dht-client --viewleader 127.0.0.1:39001,127.0.0.1:39002,127.0.0.1:39003 viewleader_status',

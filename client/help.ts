@@ -19,13 +19,24 @@ const EXIT_CODES = [
 
 const NAME_COLUMN = 30;
 
-/** The top of `dht-client --help`: every command, one line each, and the exit codes. */
+/** The usage line of `dht-client --help`. */
+export const USAGE_LINE = `${PROGRAM} [options] COMMAND ARGS...`;
+
+/**
+ * `dht-client --help`: yargs' text (the usage line, the options, the epilogue) with every command,
+ * one line each, and the exit codes after the usage line. Written here rather than as yargs'
+ * usage, whose wrapping drops the indentation.
+ */
+export function generalHelp(yargsHelp: string, commands: readonly Command[]): string {
+  const [usageLine, ...rest] = yargsHelp.split('\n');
+  return [usageLine, '', commandList(commands), ...rest].join('\n');
+}
+
+/** Every command, one line each, and the exit codes. */
 export function commandList(commands: readonly Command[]): string {
   const row = (name: string, args: string, describe: string) =>
     `  ${`${name} ${args}`.trimEnd().padEnd(NAME_COLUMN)} ${describe}`;
   return [
-    `$0 [options] COMMAND ARGS...`,
-    '',
     'Commands:',
     ...commands.map((c) => row(c.name, c.args, c.describe)),
     ...META_COMMANDS.map((c) => row(c.name, c.args, c.describe)),

@@ -22,7 +22,7 @@ import {
   VIEWLEADER_PORT_LAST,
 } from '../lib/limits';
 import { COMMANDS, resolveArgs, type ClientFlag } from './commands';
-import { commandHelp, commandList, PROGRAM, unknownCommandMessage } from './help';
+import { commandHelp, generalHelp, PROGRAM, unknownCommandMessage, USAGE_LINE } from './help';
 import { writeFailure, writeSuccess } from './output';
 import { DhtClient, ServerClient } from './sdk';
 
@@ -82,7 +82,7 @@ const completeWord: FallbackCompletionFunction = (current, args, fallback, done)
 async function main(argv: string[]): Promise<number> {
   let usageError: string | undefined;
   const parser = withCommonBehaviour(yargs(argv), PROGRAM)
-    .usage(commandList(COMMANDS))
+    .usage(USAGE_LINE)
     .parserConfiguration({
       'parse-positional-numbers': false,
       'populate--': true,
@@ -128,7 +128,7 @@ async function main(argv: string[]): Promise<number> {
   const helpFor = first === 'help' ? afterFirst[0] : first;
   if (helpWanted) {
     if (helpFor === undefined) {
-      parser.showHelp((text) => process.stdout.write(`${text}\n`));
+      parser.showHelp((text) => process.stdout.write(`${generalHelp(text, COMMANDS)}\n`));
       return 0;
     }
     const command = COMMANDS.find((c) => c.name === helpFor);
