@@ -9,7 +9,7 @@ import { optionsFromEnv, withEnvSources, type EnvOptions } from './cli-env';
 import { candidateAddresses } from './address';
 import { DhtError, ERROR_KINDS } from './errors';
 import { HOST_DEFAULT } from './limits';
-import { LOG_LEVELS, type LogLevel } from './logger';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logger';
 import { suggest } from './suggest';
 import { packageVersion } from './version';
 
@@ -22,6 +22,7 @@ export interface CommonProcessOptions {
   readonly host: string;
   readonly port: number | undefined;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
 }
 
 export function withProcessOptions<T>(argv: Argv<T>, portHelp: string) {
@@ -33,7 +34,12 @@ export function withProcessOptions<T>(argv: Argv<T>, portHelp: string) {
       default: 'info' as LogLevel,
       describe: 'log level (logs go to stderr)',
     })
-    .requiresArg(['host', 'port', 'log-level'])
+    .option('log-format', {
+      choices: LOG_FORMATS,
+      default: 'json' as LogFormat,
+      describe: 'logs as JSON lines, or pretty: one readable line each, for a terminal',
+    })
+    .requiresArg(['host', 'port', 'log-level', 'log-format'])
     .check((args) => {
       const port = (args as { port?: number }).port;
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {

@@ -24,7 +24,7 @@ import {
   VIEWLEADER_PORT_FIRST,
   VIEWLEADER_PORT_LAST,
 } from '../lib/limits';
-import { createLogger } from '../lib/logger';
+import { createProcessLogger } from '../lib/logger';
 import { DhtClient } from '../client/sdk';
 import { kvRoutes } from './kv-routes';
 import { openAndListen } from './startup';
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
     .parseSync();
 
   await initHashing();
-  const logger = createLogger('dht-server', args.logLevel);
+  const logger = await createProcessLogger('dht-server', args.logLevel, args.logFormat);
   const viewLeaders = candidateAddresses(
     args.viewleader,
     VIEWLEADER_PORT_FIRST,

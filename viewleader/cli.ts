@@ -110,7 +110,7 @@ export function parseViewLeaderArgs(
         'included; needs --port, and a data directory: the vote and log must survive a restart)',
     })
     // A flag given without its value (`--port` at the end) must not silently mean "default".
-    .requiresArg(['host', 'port', 'log-level', 'failure-timeout', 'data-dir', 'peers'])
+    .requiresArg(['failure-timeout', 'data-dir', 'peers'])
     .check((argv) => {
       if (argv._.length > 0) throw new Error(`unexpected argument: ${String(argv._[0])}`);
       if (argv['data-dir'] !== undefined && argv['data-dir'].trim() === '') {
@@ -143,6 +143,7 @@ export function parseViewLeaderArgs(
     host: parsed.host,
     port: parsed.port,
     logLevel: parsed['log-level'],
+    logFormat: parsed['log-format'],
     failureTimeoutMs: parsed['failure-timeout'] * 1000,
     storage:
       parsed['in-memory'] === true ? { kind: 'memory' } : { kind: 'disk', dir: parsed['data-dir'] },

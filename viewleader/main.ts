@@ -22,7 +22,7 @@ import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
 import { exitWithError, portsToTry } from '../lib/cli-options';
 import { injectedSyncFailure, StoreOpenError } from '../lib/level-dir';
 import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../lib/limits';
-import { createLogger, type Logger } from '../lib/logger';
+import { createProcessLogger, type Logger } from '../lib/logger';
 import { dataDirFor, parseViewLeaderArgs, type ViewLeaderOptions } from './cli';
 import { probeAddress } from './address-probe';
 import { LockTable } from './locks';
@@ -53,7 +53,7 @@ interface Restored {
 
 async function main(): Promise<void> {
   const options = parseViewLeaderArgs(process.argv.slice(2));
-  const logger = createLogger('viewleader', options.logLevel);
+  const logger = await createProcessLogger('viewleader', options.logLevel, options.logFormat);
   const rpc = new RpcServer(logger, 'viewleader');
   if (options.peers !== undefined) {
     await runMember(options, options.peers, rpc, logger);
