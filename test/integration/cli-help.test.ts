@@ -2,8 +2,8 @@
 // per-command help with examples, "did you mean", shell completion, flags from DHT_* variables
 // with the command line winning, one wording of usage errors, and the messages that used to
 // mislead: a host name that does not resolve, an address of the other kind of process, and an
-// unbracketed IPv6-looking `--viewleader`. Real bin/* processes on loopback; the pure pieces are
-// in test/unit/cli-parsing.test.ts.
+// unbracketed IPv6-looking `--viewleader`; and `--log-format pretty`. Real bin/* processes on
+// loopback; the pure pieces are in test/unit/cli-parsing.test.ts.
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -253,6 +253,27 @@ describe('against a cluster', () => {
       DHT_DATA_DIR: path.join(ROOT, 'dht-data', 'never-created'),
     });
     expect(leader.address).toBe(`127.0.0.1:${port}`);
+    leader.child.kill('SIGTERM');
+    expect((await leader.exited).code).toBe(0);
+  });
+});
+
+describe('logs for a person', () => {
+  test('--log-format pretty: readable lines on stderr, not JSON; stdout unchanged', async () => {
+    const port = PORTS.server(11);
+    const leader = await startProcess('dht-viewleader', [
+      '--port',
+      String(port),
+      '--log-format',
+      'pretty',
+    ]);
+    const ready = await waitFor('the ready line', () =>
+      /INFO \(viewleader\/\d+\): view leader ready/.test(leader.stderr())
+        ? leader.stderr()
+        : undefined,
+    );
+    expect(ready).toContain(`address: "127.0.0.1:${port}"`);
+    expect(ready).not.toContain('{"level"');
     leader.child.kill('SIGTERM');
     expect((await leader.exited).code).toBe(0);
   });
