@@ -67,6 +67,8 @@ const describeFlag = (flag: ClientFlag): string => {
   return spec.default === undefined ? spec.describe : `${spec.describe} (default ${spec.default})`;
 };
 
+const NO_COMPLETION_COMMAND = '\0completion';
+
 /** What `completion` offers in a command's place: every command and `help`. */
 const COMPLETION_WORDS = [...COMMANDS.map((c) => c.name), 'help'];
 
@@ -93,7 +95,11 @@ async function main(argv: string[]): Promise<number> {
     // `--help` is ours: with a command it shows that command's help, not the list.
     .help(false)
     .option('help', { alias: 'h', type: 'boolean', describe: 'print this usage and exit' })
-    .completion('completion', false, completeWord)
+    // yargs prints its completion script whenever its completion command is among the arguments,
+    // anywhere (`getr completion` would print it before reading the key), so it gets a name no
+    // argument can be (argv holds no NUL), and `completion` in a command's place is handled below.
+    // The function answers `--get-yargs-completions`, which the script calls.
+    .completion(NO_COMPLETION_COMMAND, false, completeWord)
     .strictOptions()
     .exitProcess(false)
     .fail((message, err) => {
@@ -113,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
     const text = usageText(PROGRAM, usageError, declaredFlags(parser), sources);
     return writeFailure(new DhtError('usage', text), jsonWanted);
   }
-  // yargs has printed the version, a completion script or completions.
+  // yargs has printed the version, or the completions the shell asked for.
   if ((args as { version?: unknown }).version === true) return 0;
   if (args['get-yargs-completions'] !== undefined) return 0;
 
@@ -122,7 +128,12 @@ async function main(argv: string[]): Promise<number> {
     ...((args['--'] as string[] | undefined) ?? []).map(String),
   ];
   const [first, ...afterFirst] = positionals;
-  if (first === 'completion') return 0;
+  if (first === 'completion') {
+    // yargs takes the name and the command for the script's comments; its types omit them.
+    type ShowScript = { showCompletionScript($0: string, cmd: string): void };
+    (parser as unknown as ShowScript).showCompletionScript(PROGRAM, 'completion');
+    return 0;
+  }
   // `help`, `help COMMAND`, `--help`, `COMMAND --help`.
   const helpWanted = args.help === true || first === 'help';
   const helpFor = first === 'help' ? afterFirst[0] : first;

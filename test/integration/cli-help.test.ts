@@ -293,6 +293,16 @@ describe('shell completion', () => {
     expect(result.stdout).toMatch(/^#compdef dht-client/);
   });
 
+  test('`completion` and `help` are commands only in a command’s place: as keys they are keys', async () => {
+    const results = await Promise.all([
+      runClient(['--viewleader', CLOSED, 'getr', 'completion']),
+      runClient(['--viewleader', CLOSED, 'getr', 'help']),
+    ]);
+    for (const result of results) {
+      expect(expectErrorLine(result, EXIT_UNAVAILABLE)).toContain('no view leader reachable');
+    }
+  });
+
   test('completing a command offers the commands; completing a flag, the flags', async () => {
     const [command, flag] = await Promise.all([
       runClient(['--get-yargs-completions', 'dht-client', 'ge'], undefined, { SHELL: '/bin/bash' }),
