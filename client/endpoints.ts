@@ -41,7 +41,7 @@ export class CandidateSet {
         : `${this.addresses[0]} .. ${this.addresses[this.addresses.length - 1]}`;
     throw new DhtError(
       'unavailable',
-      `no ${this.what} reachable at ${tried}${last ? ` (${last.transport})` : ''}`,
+      `no ${this.what} reachable at ${tried}${last ? ` (${last.why})` : ''}`,
     );
   }
 }

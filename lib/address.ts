@@ -1,5 +1,6 @@
 // HOST:PORT addresses and the contract's port-scanning rules.
 
+import { isIPv6 } from 'node:net';
 import { DhtError } from './errors';
 
 export interface HostPort {
@@ -19,22 +20,44 @@ function parsePort(text: string, original: string): number {
   return port;
 }
 
-/** Parse `HOST[:PORT]`; IPv6 hosts are written `[::1]:PORT`. A missing port is undefined. */
+/** A host name (RFC 1123 labels) or an IPv4 address; IPv6 goes in brackets. */
+const HOST_NAME =
+  /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$/;
+
+/**
+ * Parse `HOST[:PORT]`; IPv6 hosts are written in brackets, `[::1]` or `[::1]:PORT`. A missing port
+ * is undefined. An unbracketed IPv6 address is refused: `::1:39000` could be an address and a port
+ * or an address alone, and `nope:1:2:3` is a typo, not a host.
+ */
 export function parseHostPort(text: string): { host: string; port?: number } {
   const trimmed = text.trim();
   if (trimmed === '') throw new DhtError('usage', 'empty address');
+  if (trimmed.includes('://')) {
+    throw new DhtError('usage', `bad address '${trimmed}': expected HOST:PORT, not a URL`);
+  }
   const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(trimmed);
   if (bracketed) {
     const [, host, port] = bracketed;
+    if (!isIPv6(host)) {
+      throw new DhtError(
+        'usage',
+        `bad address '${trimmed}': only an IPv6 address goes in brackets`,
+      );
+    }
     return port === undefined ? { host } : { host, port: parsePort(port, trimmed) };
   }
   const parts = trimmed.split(':');
-  if (parts.length === 1) return { host: trimmed };
-  if (parts.length === 2 && parts[0] !== '') {
-    return { host: parts[0], port: parsePort(parts[1], trimmed) };
+  if (parts.length > 2) {
+    throw new DhtError(
+      'usage',
+      `bad address '${trimmed}': expected HOST:PORT (an IPv6 host goes in brackets: [::1]:39000)`,
+    );
   }
-  if (parts.length > 2) return { host: trimmed }; // a bare IPv6 address
-  throw new DhtError('usage', `bad address '${trimmed}': expected HOST:PORT`);
+  const [host, port] = parts;
+  if (!HOST_NAME.test(host)) {
+    throw new DhtError('usage', `bad address '${trimmed}': '${host}' is not a host name`);
+  }
+  return port === undefined ? { host } : { host, port: parsePort(port, trimmed) };
 }
 
 /**

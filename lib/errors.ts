@@ -61,7 +61,24 @@ export type ErrorReason =
   | 'key_too_long'
   | 'value_too_large'
   | 'method_not_allowed'
-  | 'unauthenticated';
+  | 'unauthenticated'
+  | 'wrong_process';
+
+/**
+ * The two kinds of dht process that answer requests. An answer for an endpoint the process does
+ * not have says which it is, so that a client pointed at the wrong one (`--server` naming the view
+ * leader) can say so instead of "no endpoint".
+ */
+export type DhtProcess = 'server' | 'viewleader';
+
+export const DHT_PROCESS_NAMES: Readonly<Record<DhtProcess, string>> = {
+  server: 'a dht server',
+  viewleader: 'a dht view leader',
+};
+
+export function isDhtProcess(value: unknown): value is DhtProcess {
+  return value === 'server' || value === 'viewleader';
+}
 
 export class DhtError extends Error {
   override name = 'DhtError';
@@ -106,6 +123,8 @@ export interface ErrorBody {
   reason?: ErrorReason;
   /** With `not_leader`: the leading member's address, or null when none is known. */
   leader?: string | null;
+  /** On an answer for an endpoint this process does not have: what it is. */
+  process?: DhtProcess;
 }
 
 export function toErrorBody(err: DhtError): ErrorBody {

@@ -4,7 +4,14 @@
 import http from 'node:http';
 import axios, { AxiosError } from 'axios';
 import type { z } from 'zod';
-import { DhtError, isErrorKind, NotLeaderError, type ErrorReason } from './errors';
+import {
+  DHT_PROCESS_NAMES,
+  DhtError,
+  isDhtProcess,
+  isErrorKind,
+  NotLeaderError,
+  type ErrorReason,
+} from './errors';
 import type { Endpoint } from './messages';
 import { RPC_TIMEOUT_MS_DEFAULT } from './limits';
 import { authHeaders } from './http-auth';
@@ -31,8 +38,9 @@ export type Transport = 'refused' | 'timeout' | 'broken';
 
 /**
  * The peer could not be asked or did not answer. `refused` means the request was certainly not
- * processed; `timeout` and `broken` mean it may have been (a coordinator must treat a commit
- * that ended so as outcome-unknown).
+ * processed (the connection was refused, or never made: the host name does not resolve, the
+ * address is not available); `timeout` and `broken` mean it may have been (a coordinator must
+ * treat a commit that ended so as outcome-unknown). `why` says which, for people.
  */
 export class UnreachableError extends DhtError {
   override name = 'UnreachableError';
@@ -40,8 +48,9 @@ export class UnreachableError extends DhtError {
     readonly address: string,
     readonly transport: Transport,
     detail: string,
+    readonly why: string = transport,
   ) {
-    super('unavailable', `${address} unreachable (${transport}): ${detail}`);
+    super('unavailable', `${address} unreachable (${why}): ${detail}`);
   }
 }
 
@@ -102,21 +111,65 @@ export function interpretAnswer<Req extends z.ZodType, Res extends z.ZodType>(
       'reason' in data && typeof data.reason === 'string'
         ? (data.reason as ErrorReason)
         : undefined;
+    if (status === 404 && 'process' in data && isDhtProcess(data.process)) {
+      throw wrongProcess(address, data.process, endpoint.path);
+    }
     if (reason === 'not_leader') {
       const leader = 'leader' in data && typeof data.leader === 'string' ? data.leader : null;
       throw new NotLeaderError(leader, message);
     }
     throw new DhtError(data.kind, message, reason);
   }
-  throw new DhtError('unknown', `HTTP ${status} from ${address}${endpoint.path}`);
+  throw new DhtError(
+    'unknown',
+    `HTTP ${status} from ${address}${endpoint.path}, not a dht answer: is ${address} a dht process?`,
+  );
+}
+
+/**
+ * A dht process without the endpoint asked for is the other kind: every endpoint a client calls
+ * is a server's or a view leader's. Nothing was done there, so `unavailable`, as for an address
+ * where nothing listens.
+ */
+function wrongProcess(address: string, found: 'server' | 'viewleader', path: string): DhtError {
+  const wanted = found === 'server' ? 'viewleader' : 'server';
+  return new DhtError(
+    'unavailable',
+    `${address} is ${DHT_PROCESS_NAMES[found]}, not ${DHT_PROCESS_NAMES[wanted]} (it has no ` +
+      `endpoint ${path}); a view leader's address goes in --viewleader, a server's in --server`,
+    'wrong_process',
+  );
+}
+
+/**
+ * Connection errors that mean the request was never sent, and how to say so. A name that does not
+ * resolve is not a refused connection: it is usually a typo in the address.
+ */
+function neverSent(code: string, address: string): string | undefined {
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ENOTFOUND':
+      return `host name ${hostOf(address)} does not resolve`;
+    case 'EAI_AGAIN':
+      return `host name ${hostOf(address)} could not be looked up now (EAI_AGAIN)`;
+    case 'EADDRNOTAVAIL':
+      return 'address not available';
+    default:
+      return undefined;
+  }
+}
+
+function hostOf(address: string): string {
+  const host = address.slice(0, address.lastIndexOf(':'));
+  return host.startsWith('[') ? host.slice(1, -1) : host;
 }
 
 function toUnreachable(address: string, err: unknown): UnreachableError {
   if (err instanceof AxiosError) {
     const code = err.code ?? '';
-    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') {
-      return new UnreachableError(address, 'refused', code);
-    }
+    const why = neverSent(code, address);
+    if (why !== undefined) return new UnreachableError(address, 'refused', code, why);
     if (code === 'ETIMEDOUT' || code === 'ECONNABORTED' || code === 'ERR_CANCELED') {
       return new UnreachableError(address, 'timeout', code);
     }

@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { z } from 'zod';
-import { DhtError, toErrorBody } from './errors';
+import { DhtError, toErrorBody, type DhtProcess } from './errors';
 import { formatAddress } from './address';
 import {
   AUTH_FAILURE_MESSAGES,
@@ -39,8 +39,16 @@ export interface RouteOptions {
 }
 
 export interface RpcServerOptions {
-  /** Requests must be signed with it (lib/auth.ts); default: the process's (`useSecret`). */
-  readonly secret?: Secret | undefined;
+  /**
+   * Requests must be signed with it (lib/auth.ts); default: the process's (`useSecret`); null:
+   * none.
+   */
+  readonly secret?: Secret | null;
+  /**
+   * What this process is, told in the answer for an unknown endpoint (a client sent to the wrong
+   * kind of process says so); tests and benchmarks may leave it out.
+   */
+  readonly process?: DhtProcess;
 }
 
 /** A route's answer: what it sends alone, or as one entry of a /batch response. */
@@ -62,6 +70,7 @@ export class RpcServer {
   private verifier: RequestVerifier | undefined;
   /** Requests refused for want of authentication (answered 401), by why. */
   readonly unauthenticated = new Map<AuthFailure | 'other', number>();
+  private readonly process: DhtProcess | undefined;
 
   /**
    * `metrics`: the process's metrics (lib/metrics.ts). Every request to a route, and every entry
@@ -71,9 +80,10 @@ export class RpcServer {
   constructor(
     private readonly logger: Logger,
     readonly metrics?: ProcessMetrics,
-    options: RpcServerOptions = { secret: currentSecret() },
+    options: RpcServerOptions = {},
   ) {
-    this.secret = options.secret;
+    this.secret = options.secret === undefined ? currentSecret() : (options.secret ?? undefined);
+    this.process = options.process;
     this.app.disable('x-powered-by');
     this.app.set('etag', false);
     // First of all: with a secret, nothing but the open pages runs for an unsigned request.
@@ -209,7 +219,7 @@ export class RpcServer {
           const route = this.handlers.get(path);
           if (route !== undefined) return route.invoke(body);
           metrics?.observeRequest(OTHER_ENDPOINT, 'invalid', 0);
-          return noEndpoint(path);
+          return noEndpoint(path, this.process);
         }),
       );
       const parts: string[] = [];
@@ -236,11 +246,8 @@ export class RpcServer {
     this.routeBatch();
     this.app.use((req: Request, res: Response) => {
       this.metrics?.observeRequest(OTHER_ENDPOINT, 'invalid', 0);
-      res.status(404).json({
-        kind: 'invalid',
-        error: `no endpoint ${req.method} ${req.path}`,
-        reason: 'bad_request',
-      });
+      const answer = noEndpoint(`${req.method} ${req.path}`, this.process);
+      res.status(answer.status).json(answer.body);
     });
     this.app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
       if (err instanceof BodyDigestMismatch) {
@@ -354,10 +361,11 @@ function rejectNonJson(req: Request, res: Response): boolean {
   return true;
 }
 
-function noEndpoint(path: string): Answer {
+function noEndpoint(path: string, process: DhtProcess | undefined): Answer {
+  const body = { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' };
   return {
     status: 404,
-    body: { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' },
+    body: process === undefined ? body : { ...body, process },
     outcome: 'invalid',
   };
 }

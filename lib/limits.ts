@@ -246,3 +246,11 @@ export const PAGE_STREAMS_MAX = 32;
 export const PAGE_KEEPALIVE_MS = 15_000;
 /** ... but never before this long: a busy machine delays a heartbeat by a few hundred ms. */
 export const HEARTBEAT_LATE_MS_MIN = 1000;
+
+/**
+ * "Did you mean" (lib/suggest.ts): a mistyped command or flag is matched against the known ones
+ * within this many edits (two catches a doubled and a dropped letter, `getrr`, `sever`; more
+ * suggests unrelated words). Longer words are not matched: the distance table is length squared.
+ */
+export const SUGGEST_DISTANCE_MAX = 2;
+export const SUGGEST_WORD_CHARS_MAX = 64;

@@ -93,7 +93,7 @@ export class ViewLeaderGroup {
     const tried = this.addresses.length === 1 ? this.addresses[0] : this.addresses.join(',');
     const why =
       last instanceof UnreachableError
-        ? ` (${last.transport})`
+        ? ` (${last.why})`
         : last instanceof NotLeaderError
           ? ' (no member leads: an election may be under way, or a majority is down)'
           : '';

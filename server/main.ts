@@ -2,8 +2,18 @@
 
 import yargs from 'yargs';
 import { candidateAddresses } from '../lib/address';
-import { portsToTry, positiveSeconds, withProcessOptions } from '../lib/cli-options';
-import { DhtError } from '../lib/errors';
+import {
+  addressList,
+  declaredFlags,
+  exitWithError,
+  exitWithUsage,
+  portsToTry,
+  positiveSeconds,
+  usageText,
+  withCommonBehaviour,
+  withEnvironment,
+  withProcessOptions,
+} from '../lib/cli-options';
 import { initHashing } from '../lib/hash';
 import { announceAndRunUntilSignal } from '../lib/http-server';
 import { setUpAuthentication } from '../lib/http-auth';
@@ -15,25 +25,32 @@ import {
   VIEWLEADER_PORT_FIRST,
   VIEWLEADER_PORT_LAST,
 } from '../lib/limits';
-import { createLogger } from '../lib/logger';
+import { createProcessLogger } from '../lib/logger';
 import { ProcessMetrics } from '../lib/metrics';
 import { DhtClient } from '../client/sdk';
 import { kvRoutes } from './kv-routes';
 import { openAndListen } from './startup';
 import { StorageServer } from './storage-server';
 
+const PROGRAM = 'dht-server';
+/** Flags that may not be given together. */
+const CONFLICTS = [['data-dir', 'in-memory']] as const;
+
 async function main(): Promise<void> {
-  const args = withProcessOptions(
-    yargs(process.argv.slice(2))
-      .scriptName('dht-server')
-      .usage(
+  const argv = process.argv.slice(2);
+  const parser = withCommonBehaviour(
+    withProcessOptions(
+      yargs(argv).usage(
         '$0 [options]\n\nA dht storage server: holds a bucket of keys, takes part in two-phase commits, rebalances on view changes, and serves GET/PUT/DELETE /kv/KEY (HTTP) to any client.',
       ),
-    `port to listen on (default: first free of ${SERVER_PORT_FIRST}..${SERVER_PORT_LAST})`,
+      `port to listen on (default: first free of ${SERVER_PORT_FIRST}..${SERVER_PORT_LAST})`,
+    ),
+    PROGRAM,
   )
     .option('viewleader', {
       type: 'string',
       default: `127.0.0.1:${VIEWLEADER_PORT_FIRST}`,
+      coerce: addressList('viewleader', VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST),
       describe: 'view leader(s), HOST[:PORT][,HOST[:PORT]...]',
     })
     .option('heartbeat-interval', {
@@ -55,20 +72,23 @@ async function main(): Promise<void> {
       type: 'boolean',
       describe: 'keep nothing on disk: data and identity end with the process',
     })
-    .conflicts('data-dir', 'in-memory')
     .requiresArg(['viewleader', 'heartbeat-interval', 'prepare-timeout', 'data-dir'])
-    .strict()
-    .help()
-    .alias('help', 'h')
-    .version(false)
+    .strict();
+  let sources: Readonly<Record<string, string>> = {};
+  try {
+    sources = withEnvironment(parser, argv, process.env, CONFLICTS).sources;
+  } catch (err) {
+    exitWithUsage(usageText(PROGRAM, err instanceof Error ? err.message : String(err), []));
+  }
+  const args = parser
     .fail((message, err) => {
-      process.stderr.write(`ERROR: ${err?.message ?? message}\nRun with --help for usage.\n`);
-      process.exit(2);
+      const text = err?.message ?? message;
+      exitWithUsage(usageText(PROGRAM, text, declaredFlags(parser), sources));
     })
     .parseSync();
 
   await initHashing();
-  const logger = createLogger('dht-server', args.logLevel);
+  const logger = await createProcessLogger('dht-server', args.logLevel, args.logFormat);
   setUpAuthentication(args, logger);
   const viewLeaders = candidateAddresses(
     args.viewleader,
@@ -106,7 +126,4 @@ async function main(): Promise<void> {
   storage.start(listening.address);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`ERROR: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(err instanceof DhtError ? err.info.exitCode : 1);
-});
+main().catch(exitWithError);

@@ -60,7 +60,7 @@ export async function openAndListen(
       }
     }
     const storage = makeServer(store, await serverIdOf(store));
-    const rpc = new RpcServer(logger, metrics);
+    const rpc = new RpcServer(logger, metrics, { process: 'server' });
     operatorRoutes(rpc.app, metrics, () => storage.health());
     storage.routes(rpc);
     moreRoutes(rpc);

@@ -677,7 +677,7 @@ export class StorageServer {
       // `unknown`: a view leader member took it and could not tell whether it was recorded
       // (lib/view-leader-group.ts); not an acknowledgment, the next heartbeat asks again.
       if (err.kind === 'unavailable' || err.kind === 'unknown' || err instanceof UnreachableError) {
-        this.noteViewLeaderLost();
+        this.noteViewLeaderLost(err.message);
         return;
       }
       // Logged and left to the next heartbeat, which asks again: only `server_expired` is
@@ -694,7 +694,8 @@ export class StorageServer {
     }
   }
 
-  private noteViewLeaderLost(): void {
+  /** `why`: the last failure, in the warning (a typo'd address, a server given as view leader). */
+  private noteViewLeaderLost(why: string): void {
     const nowMs = performance.now();
     const lost = (this.viewLeaderLost ??= { sinceMs: nowMs, warnedMs: -Infinity });
     if (nowMs - lost.warnedMs >= UNREACHABLE_WARNING_INTERVAL_MS) {
@@ -703,6 +704,7 @@ export class StorageServer {
         {
           viewLeaders: this.viewLeaders.addresses.length,
           downMs: Math.round(nowMs - lost.sinceMs),
+          err: why,
         },
         'no view leader reachable; will keep trying',
       );

@@ -1,11 +1,20 @@
 // The view leader's command line, parsed once at the edge into typed options. A usage error
-// prints a clear message to stderr and exits 2 (the contract's exit code for usage errors).
+// prints one line `ERROR: MESSAGE (see 'dht-viewleader --help')` to stderr and exits 2 (the
+// contract's exit code for usage errors), as the other executables do (lib/cli-options.ts).
 
 import path from 'node:path';
 import yargs from 'yargs';
-import { positiveSeconds, withProcessOptions, type CommonProcessOptions } from '../lib/cli-options';
+import {
+  declaredFlags,
+  exitWithUsage,
+  positiveSeconds,
+  usageText,
+  withCommonBehaviour,
+  withEnvironment,
+  withProcessOptions,
+  type CommonProcessOptions,
+} from '../lib/cli-options';
 import { formatAddress, parseHostPort } from '../lib/address';
-import { ERROR_KINDS } from '../lib/errors';
 import {
   FAILURE_TIMEOUT_S_DEFAULT,
   VIEWLEADER_PORT_FIRST,
@@ -59,12 +68,23 @@ export function dataDirFor(dir: string | undefined, port: number): string {
 
 const PROGRAM = 'dht-viewleader';
 
-export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions {
-  const parsed = withProcessOptions(
-    yargs([...args]),
-    `port to listen on (default: the first free of ${VIEWLEADER_PORT_FIRST}..${VIEWLEADER_PORT_LAST})`,
+/** Flags that may not be given together. */
+const CONFLICTS = [
+  ['data-dir', 'in-memory'],
+  ['peers', 'in-memory'],
+] as const;
+
+export function parseViewLeaderArgs(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ViewLeaderOptions {
+  const parser = withCommonBehaviour(
+    withProcessOptions(
+      yargs([...args]),
+      `port to listen on (default: the first free of ${VIEWLEADER_PORT_FIRST}..${VIEWLEADER_PORT_LAST})`,
+    ),
+    PROGRAM,
   )
-    .scriptName(PROGRAM)
     .usage(`$0 [options]\n\nThe view leader: heartbeats, epochs, the view, locks.`)
     .option('failure-timeout', {
       type: 'number',
@@ -89,8 +109,6 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
         'every member of a replicated view leader, HOST:PORT,HOST:PORT,... (3 or 5, this one ' +
         'included; needs --port, and a data directory: the vote and log must survive a restart)',
     })
-    .conflicts('data-dir', 'in-memory')
-    .conflicts('peers', 'in-memory')
     // A flag given without its value (`--port` at the end) must not silently mean "default".
     .requiresArg(['failure-timeout', 'data-dir', 'peers'])
     .check((argv) => {
@@ -108,15 +126,17 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
       }
       return true;
     })
-    .strict()
-    .version(false)
-    .help()
-    .alias('help', 'h')
-    .wrap(100)
+    .strict();
+  let sources: Readonly<Record<string, string>> = {};
+  try {
+    sources = withEnvironment(parser, args, env, CONFLICTS).sources;
+  } catch (err) {
+    exitWithUsage(usageText(PROGRAM, err instanceof Error ? err.message : String(err), []));
+  }
+  const parsed = parser
     .fail((message: string | undefined, err: Error | undefined) => {
-      process.stderr.write(`${PROGRAM}: ${message ?? err?.message ?? 'bad arguments'}\n`);
-      process.stderr.write(`Run '${PROGRAM} --help' for usage.\n`);
-      process.exit(ERROR_KINDS.usage.exitCode);
+      const text = message ?? err?.message ?? 'bad arguments';
+      exitWithUsage(usageText(PROGRAM, text, declaredFlags(parser), sources));
     })
     .parseSync();
   return {
@@ -126,6 +146,7 @@ export function parseViewLeaderArgs(args: readonly string[]): ViewLeaderOptions 
     secretFile: parsed['secret-file'],
     insecure: parsed.insecure,
     publicAddress: parsed['public-address'],
+    logFormat: parsed['log-format'],
     failureTimeoutMs: parsed['failure-timeout'] * 1000,
     storage:
       parsed['in-memory'] === true ? { kind: 'memory' } : { kind: 'disk', dir: parsed['data-dir'] },

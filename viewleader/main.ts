@@ -22,10 +22,10 @@ import { initHashing } from '../lib/hash';
 import { announceAndRunUntilSignal, RpcServer } from '../lib/http-server';
 import { setUpAuthentication } from '../lib/http-auth';
 import type { MemberStatus } from '../lib/messages';
-import { portsToTry } from '../lib/cli-options';
+import { exitWithError, portsToTry } from '../lib/cli-options';
 import { injectedSyncFailure, StoreOpenError } from '../lib/level-dir';
 import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../lib/limits';
-import { createLogger, type Logger } from '../lib/logger';
+import { createProcessLogger, type Logger } from '../lib/logger';
 import { operatorRoutes, ProcessMetrics } from '../lib/metrics';
 import { aloneHealth, memberHealth } from './health';
 import { ViewLeaderMetrics } from './metrics';
@@ -60,11 +60,11 @@ interface Restored {
 
 async function main(): Promise<void> {
   const options = parseViewLeaderArgs(process.argv.slice(2));
-  const logger = createLogger('viewleader', options.logLevel);
+  const logger = await createProcessLogger('viewleader', options.logLevel, options.logFormat);
   setUpAuthentication(options, logger);
   await initHashing(); // the ring's shares in the operator's view
   const metrics = new ProcessMetrics('viewleader');
-  const rpc = new RpcServer(logger, metrics);
+  const rpc = new RpcServer(logger, metrics, { process: 'viewleader' });
   if (options.peers !== undefined) {
     await runMember(options, options.peers, rpc, logger, metrics);
     return;
@@ -361,8 +361,4 @@ async function restore(
   };
 }
 
-main().catch((err: unknown) => {
-  const message = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`ERROR: ${message}\n`);
-  process.exit(err instanceof DhtError ? err.info.exitCode : 1);
-});
+main().catch(exitWithError);

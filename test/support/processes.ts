@@ -129,19 +129,30 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Run `bin/dht-client args...` to completion, optionally with stdin. */
-export function runClient(args: string[], stdin?: string): Promise<CliResult> {
-  return runToExit('dht-client', args, stdin);
+/** Run `bin/dht-client args...` to completion, optionally with stdin and more environment. */
+export function runClient(
+  args: string[],
+  stdin?: string,
+  env?: Readonly<Record<string, string>>,
+): Promise<CliResult> {
+  return runToExit('dht-client', args, stdin, env);
 }
 
 /**
  * Run `bin/NAME args...` to completion (a start that must fail, say), exactly as given: no
- * `--in-memory` is added. Killed by `killAll` like the others if it does not end by itself.
+ * `--in-memory` is added; `env` is added to the test's environment. Killed by `killAll` like the
+ * others if it does not end by itself.
  */
-export function runToExit(name: string, args: string[], stdin?: string): Promise<CliResult> {
+export function runToExit(
+  name: string,
+  args: string[],
+  stdin?: string,
+  env?: Readonly<Record<string, string>>,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', name), ...args], {
       cwd: ROOT,
+      env: env === undefined ? process.env : { ...process.env, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     running.add(child);
