@@ -292,6 +292,7 @@ const VIEWLEADER_BAD: Readonly<Record<string, readonly unknown[]>> = {
   [ViewLeaderApi.lockRelease.path]: badLocks(),
   [ViewLeaderApi.deadlocks.path]: [],
   [ViewLeaderApi.viewleaderStatus.path]: [],
+  [ViewLeaderApi.clusterStatus.path]: [],
   // Served by members of a replicated view leader only: a view leader alone answers 404 to all.
   [ViewLeaderApi.raft.path]: [
     {},
@@ -497,9 +498,10 @@ describe.each([
     const answer = await post(proc().address, '/no_such_endpoint', {});
     expect(answer.status).toBe(404);
     expectRejected('POST /no_such_endpoint', answer);
-    const get = await answerOf(await fetch(`http://${proc().address}/`));
+    // (GET / is the view leader's page.)
+    const get = await answerOf(await fetch(`http://${proc().address}/no_such_page`));
     expect(get.status).toBe(404);
-    expectRejected('GET /', get);
+    expectRejected('GET /no_such_page', get);
   });
 
   test('a body larger than any request may be gets 4xx JSON', async () => {
