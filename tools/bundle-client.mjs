@@ -14,18 +14,40 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Modules the CLI never runs, replaced by an empty one (each with why). */
-const EMPTY = [
+/**
+ * Modules the CLI never runs, replaced in the bundle by a stand-in (each with why). A stand-in
+ * that is reached after all fails loudly, naming what was left out.
+ */
+const LEFT_OUT = (name, why) =>
+  `throw new Error('dht-client: ${name} was left out of the bundle (${why})');`;
+const STAND_INS = [
   // zod's error messages in 40 languages, reachable only through `z.locales` (unused); its
   // English messages, which the CLI does use, come from locales/en.js and stay.
-  { filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ },
+  { filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/, contents: 'export {};' },
+  // axios requires these three when it loads; lib/http-client.ts never reaches them. form-data
+  // (with mime-db, most of its size) builds multipart bodies: ours are JSON.
+  {
+    filter: /[\\/]node_modules[\\/]form-data[\\/]lib[\\/]form_data\.js$/,
+    contents: `module.exports = function FormData() { ${LEFT_OUT('form-data', 'JSON bodies only')} };`,
+  },
+  // follow-redirects serves axios only when redirects are followed: maxRedirects is 0.
+  {
+    filter: /[\\/]node_modules[\\/]follow-redirects[\\/]index\.js$/,
+    contents: `const request = () => { ${LEFT_OUT('follow-redirects', 'maxRedirects: 0')} };
+module.exports = { http: { request }, https: { request } };`,
+  },
+  // https-proxy-agent tunnels through an HTTP proxy: `proxy: false`, and loopback has none.
+  {
+    filter: /[\\/]node_modules[\\/]https-proxy-agent[\\/]dist[\\/]index\.js$/,
+    contents: `module.exports = function HttpsProxyAgent() { ${LEFT_OUT('https-proxy-agent', 'proxy: false')} };`,
+  },
 ];
 
-const emptyModules = {
-  name: 'empty-modules',
+const standIns = {
+  name: 'stand-ins',
   setup(b) {
-    for (const { filter } of EMPTY) {
-      b.onLoad({ filter }, () => ({ contents: 'export {};', loader: 'js' }));
+    for (const { filter, contents } of STAND_INS) {
+      b.onLoad({ filter }, () => ({ contents, loader: 'js' }));
     }
   },
 };
@@ -39,7 +61,7 @@ await build({
   target: 'node20',
   format: 'cjs',
   sourcemap: true,
-  plugins: [emptyModules],
+  plugins: [standIns],
   logLevel: 'warning',
 });
 
