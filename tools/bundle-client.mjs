@@ -6,6 +6,7 @@
 
 import { build } from 'esbuild';
 import { execFile } from 'node:child_process';
+import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -13,6 +14,7 @@ import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const requireFromRoot = createRequire(path.join(root, 'package.json'));
 
 /**
  * Modules the CLI never runs, replaced in the bundle by a stand-in (each with why). A stand-in
@@ -49,6 +51,9 @@ const standIns = {
     for (const { filter, contents } of STAND_INS) {
       b.onLoad({ filter }, () => ({ contents, loader: 'js' }));
     }
+    // yargs as `node dist/client/main.js` runs it: its CommonJS build. The ES module one that an
+    // `import` would pick wraps --help text with another cliui, which breaks lines mid-word.
+    b.onResolve({ filter: /^yargs$/ }, () => ({ path: requireFromRoot.resolve('yargs') }));
   },
 };
 
