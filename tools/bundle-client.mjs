@@ -51,9 +51,9 @@ const standIns = {
     for (const { filter, contents } of STAND_INS) {
       b.onLoad({ filter }, () => ({ contents, loader: 'js' }));
     }
-    // yargs as `node dist/client/main.js` runs it: its CommonJS build. The ES module one that an
-    // `import` would pick wraps --help text with another cliui, which breaks lines mid-word.
-    b.onResolve({ filter: /^yargs$/ }, () => ({ path: requireFromRoot.resolve('yargs') }));
+    // cliui (yargs' --help layout) as `node dist/client/main.js` runs it: its CommonJS build, with
+    // wrap-ansi. The ES module one that yargs' own ES module build imports wraps lines mid-word.
+    b.onResolve({ filter: /^cliui$/ }, () => ({ path: requireFromRoot.resolve('cliui') }));
   },
 };
 
