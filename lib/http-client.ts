@@ -2,7 +2,7 @@
 // call, error answers turned back into DhtError values, responses validated at the edge.
 
 import http from 'node:http';
-import axios, { AxiosError } from 'axios';
+import type { AxiosInstance, AxiosStatic } from 'axios';
 import type { z } from 'zod';
 import {
   DHT_PROCESS_NAMES,
@@ -19,20 +19,63 @@ import { authHeaders } from './http-auth';
 /** Shared by every call of this process: connections are reused, never one per request. */
 export const keepAliveAgent = new http.Agent({ keepAlive: true, maxSockets: 512 });
 
-const client = axios.create({
-  httpAgent: keepAliveAgent,
-  proxy: false,
-  // Errors are read from the body below; axios must not throw on 4xx/5xx.
-  validateStatus: () => true,
-  // No redirects in this protocol; 0 also keeps axios on node:http instead of follow-redirects.
-  maxRedirects: 0,
-  maxBodyLength: Infinity,
-  maxContentLength: Infinity,
-  transitional: { clarifyTimeoutError: true },
-  // Bodies are serialized once, by `post`, because the signature covers the exact bytes sent;
-  // axios's own transform would parse that JSON again to check it.
-  transformRequest: [(data: unknown) => data],
-});
+/** axios and our instance of it, loaded on the first request (a CLI usage error needs neither). */
+let loaded: { readonly axios: AxiosStatic; readonly client: AxiosInstance } | undefined;
+
+function axiosClient(): { readonly axios: AxiosStatic; readonly client: AxiosInstance } {
+  if (loaded !== undefined) return loaded;
+  const axios = loadAxios();
+  const client = axios.create({
+    httpAgent: keepAliveAgent,
+    proxy: false,
+    adapter: 'http',
+    // Errors are read from the body below; axios must not throw on 4xx/5xx.
+    validateStatus: () => true,
+    // No redirects in this protocol; 0 also keeps axios on node:http instead of follow-redirects.
+    maxRedirects: 0,
+    maxBodyLength: Infinity,
+    maxContentLength: Infinity,
+    transitional: { clarifyTimeoutError: true },
+    // Bodies are serialized once, by `post`, because the signature covers the exact bytes sent;
+    // axios's own transform would parse that JSON again to check it.
+    transformRequest: [(data: unknown) => data],
+  });
+  loaded = { axios, client };
+  return loaded;
+}
+
+/**
+ * The WHATWG globals axios reads while it loads (its fetch adapter and FormData check, neither of
+ * which we use: requests go through its http adapter). In Node 20 they are lazy getters whose
+ * first read loads Node's bundled undici, about a third of a bare `node -e ''` start, paid by
+ * every CLI invocation for nothing (docs/performance.md, "CLI").
+ */
+const FETCH_GLOBALS = ['fetch', 'FormData', 'Request', 'Response'] as const;
+
+/** require('axios') with FETCH_GLOBALS hidden while it loads, and put back as they were. */
+function loadAxios(): AxiosStatic {
+  const saved = FETCH_GLOBALS.map((name) => ({
+    name,
+    descriptor: Object.getOwnPropertyDescriptor(globalThis, name),
+  }));
+  for (const { name, descriptor } of saved) {
+    if (descriptor?.configurable === true) {
+      Object.defineProperty(globalThis, name, {
+        value: undefined,
+        configurable: true,
+        writable: true,
+      });
+    }
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('axios') as AxiosStatic;
+  } finally {
+    for (const { name, descriptor } of saved) {
+      if (descriptor?.configurable === true) Object.defineProperty(globalThis, name, descriptor);
+    }
+  }
+}
 
 export type Transport = 'refused' | 'timeout' | 'broken';
 
@@ -81,7 +124,7 @@ export async function post(
     ...authHeaders('POST', address, path, payload),
   };
   try {
-    const response = await client.post(`http://${address}${path}`, payload, {
+    const response = await axiosClient().client.post(`http://${address}${path}`, payload, {
       timeout: timeoutMs,
       headers,
     });
@@ -166,7 +209,7 @@ function hostOf(address: string): string {
 }
 
 function toUnreachable(address: string, err: unknown): UnreachableError {
-  if (err instanceof AxiosError) {
+  if (loaded?.axios.isAxiosError(err) === true) {
     const code = err.code ?? '';
     const why = neverSent(code, address);
     if (why !== undefined) return new UnreachableError(address, 'refused', code, why);

@@ -12,6 +12,7 @@ import { REPLICATION_COUNT, VIRTUAL_NODES_PER_SERVER } from './limits';
 import type { ServerRef } from './messages';
 
 const MASK_32 = 0xffffffffn;
+const MASK_64 = 0xffffffffffffffffn;
 
 export interface RingOptions {
   readonly replicationCount?: number;
@@ -162,28 +163,94 @@ const RING_CACHE_MAX = 16;
 const ringCache = new Map<string, Ring>();
 /** The same array (a view held by a caller) skips the signature: the common case by far. */
 const ringByArray = new WeakMap<readonly ServerRef[], Ring>();
+/** Server lists whose first lookup was a scan (replicasByScan): their second builds the ring. */
+const scannedOnce = new WeakSet<readonly ServerRef[]>();
 
-export function ringFor(servers: readonly ServerRef[]): Ring {
-  const known = ringByArray.get(servers);
-  if (known !== undefined) return known;
-  const signature = servers
+function signatureOf(servers: readonly ServerRef[]): string {
+  return servers
     .map((s) => `${s.id}@${s.address}`)
     .sort()
     .join('\n');
-  let ring = ringCache.get(signature);
-  if (ring === undefined) {
-    ring = new Ring(servers);
-    if (ringCache.size >= RING_CACHE_MAX) ringCache.delete(ringCache.keys().next().value as string);
-    ringCache.set(signature, ring);
-  }
+}
+
+/** The ring already built for these servers (remembered for this array too), if any. */
+function cachedRing(servers: readonly ServerRef[]): Ring | undefined {
+  const known = ringByArray.get(servers);
+  if (known !== undefined) return known;
+  const ring = ringCache.get(signatureOf(servers));
+  if (ring !== undefined) ringByArray.set(servers, ring);
+  return ring;
+}
+
+export function ringFor(servers: readonly ServerRef[]): Ring {
+  const known = cachedRing(servers);
+  if (known !== undefined) return known;
+  const ring = new Ring(servers);
+  const signature = signatureOf(servers);
+  if (ringCache.size >= RING_CACHE_MAX) ringCache.delete(ringCache.keys().next().value as string);
+  ringCache.set(signature, ring);
   ringByArray.set(servers, ring);
   return ring;
 }
 
-/** The replicas of `key` in a view (its live servers), primary first. Pure and idempotent. */
+/**
+ * The replicas of one key without building a Ring: the same answer as
+ * `new Ring(servers, options).replicasOf(key)`, for a caller that asks once per view (the CLI
+ * asks for one key and exits). It hashes every virtual node as the Ring does but skips the sort
+ * and the replica table, which cost most of a ring's build (docs/performance.md, "CLI").
+ *
+ * Walking clockwise from the key's hash meets positions in the order of their clockwise distance
+ * (position - hash) mod 2^64, ties by owner (the Ring's sort order rotated to the key); so the
+ * first R distinct servers met are the R servers whose nearest position is nearest, ties by owner.
+ */
+export function replicasByScan(
+  key: string,
+  servers: readonly ServerRef[],
+  options: RingOptions = {},
+): readonly ServerRef[] {
+  const replicationCount = options.replicationCount ?? REPLICATION_COUNT;
+  const virtualNodes = options.virtualNodesPerServer ?? VIRTUAL_NODES_PER_SERVER;
+  assert(replicationCount >= 1, 'replication count is at least 1');
+  assert(virtualNodes >= 1, 'a server has at least one ring position');
+  assert(
+    new Set(servers.map((s) => s.id)).size === servers.length,
+    'server IDs in a view are distinct',
+  );
+  if (servers.length === 0) return [];
+
+  const sorted = [...servers].sort((a, b) => compareStrings(a.id, b.id));
+  const h = hash64(key);
+  const nearest = sorted.map((server, owner) => {
+    let distance = MASK_64;
+    for (let v = 0; v < virtualNodes; v++) {
+      const d = BigInt.asUintN(64, hash64(`${server.id}#${v}`) - h);
+      if (d < distance) distance = d;
+    }
+    return { distance, owner };
+  });
+  nearest.sort((a, b) =>
+    a.distance < b.distance ? -1 : a.distance > b.distance ? 1 : a.owner - b.owner,
+  );
+  const count = Math.min(replicationCount, sorted.length);
+  const replicas = nearest.slice(0, count).map((n) => sorted[n.owner]);
+  assert(replicas.length === count, 'the scan yields R distinct replicas');
+  return replicas;
+}
+
+/**
+ * The replicas of `key` in a view (its live servers), primary first. Pure and idempotent. The
+ * first lookup in a server list scans (replicasByScan); a second builds and caches its Ring.
+ */
 export function allocateReplicas(
   key: string,
   view: { readonly servers: readonly ServerRef[] },
 ): readonly ServerRef[] {
-  return ringFor(view.servers).replicasOf(key);
+  const servers = view.servers;
+  const ring = cachedRing(servers);
+  if (ring !== undefined) return ring.replicasOf(key);
+  if (!scannedOnce.has(servers)) {
+    scannedOnce.add(servers);
+    return replicasByScan(key, servers);
+  }
+  return ringFor(servers).replicasOf(key);
 }

@@ -6,7 +6,7 @@
 import { hash64 } from '../../lib/hash';
 import { REPLICATION_COUNT, VIRTUAL_NODES_PER_SERVER } from '../../lib/limits';
 import type { ServerRef } from '../../lib/messages';
-import { allocateReplicas, Ring, ringFor } from '../../lib/ring';
+import { allocateReplicas, replicasByScan, Ring, ringFor } from '../../lib/ring';
 import { prng, seededUuids } from '../support/random';
 
 const R = REPLICATION_COUNT;
@@ -142,6 +142,38 @@ describe('replica sets', () => {
       (key) => idsOf(ring.replicasOf(key)).join() !== reference(key).join(),
     );
     expect(differing).toEqual([]);
+  });
+
+  test.each([
+    [0, 2048],
+    [1, 2048],
+    [2, 2048],
+    [4, 2048],
+    [10, 64],
+    [6, 1],
+  ])(
+    "a one-off scan (the CLI) gives the Ring's replicas: %i servers, %i positions each",
+    (n, virtualNodesPerServer) => {
+      const servers = serversOf(seededUuids(n, 300 + n));
+      const ring = new Ring(shuffled(servers, 4), { virtualNodesPerServer });
+      const keys = KEYS.slice(0, virtualNodesPerServer === 2048 && n > 2 ? 150 : 1500);
+      const differing = keys.filter(
+        (key) =>
+          idsOf(replicasByScan(key, servers, { virtualNodesPerServer })).join() !==
+          idsOf(ring.replicasOf(key)).join(),
+      );
+      expect(differing).toEqual([]);
+    },
+  );
+
+  test('the first lookup in a new view scans, the next ones use the cached ring', () => {
+    const servers = serversOf(seededUuids(4, 404));
+    const view = { servers };
+    const expected = idsOf(new Ring(servers).replicasOf('k'));
+    expect(idsOf(allocateReplicas('k', view))).toEqual(expected); // scanned
+    expect(idsOf(allocateReplicas('k', view))).toEqual(expected); // ring built
+    expect(idsOf(allocateReplicas('k', view))).toEqual(expected); // ring cached
+    expect(ringFor(servers)).toBe(ringFor(shuffled(servers, 1)));
   });
 
   test('placements are stable across versions (clients and servers must agree)', () => {
