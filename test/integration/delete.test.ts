@@ -145,7 +145,10 @@ test('delr of an existing and a missing key: exit 0 and {"status":"ok"}; getr th
   for (const args of [['delr'], ['delr', 'a', 'b']]) {
     const usage = await cli('--json', ...args);
     expect(usage.code).toBe(2);
-    expect(JSON.parse(usage.stdout)).toEqual({ status: 'error', error: 'usage: delr KEY' });
+    expect(JSON.parse(usage.stdout)).toEqual({
+      status: 'error',
+      error: "usage: dht-client delr KEY (see 'dht-client help delr')",
+    });
   }
   const help = await cluster.cli('--help');
   expect(help.code).toBe(0);
