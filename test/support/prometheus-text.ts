@@ -100,7 +100,9 @@ function parseSample(line: string, where: string): Sample {
 function parseValue(text: string, where: string): number {
   if (text === '+Inf') return Infinity;
   if (text === '-Inf') return -Infinity;
-  if (text === 'NaN') return NaN;
+  // Prometheus reads floats with Go's ParseFloat, which takes NaN in any letter case; prom-client
+  // writes `Nan` for a gauge with no sample yet (the event loop's mean lag right after start).
+  if (/^nan$/i.test(text)) return NaN;
   if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text)) {
     throw new Error(`bad value ${JSON.stringify(text)} at ${where}`);
   }
