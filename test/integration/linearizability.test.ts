@@ -38,6 +38,8 @@ const RUN_MS_MAX = 20_000;
 /** Pauses between a worker's operations, so the run spans the failure and its recovery. */
 const THINK_MS_MAX = 60;
 const OPS_TOTAL_MAX = WORKERS * OPS_PER_WORKER_MAX;
+/** Progress after the faults: at least this many operations succeed once the last one is done. */
+const OK_AFTER_FAULTS_MIN = 30;
 /** setr/getr wait this long for the view to settle after the failure. */
 const CLIENT_WAIT_MS = 5_000;
 
@@ -337,10 +339,23 @@ async function runWorkload(
   const marks: Mark[] = [];
   const startedMs = performance.now();
   let stopAtMs = startedMs + limits.runMsMax;
+  let faultsDone = faults.length === 0;
+  const okAfterFaults = (): number => {
+    const lastMs = faultsAtMs.at(-1);
+    if (lastMs === undefined) return history.filter((o) => o.outcome === 'ok').length;
+    return history.filter((o) => o.outcome === 'ok' && o.start > lastMs).length;
+  };
+  // Each worker's budget of operations, stretched (within runMsMax) while faults are still being
+  // injected and until OK_AFTER_FAULTS_MIN operations succeeded after the last: on a busy machine a
+  // fault's action (a process start) can take as long as the whole budget, and the check is that
+  // the cluster makes progress after the faults, not how fast.
+  const keepGoing = (i: number): boolean =>
+    performance.now() < stopAtMs &&
+    (i < limits.opsPerWorkerMax || !faultsDone || okAfterFaults() < OK_AFTER_FAULTS_MIN);
   const worker = async (index: number): Promise<void> => {
     const random = uniform(1000 + index);
     const client = cluster.client();
-    for (let i = 0; i < limits.opsPerWorkerMax && performance.now() < stopAtMs; i++) {
+    for (let i = 0; keepGoing(i); i++) {
       const key = KEYS[Math.floor(random() * KEYS.length)];
       const type = random() < 0.5 ? 'write' : 'read';
       history.push(await record(client, `worker${index}`, key, type, `w${index}-${i}`));
@@ -369,6 +384,7 @@ async function runWorkload(
         await fault.act(context);
         faultsAtMs.push(performance.now());
       }
+      faultsDone = true;
       if (limits.afterFaultsMs !== undefined) {
         stopAtMs = Math.min(stopAtMs, performance.now() + limits.afterFaultsMs);
       }
@@ -442,7 +458,8 @@ async function expectLinearizable(cluster: Cluster, run: Run, serversAtEnd: numb
     summary.ok < 0.6 * OPS_TOTAL_MAX && 'under 60% of the operations succeeded',
     summary.okWrites < 40 && 'under 40 setr succeeded',
     summary.okReadsOfValues < 40 && 'under 40 getr returned a value',
-    summary.okAfterLastFault < 30 && 'under 30 operations succeeded after the last fault',
+    summary.okAfterLastFault < OK_AFTER_FAULTS_MIN &&
+      `under ${OK_AFTER_FAULTS_MIN} operations succeeded after the last fault`,
   ].filter((s): s is string => s !== false);
   expect({ shortfalls, summary }).toEqual({ shortfalls: [], summary });
 }
