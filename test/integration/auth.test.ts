@@ -333,9 +333,14 @@ describe('a replicated view leader', () => {
       '--secret-file',
       secretFile,
     ]);
-    await waitFor('a leader elected over signed Raft messages', () =>
-      queryMember(members.list.split(',')[0]),
-    );
+    // Only the leader answers query_servers: ask each member until one does.
+    await waitFor('a leader elected over signed Raft messages', async () => {
+      for (const address of members.addresses) {
+        const view = await queryMember(address);
+        if (view !== undefined) return view;
+      }
+      return undefined;
+    });
     const wrong = new RequestSigner(
       Secret.fromFileContent(Buffer.from('not the cluster secret at all')) as Secret,
       'ef'.repeat(8),
