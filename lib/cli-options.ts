@@ -220,19 +220,12 @@ export function portsToTry(port: number | undefined, first: number, last: number
 }
 
 /**
- * `--secret-file FILE`, default DHT_SECRET_FILE: the cluster's shared secret (lib/auth.ts). Only
- * the file's name is ever shown, never its content.
+ * `--secret-file FILE` (or DHT_SECRET_FILE, as every flag from its variable: lib/cli-env.ts): the
+ * cluster's shared secret (lib/auth.ts). Only the file's name is ever shown, never its content.
  */
 export const secretFileOption = {
   type: 'string',
-  default: secretFileFromEnvironment(),
-  defaultDescription: '$DHT_SECRET_FILE',
   describe:
     "file holding the cluster's shared secret; every request must then be signed with it " +
     '(docs/security.md)',
 } as const;
-
-function secretFileFromEnvironment(): string | undefined {
-  const file = process.env.DHT_SECRET_FILE;
-  return file === undefined || file.trim() === '' ? undefined : file;
-}

@@ -68,8 +68,6 @@ export class RpcServer {
 
   private readonly secret: Secret | undefined;
   private verifier: RequestVerifier | undefined;
-  /** Requests refused for want of authentication (answered 401), by why. */
-  readonly unauthenticated = new Map<AuthFailure | 'other', number>();
   private readonly process: DhtProcess | undefined;
 
   /**
@@ -99,9 +97,8 @@ export class RpcServer {
       next();
       return;
     }
-    res.once('finish', () => {
-      if (res.statusCode === 401) this.countRefusal(req, res.locals.authFailure as AuthFailure);
-    });
+    // Every 401 of this request, here or in a body parser, is counted by `refuseUnauthenticated`.
+    res.locals.countRefusal = this.countRefusal;
     const verifier = this.verifier;
     const verdict =
       verifier === undefined
@@ -126,12 +123,10 @@ export class RpcServer {
     next();
   };
 
-  private countRefusal(req: Request, failure: AuthFailure | undefined): void {
-    const key = failure ?? 'other';
-    this.metrics?.countUnauthenticated(req.path);
-    this.unauthenticated.set(key, (this.unauthenticated.get(key) ?? 0) + 1);
-    this.logger.debug({ failure: key }, 'request refused: not authenticated');
-  }
+  private readonly countRefusal = (path: string, failure: AuthFailure): void => {
+    this.metrics?.countUnauthenticated(path);
+    this.logger.debug({ failure, path }, 'request refused: not authenticated');
+  };
 
   route<Req extends z.ZodType, Res extends z.ZodType>(
     endpoint: Endpoint<Req, Res>,
@@ -397,7 +392,8 @@ export class BodyDigestMismatch extends DhtError {
 
 /** 401, with the scheme to use; the message says what failed and nothing of the secret. */
 export function refuseUnauthenticated(res: Response, failure: AuthFailure): void {
-  res.locals.authFailure = failure;
+  const count = res.locals.countRefusal as ((path: string, f: AuthFailure) => void) | undefined;
+  count?.(res.req.path, failure);
   res
     .status(401)
     .set('WWW-Authenticate', AUTH_SCHEME)

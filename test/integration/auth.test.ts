@@ -319,6 +319,18 @@ describe('every endpoint of every process refuses with 401 and changes nothing',
     }
   });
 
+  test('the refusals are counted in /metrics, by endpoint', async () => {
+    for (const address of [[...cluster.servers.keys()][0], cluster.viewLeader.address]) {
+      const text = await (await fetch(`http://${address}/metrics`)).text();
+      const refused = text
+        .split('\n')
+        .filter((line) => line.startsWith('dht_requests_unauthenticated_total{'))
+        .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+      // The loop above sent each endpoint of each at least five refused requests.
+      expect({ address, atLeast20: refused >= 20 }).toEqual({ address, atLeast20: true });
+    }
+  });
+
   test('the secret is in no log line', () => {
     for (const proc of [cluster.viewLeader, ...cluster.servers.values()]) {
       expect(proc.stderr()).not.toContain(CANARY);
