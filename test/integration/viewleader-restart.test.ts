@@ -118,8 +118,17 @@ test('a view leader restart plus a lost server, then failures down to 1: nothing
   const expected = new Map<string, string>();
   for (let i = 0; i < KEYS; i++)
     expected.set(`restart key ${i}`, `value ${i} ${'ü'.repeat(i % 5)}`);
-  // Concurrent setr on distinct keys; each throws unless applied on all its replicas.
-  await Promise.all([...expected].map(([key, value]) => client.setr(key, value)));
+  // Concurrent setr on distinct keys; each throws unless applied on all its replicas. Setting up,
+  // not under test: a setr that failed (say aborted, its prepare having outwaited the 1 s prepare
+  // timeout on a busy machine) is sent again, the same value, until the deadline.
+  await Promise.all(
+    [...expected].map(([key, value]) =>
+      waitFor(`setr of ${key}`, async () => {
+        await client.setr(key, value);
+        return true;
+      }),
+    ),
+  );
   const before = await settled(client, servers);
   const epochsBefore = [before.epoch, ...(await serverEpochs(servers))];
 
