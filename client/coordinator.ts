@@ -2,6 +2,7 @@
 // messages to send and the final outcome out. The SDK does the sending.
 //
 //   PREPARING --all yes--> ACCEPTING --majority accepted--> COMMITTING --all applied--> committed
+//       |                      |                                   \--one did not----> unknown
 //       |                      |  \--no majority possible, none accepted--> retry / aborted
 //       |                      \--some accepted, or no answer----------------> unknown
 //       \--any no / unreachable--> ABORTING --> aborted (key busy) or retry (view changing)
@@ -10,12 +11,14 @@
 // coordinator owns ballot 0 and proposes commit once every replica voted yes. The commit is
 // decided (chosen) once a majority of the replicas accepted it; only then is it sent as the
 // decision, and replicas apply it. A coordinator that never proposed commit may abort outright:
-// no replica can ever accept a commit then, so abort is the only possible outcome.
+// no replica can ever accept a commit then, so abort is the only possible outcome. A decision
+// whose answer was lost is sent again (COMMIT_DELIVERY_ATTEMPTS in all): it is idempotent.
 
 import { assert, assertNever, AssertionError } from '../lib/assert';
 import { majority } from '../lib/ballot';
 import { DhtError } from '../lib/errors';
 import type { Transport } from '../lib/http-client';
+import { COMMIT_DELIVERY_ATTEMPTS } from '../lib/limits';
 
 export type VoteResult =
   | { readonly type: 'yes'; readonly version: number }
@@ -55,6 +58,7 @@ export class Coordinator {
   private readonly votes: (VoteResult | undefined)[];
   private readonly acceptAnswers: (AckResult | undefined)[];
   private readonly acksAwaited = new Set<number>();
+  private readonly commitsSent: number[];
   private version = 0;
   private failure: DhtError | undefined;
   private commitFailed = false;
@@ -67,6 +71,7 @@ export class Coordinator {
     assert(replicaCount >= 1, 'a transaction has at least one replica');
     this.votes = new Array<VoteResult | undefined>(replicaCount).fill(undefined);
     this.acceptAnswers = new Array<AckResult | undefined>(replicaCount).fill(undefined);
+    this.commitsSent = new Array<number>(replicaCount).fill(0);
   }
 
   get outcome(): CoordinatorOutcome | undefined {
@@ -139,6 +144,9 @@ export class Coordinator {
   onCommitAck(replica: number, ack: AckResult): Send[] {
     assert(this.acksAwaited.delete(replica), 'a commit ack answers a commit sent');
     assert(this.phase === 'committing', `commit ack in phase ${this.phase}`);
+    if (answerLost(ack) && this.commitsSent[replica] < COMMIT_DELIVERY_ATTEMPTS) {
+      return this.commitTo([replica]);
+    }
     if (ack.type !== 'ok') this.commitFailed = true;
     if (replica === 0 && this.options.primaryLearnsFirst === true && this.replicaCount > 1) {
       return this.commitTo(Array.from({ length: this.replicaCount - 1 }, (_, i) => i + 1));
@@ -182,7 +190,10 @@ export class Coordinator {
   }
 
   private commitTo(replicas: readonly number[]): Send[] {
-    for (const r of replicas) this.acksAwaited.add(r);
+    for (const r of replicas) {
+      this.acksAwaited.add(r);
+      this.commitsSent[r] += 1;
+    }
     return replicas.map((replica) => ({ type: 'commit', replica, version: this.version }));
   }
 
@@ -220,6 +231,11 @@ export class Coordinator {
 function definitelyRefused(ack: AckResult): boolean {
   if (ack.type === 'unreachable') return ack.transport === 'refused';
   return ack.type === 'error' && ack.error.kind !== 'unknown';
+}
+
+/** No answer came back, but the replica's process may be alive: a timeout or a broken connection. */
+function answerLost(ack: AckResult): boolean {
+  return ack.type === 'unreachable' && ack.transport !== 'refused';
 }
 
 function mayHavePrepared(vote: VoteResult): boolean {

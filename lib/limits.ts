@@ -114,6 +114,13 @@ export const DECISIONS_REMEMBERED_MAX = 100_000;
  */
 export const PROCESS_READY_TIMEOUT_MS = 30_000;
 
+/**
+ * How often a coordinator sends a chosen commit to a replica whose answer was lost (a timeout or a
+ * broken connection; a refused one is a dead process, not asked again). The commit is idempotent
+ * and already chosen: asking again only spares a busy replica's read of the key its wait for the
+ * termination protocol, and the caller an "outcome unknown" for a write that is in fact decided.
+ */
+export const COMMIT_DELIVERY_ATTEMPTS = 3;
 /** Per-request timeout of the client (`--timeout`). */
 export const CLIENT_TIMEOUT_S_DEFAULT = 2;
 /** Pause between attempts while waiting for a rebalancing to finish (`--wait`). */

@@ -16,6 +16,7 @@ import {
 import { AssertionError } from '../../lib/assert';
 import { majority } from '../../lib/ballot';
 import { DhtError, type ErrorKind, type ErrorReason } from '../../lib/errors';
+import { COMMIT_DELIVERY_ATTEMPTS } from '../../lib/limits';
 
 const yes = (version: number): VoteResult => ({ type: 'yes', version });
 const no = (kind: 'retry' | 'aborted', reason: ErrorReason): VoteResult => ({
@@ -181,6 +182,16 @@ describe('commit chosen: the decision', () => {
     expect(summary(c.outcome)).toBe('committed v6');
   });
 
+  /** Answers `ack` to a commit sent to `replica`, and to every resend it asks for. */
+  function answerEveryResend(c: Coordinator, replica: number, ack: AckResult): number {
+    let sends = 1;
+    for (let next = c.onCommitAck(replica, ack); next.length > 0; sends++) {
+      expect(next).toEqual([commit(replica, 6)]);
+      next = c.onCommitAck(replica, ack);
+    }
+    return sends;
+  }
+
   test.each<[string, AckResult, AckResult, AckResult]>([
     ['an error', ackError('aborted', 'transaction_unknown'), OK, OK],
     ['a newer copy held', OK, ackError('rejected', 'newer_copy_held'), OK],
@@ -191,13 +202,33 @@ describe('commit chosen: the decision', () => {
     'a commit failing (%s): outcome unknown (chosen, not known applied), once every commit is answered',
     (_name, ack0, ack1, ack2) => {
       const c = committing();
-      expect(c.onCommitAck(0, ack0)).toEqual([]);
-      expect(c.onCommitAck(1, ack1)).toEqual([]);
+      answerEveryResend(c, 0, ack0);
+      answerEveryResend(c, 1, ack1);
       expect(c.outcome).toBeUndefined();
-      expect(c.onCommitAck(2, ack2)).toEqual([]);
+      answerEveryResend(c, 2, ack2);
       expect(summary(c.outcome)).toBe('unknown');
     },
   );
+
+  test.each<[string, AckResult, number]>([
+    ['a timeout', ACK_TIMEOUT, COMMIT_DELIVERY_ATTEMPTS],
+    ['a broken connection', ACK_BROKEN, COMMIT_DELIVERY_ATTEMPTS],
+    ['a refused connection (a dead process)', ACK_REFUSED, 1],
+    ['an answered refusal', ackError('aborted', 'transaction_unknown'), 1],
+  ])('a commit answered with %s is sent %i times in all', (_name, ack, attempts) => {
+    const c = committing();
+    expect(answerEveryResend(c, 1, ack)).toBe(attempts);
+  });
+
+  test('a lost answer, then the resent commit applied: committed, not unknown', () => {
+    const c = committing();
+    expect(c.onCommitAck(2, ACK_TIMEOUT)).toEqual([commit(2, 6)]);
+    expect(c.onCommitAck(0, OK)).toEqual([]);
+    expect(c.onCommitAck(1, OK)).toEqual([]);
+    expect(c.outcome).toBeUndefined();
+    expect(c.onCommitAck(2, OK)).toEqual([]);
+    expect(summary(c.outcome)).toBe('committed v6');
+  });
 });
 
 describe('primaryLearnsFirst', () => {
@@ -217,7 +248,7 @@ describe('primaryLearnsFirst', () => {
     const c = accepting({ primaryLearnsFirst: true });
     c.onAcceptAck(0, OK);
     c.onAcceptAck(1, OK);
-    expect(c.onCommitAck(0, ACK_TIMEOUT)).toEqual([commit(1, 6), commit(2, 6)]);
+    expect(c.onCommitAck(0, ACK_REFUSED)).toEqual([commit(1, 6), commit(2, 6)]);
     c.onCommitAck(1, OK);
     c.onCommitAck(2, OK);
     expect(summary(c.outcome)).toBe('unknown');
@@ -496,7 +527,10 @@ describe('a single replica', () => {
     const c = started(1);
     c.onVote(0, yes(0));
     c.onAcceptAck(0, OK);
-    c.onCommitAck(0, ACK_TIMEOUT);
+    for (let attempt = 1; attempt < COMMIT_DELIVERY_ATTEMPTS; attempt++) {
+      expect(c.onCommitAck(0, ACK_TIMEOUT)).toEqual([commit(0, 1)]);
+    }
+    expect(c.onCommitAck(0, ACK_TIMEOUT)).toEqual([]);
     expect(summary(c.outcome)).toBe('unknown');
   });
 });
