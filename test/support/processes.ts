@@ -195,13 +195,26 @@ export async function waitFor<T>(
 /**
  * A block of ports private to one test file, so files can run in parallel. The blocks sit below
  * Linux's ephemeral range (32768..60999 by default), so an outgoing connection never holds one.
+ * DHT_TEST_PORT_OFFSET (a multiple of 50 up to 10,000) moves every block, so that two checkouts
+ * on one machine can run their suites at once.
  */
+const PORT_OFFSET = portOffset(process.env.DHT_TEST_PORT_OFFSET);
+
+function portOffset(text: string | undefined): number {
+  if (text === undefined || text === '') return 0;
+  const offset = Number(text);
+  if (!Number.isInteger(offset) || offset < 0 || offset > 10_000 || offset % 50 !== 0) {
+    throw new Error(`DHT_TEST_PORT_OFFSET=${text}: expected a multiple of 50 from 0 to 10000`);
+  }
+  return offset;
+}
+
 export interface PortBlock {
   readonly viewleader: number;
   readonly server: (i: number) => number;
 }
 
 export function portBlock(fileIndex: number): PortBlock {
-  const base = 21000 + fileIndex * 50;
+  const base = 21000 + PORT_OFFSET + fileIndex * 50;
   return { viewleader: base, server: (i) => base + 1 + i };
 }
