@@ -1,0 +1,262 @@
+// Build step (npm run build, after tsc): bundle each executable into one minified file
+// (dist/client/cli.js, dist/server/server.js, dist/viewleader/viewleader.js), which bin/dht-*
+// load through dist/*/launch.js (lib/bundle-launch.ts); then run each once on loopback to write
+// V8's code cache for it (<bundle>.cache): the client against a stand-in cluster, the view leader
+// and a server as a cluster of their own. One file instead of about 200 modules, no dead code,
+// and little parsing or compiling at start: starting is most of what a CLI call costs, and a
+// good part of a restart (docs/performance.md, "CLI" and "Process start").
+
+import { build } from 'esbuild';
+import { execFile, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import process from 'node:process';
+import { clearTimeout, setTimeout } from 'node:timers';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const requireFromRoot = createRequire(path.join(root, 'package.json'));
+
+/**
+ * Modules the CLI never runs, replaced in the bundle by a stand-in (each with why). A stand-in
+ * that is reached after all fails loudly, naming what was left out.
+ */
+const LEFT_OUT = (name, why) =>
+  `throw new Error('dht-client: ${name} was left out of the bundle (${why})');`;
+const STAND_INS = [
+  // zod's error messages in 40 languages, reachable only through `z.locales` (unused); its
+  // English messages, which the CLI does use, come from locales/en.js and stay.
+  { filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/, contents: 'export {};' },
+  // axios requires these three when it loads; lib/http-client.ts never reaches them. form-data
+  // (with mime-db, most of its size) builds multipart bodies: ours are JSON.
+  {
+    filter: /[\\/]node_modules[\\/]form-data[\\/]lib[\\/]form_data\.js$/,
+    contents: `module.exports = function FormData() { ${LEFT_OUT('form-data', 'JSON bodies only')} };`,
+  },
+  // follow-redirects serves axios only when redirects are followed: maxRedirects is 0.
+  {
+    filter: /[\\/]node_modules[\\/]follow-redirects[\\/]index\.js$/,
+    contents: `const request = () => { ${LEFT_OUT('follow-redirects', 'maxRedirects: 0')} };
+module.exports = { http: { request }, https: { request } };`,
+  },
+  // https-proxy-agent tunnels through an HTTP proxy: `proxy: false`, and loopback has none.
+  {
+    filter: /[\\/]node_modules[\\/]https-proxy-agent[\\/]dist[\\/]index\.js$/,
+    contents: `module.exports = function HttpsProxyAgent() { ${LEFT_OUT('https-proxy-agent', 'proxy: false')} };`,
+  },
+];
+
+const standIns = {
+  name: 'stand-ins',
+  setup(b) {
+    for (const { filter, contents } of STAND_INS) {
+      b.onLoad({ filter }, () => ({ contents, loader: 'js' }));
+    }
+    // cliui (yargs' --help layout) as `node dist/client/main.js` runs it: its CommonJS build, with
+    // wrap-ansi. The ES module one that yargs' own ES module build imports wraps lines mid-word.
+    b.onResolve({ filter: /^cliui$/ }, () => ({ path: requireFromRoot.resolve('cliui') }));
+  },
+};
+
+const COMMON = {
+  bundle: true,
+  minify: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: true,
+  logLevel: 'warning',
+  // import() becomes require(): a bundle runs in a vm.Script (lib/bundle-launch.ts), which has no
+  // loader for dynamic imports (pino-pretty is loaded that way, for `--log-format pretty`).
+  supported: { 'dynamic-import': false },
+};
+
+await build({
+  ...COMMON,
+  entryPoints: [path.join(root, 'client', 'main.ts')],
+  outfile: path.join(root, 'dist', 'client', 'cli.js'),
+  plugins: [standIns],
+});
+
+/**
+ * Left to Node's own loader: classic-level loads a native addon; pino starts transports from its
+ * own files by path; pino-pretty is loaded only for `--log-format pretty`.
+ */
+const PROCESS_EXTERNALS = ['classic-level', 'pino', 'pino-pretty'];
+for (const [folder, name] of [
+  ['server', 'server'],
+  ['viewleader', 'viewleader'],
+]) {
+  await build({
+    ...COMMON,
+    entryPoints: [path.join(root, folder, 'main.ts')],
+    outfile: path.join(root, 'dist', folder, `${name}.js`),
+    external: PROCESS_EXTERNALS,
+  });
+}
+
+// ---- the code cache ------------------------------------------------------------------------------
+
+const WARM_UP_TIMEOUT_MS = 30_000;
+const CODE_CACHE = path.join(root, 'dist', 'client', 'cli.js.cache');
+
+/**
+ * A stand-in view leader and server in one (127.0.0.1, a port of the OS's choosing) answering
+ * just what `getr` asks, so that the warm-up run compiles the path a real read takes.
+ */
+function standIn() {
+  const server = http.createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      const address = `127.0.0.1:${server.address().port}`;
+      const servers = [{ id: 'code-cache-warm-up', address }];
+      const answers = {
+        '/query_servers': {
+          epoch: 1,
+          servers,
+          rebalancing: false,
+          placement: { epoch: 1, servers },
+        },
+        '/read': { value: 'warm', version: 1 },
+      };
+      const answer = answers[request.url];
+      response.writeHead(answer ? 200 : 404, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(answer ?? { kind: 'invalid', error: 'not in the warm-up' }));
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+fs.rmSync(CODE_CACHE, { force: true });
+const server = await standIn();
+try {
+  const run = await new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [
+        path.join(root, 'dist', 'client', 'launch.js'),
+        '--viewleader',
+        `127.0.0.1:${server.address().port}`,
+        'getr',
+        'warm-up-key',
+      ],
+      { env: { ...process.env, DHT_CODE_CACHE: 'write' }, timeout: WARM_UP_TIMEOUT_MS },
+      (error, stdout, stderr) => resolve({ error, stdout, stderr }),
+    );
+  });
+  if (run.error || run.stdout !== 'warm' || !fs.existsSync(CODE_CACHE)) {
+    // Only slower without it: dist/client/launch.js compiles the bundle itself then.
+    process.stderr.write(
+      `bundle: no code cache for the client (${run.error?.message ?? run.stderr.trim()})\n`,
+    );
+  }
+} finally {
+  server.close();
+}
+
+// ---- the processes' code caches: a view leader and a server, a cluster of their own -----------
+
+/** A port the OS says is free now (the warm-up cluster's, on loopback, for a few seconds). */
+function freePort() {
+  const probe = net.createServer();
+  return new Promise((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Start `dist/<folder>/launch.js args` writing its code cache; resolves once it is listening. */
+function startWritingCache(folder, args) {
+  const child = spawn(process.execPath, [path.join(root, 'dist', folder, 'launch.js'), ...args], {
+    env: { ...process.env, DHT_CODE_CACHE: 'write' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const listening = new Promise((resolve, reject) => {
+    let stdout = '';
+    const timer = setTimeout(
+      () => reject(new Error(`${folder} did not start`)),
+      WARM_UP_TIMEOUT_MS,
+    );
+    child.stdout.setEncoding('utf8').on('data', (chunk) => {
+      stdout += chunk;
+      if (stdout.includes('listening on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.stderr.resume();
+    exited.then(() => reject(new Error(`${folder} exited before listening`)));
+  });
+  return { child, listening, exited };
+}
+
+function client(args) {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [path.join(root, 'dist', 'client', 'launch.js'), ...args],
+      { timeout: WARM_UP_TIMEOUT_MS },
+      (error, stdout) => resolve({ error, stdout }),
+    );
+  });
+}
+
+const PROCESS_CACHES = [
+  path.join(root, 'dist', 'server', 'server.js.cache'),
+  path.join(root, 'dist', 'viewleader', 'viewleader.js.cache'),
+];
+for (const cache of PROCESS_CACHES) fs.rmSync(cache, { force: true });
+const started = [];
+try {
+  const viewLeaderAddress = `127.0.0.1:${await freePort()}`;
+  const viewLeader = startWritingCache('viewleader', [
+    '--port',
+    viewLeaderAddress.split(':')[1],
+    '--in-memory',
+  ]);
+  started.push(viewLeader);
+  await viewLeader.listening;
+  const server = startWritingCache('server', [
+    '--port',
+    String(await freePort()),
+    '--in-memory',
+    '--viewleader',
+    viewLeaderAddress,
+    '--heartbeat-interval',
+    '0.1',
+  ]);
+  started.push(server);
+  await server.listening;
+  // The paths a live cluster takes: a join, a setr's two-phase commit, a read.
+  const deadline = Date.now() + WARM_UP_TIMEOUT_MS;
+  for (;;) {
+    const view = await client(['--viewleader', viewLeaderAddress, '--json', 'query_servers']);
+    if (!view.error && JSON.parse(view.stdout).servers.length === 1) break;
+    if (Date.now() > deadline) throw new Error('the warm-up server did not join');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const common = ['--viewleader', viewLeaderAddress, '--wait', '10'];
+  const set = await client([...common, 'setr', 'warm-up-key', 'warm']);
+  const get = await client([...common, 'getr', 'warm-up-key']);
+  if (set.error || get.stdout !== 'warm') throw new Error('the warm-up setr/getr failed');
+} catch (err) {
+  process.stderr.write(`bundle: no code cache for the server and view leader (${err.message})\n`);
+} finally {
+  // SIGTERM: each closes cleanly and writes its cache as it exits.
+  for (const { child, exited } of started.reverse()) {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+for (const cache of PROCESS_CACHES) {
+  if (!fs.existsSync(cache)) {
+    process.stderr.write(`bundle: ${path.relative(root, cache)} was not written\n`);
+  }
+}
