@@ -13,13 +13,14 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import vm from 'node:vm';
 
-export function launchBundle(bundle: string, unbundled: () => void): void {
+/** Runs `bundle` (or `unbundled` without one); returns what the bundle exports. */
+export function launchBundle(bundle: string, unbundled: () => void): unknown {
   let source: string;
   try {
     source = fs.readFileSync(bundle, 'utf8');
   } catch {
     unbundled();
-    return;
+    return undefined;
   }
   const codeCache = `${bundle}.cache`;
   const writing = process.env.DHT_CODE_CACHE === 'write';
@@ -53,4 +54,5 @@ export function launchBundle(bundle: string, unbundled: () => void): void {
     dirname: string,
   ) => void;
   run(bundleModule.exports, createRequire(bundle), bundleModule, bundle, path.dirname(bundle));
+  return bundleModule.exports;
 }
