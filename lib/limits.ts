@@ -119,8 +119,9 @@ export const PROCESS_READY_TIMEOUT_MS = 30_000;
  * broken connection; a refused one is a dead process, not asked again). The commit is idempotent
  * and already chosen: asking again only spares a busy replica's read of the key its wait for the
  * termination protocol, and the caller an "outcome unknown" for a write that is in fact decided.
+ * Twice in all: a replica that is frozen, not just slow, costs the caller two timeouts, not more.
  */
-export const COMMIT_DELIVERY_ATTEMPTS = 3;
+export const COMMIT_DELIVERY_ATTEMPTS = 2;
 /** Per-request timeout of the client (`--timeout`). */
 export const CLIENT_TIMEOUT_S_DEFAULT = 2;
 /** Pause between attempts while waiting for a rebalancing to finish (`--wait`). */
