@@ -13,6 +13,8 @@ import type { Logger } from '../lib/logger';
 import { BodyDigestMismatch, checkBodyDigest, refuseUnauthenticated } from '../lib/http-server';
 import { secondsSince, type ProcessMetrics } from '../lib/metrics';
 
+const EMPTY_BODY = Buffer.alloc(0);
+
 /** What /kv needs of a cluster client: DhtClient's replicated operations. */
 export interface KvClient {
   getr(key: string): Promise<{ readonly value: string }>;
@@ -54,8 +56,16 @@ export function kvRoutes(
   const readBody = (req: Request, res: Response): Promise<Buffer> =>
     new Promise((resolve, reject) => {
       parseRaw(req, res, (err?: unknown) => {
-        if (err !== undefined) reject(bodyError(err));
-        else resolve(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+        if (err !== undefined) return reject(bodyError(err));
+        if (Buffer.isBuffer(req.body)) return resolve(req.body);
+        // No body at all: the parser checked nothing, so check here that none was signed (a
+        // signed PUT whose body was stripped on the way must not store an empty value).
+        try {
+          checkBodyDigest(req, res, EMPTY_BODY);
+          resolve(EMPTY_BODY);
+        } catch (mismatch) {
+          reject(mismatch);
+        }
       });
     });
 
@@ -66,6 +76,9 @@ export function kvRoutes(
       try {
         const method = kvMethod(req.method);
         const key = keyOfTarget(req.originalUrl);
+        // Read for every method: a GET, HEAD or DELETE ignores its body, but a signed request's
+        // body must still be the one signed (checkBodyDigest), or it is refused as altered.
+        const body = await readBody(req, res);
         switch (method) {
           case 'GET':
           case 'HEAD': {
@@ -74,7 +87,7 @@ export function kvRoutes(
             return;
           }
           case 'PUT':
-            await client.setr(key, decodeValue(await readBody(req, res)));
+            await client.setr(key, decodeValue(body));
             res.status(204).end();
             return;
           case 'DELETE':

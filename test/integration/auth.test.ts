@@ -7,6 +7,7 @@
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { RequestSigner, Secret, sha256Hex } from '../../lib/auth';
@@ -241,7 +242,8 @@ describe('every endpoint of every process refuses with 401 and changes nothing',
           'authentication required: this cluster has a secret (see --secret-file)',
         );
         expect401(`${what} wrong secret`, await send(signed(address, target, body, method, wrong)));
-        if (method !== 'GET' && method !== 'DELETE') {
+        if (method !== 'GET') {
+          // fetch sends no body with a GET: that case is its own test below.
           expect401(
             `${what} altered body`,
             await send(genuine, { body: JSON.stringify({ x: 1 }) }),
@@ -291,6 +293,46 @@ describe('every endpoint of every process refuses with 401 and changes nothing',
         expect401(`${address}${target} replayed`, await send(request));
       }
     }
+  }, 30_000);
+
+  test('/kv: a body stripped from a signed PUT, or added to a signed GET, is refused as altered', async () => {
+    const server = [...cluster.servers.keys()][0];
+    expect((await send(signed(server, '/kv/stripped', 'kept', 'PUT'))).status).toBe(204);
+    // A PUT of 'evil' whose body is lost on the way must not store an empty value.
+    expect401(
+      'PUT with its body stripped',
+      await send(signed(server, '/kv/stripped', 'evil', 'PUT'), { body: '' }),
+    );
+    // A GET signed with no body, sent with one (node:http: fetch sends no body with a GET).
+    const UNSIGNED_BODY = 'a body nobody signed';
+    const get = signed(server, '/kv/stripped', undefined, 'GET');
+    const withBody = await new Promise<Answer>((resolve, reject) => {
+      const [host, port] = server.split(':');
+      const request = http.request(
+        {
+          host,
+          port: Number(port),
+          path: get.target,
+          method: 'GET',
+          // Framed by its length: Node sends a GET's body unframed otherwise.
+          headers: { ...get.headers, 'content-length': String(Buffer.byteLength(UNSIGNED_BODY)) },
+        },
+        (response) => {
+          let text = '';
+          response.setEncoding('utf8').on('data', (d: string) => (text += d));
+          response.on('end', () =>
+            resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }),
+          );
+        },
+      );
+      request.once('error', reject);
+      request.end(UNSIGNED_BODY);
+    });
+    expect401('GET with a body added', withBody);
+    expect(await send(signed(server, '/kv/stripped', undefined, 'GET'))).toEqual({
+      status: 200,
+      body: 'kept',
+    });
   }, 30_000);
 
   test('a request signed too long ago is refused', async () => {
