@@ -249,10 +249,13 @@ try {
 } catch (err) {
   process.stderr.write(`bundle: no code cache for the server and view leader (${err.message})\n`);
 } finally {
-  // SIGTERM: each closes cleanly and writes its cache as it exits.
+  // SIGTERM: each closes cleanly and writes its cache as it exits (SIGKILL if it hangs: then
+  // without its cache, which only costs the compile).
   for (const { child, exited } of started.reverse()) {
     child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), WARM_UP_TIMEOUT_MS);
     await exited;
+    clearTimeout(killer);
   }
 }
 for (const cache of PROCESS_CACHES) {
