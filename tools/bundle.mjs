@@ -1,8 +1,8 @@
 // Build step (npm run build, after tsc): bundle each executable into one minified file
 // (dist/client/cli.js, dist/server/server.js, dist/viewleader/viewleader.js), which bin/dht-*
-// load through dist/*/launch.js (lib/bundle-launch.ts); then run each once on loopback to write
-// V8's code cache for it (<bundle>.cache): the client against a stand-in cluster, the view leader
-// and a server as a cluster of their own. One file instead of about 200 modules, no dead code,
+// load through dist/*/launch.js (lib/bundle-launch.ts); then run a view leader, a server and the
+// client once on loopback as a cluster of their own, writing V8's code cache of each
+// (<bundle>.cache). One file instead of about 200 modules, no dead code,
 // and little parsing or compiling at start: starting is most of what a CLI call costs, and a
 // good part of a restart (docs/performance.md, "CLI" and "Process start").
 
@@ -10,7 +10,6 @@ import { build } from 'esbuild';
 import { execFile, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import process from 'node:process';
@@ -98,66 +97,9 @@ for (const [folder, name] of [
   });
 }
 
-// ---- the code cache ------------------------------------------------------------------------------
+// ---- the code caches: a view leader, a server and a client, a cluster of their own --------------
 
 const WARM_UP_TIMEOUT_MS = 30_000;
-const CODE_CACHE = path.join(root, 'dist', 'client', 'cli.js.cache');
-
-/**
- * A stand-in view leader and server in one (127.0.0.1, a port of the OS's choosing) answering
- * just what `getr` asks, so that the warm-up run compiles the path a real read takes.
- */
-function standIn() {
-  const server = http.createServer((request, response) => {
-    request.resume();
-    request.on('end', () => {
-      const address = `127.0.0.1:${server.address().port}`;
-      const servers = [{ id: 'code-cache-warm-up', address }];
-      const answers = {
-        '/query_servers': {
-          epoch: 1,
-          servers,
-          rebalancing: false,
-          placement: { epoch: 1, servers },
-        },
-        '/read': { value: 'warm', version: 1 },
-      };
-      const answer = answers[request.url];
-      response.writeHead(answer ? 200 : 404, { 'content-type': 'application/json' });
-      response.end(JSON.stringify(answer ?? { kind: 'invalid', error: 'not in the warm-up' }));
-    });
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
-
-fs.rmSync(CODE_CACHE, { force: true });
-const server = await standIn();
-try {
-  const run = await new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [
-        path.join(root, 'dist', 'client', 'launch.js'),
-        '--viewleader',
-        `127.0.0.1:${server.address().port}`,
-        'getr',
-        'warm-up-key',
-      ],
-      { env: { ...process.env, DHT_CODE_CACHE: 'write' }, timeout: WARM_UP_TIMEOUT_MS },
-      (error, stdout, stderr) => resolve({ error, stdout, stderr }),
-    );
-  });
-  if (run.error || run.stdout !== 'warm' || !fs.existsSync(CODE_CACHE)) {
-    // Only slower without it: dist/client/launch.js compiles the bundle itself then.
-    process.stderr.write(
-      `bundle: no code cache for the client (${run.error?.message ?? run.stderr.trim()})\n`,
-    );
-  }
-} finally {
-  server.close();
-}
-
-// ---- the processes' code caches: a view leader and a server, a cluster of their own -----------
 
 /** A port the OS says is free now (the warm-up cluster's, on loopback, for a few seconds). */
 function freePort() {
@@ -197,22 +139,23 @@ function startWritingCache(folder, args) {
   return { child, listening, exited };
 }
 
-function client(args) {
+function client(args, env = {}) {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       [path.join(root, 'dist', 'client', 'launch.js'), ...args],
-      { timeout: WARM_UP_TIMEOUT_MS },
+      { env: { ...process.env, ...env }, timeout: WARM_UP_TIMEOUT_MS },
       (error, stdout) => resolve({ error, stdout }),
     );
   });
 }
 
-const PROCESS_CACHES = [
+const CACHES = [
+  path.join(root, 'dist', 'client', 'cli.js.cache'),
   path.join(root, 'dist', 'server', 'server.js.cache'),
   path.join(root, 'dist', 'viewleader', 'viewleader.js.cache'),
 ];
-for (const cache of PROCESS_CACHES) fs.rmSync(cache, { force: true });
+for (const cache of CACHES) fs.rmSync(cache, { force: true });
 const started = [];
 try {
   const viewLeaderAddress = `127.0.0.1:${await freePort()}`;
@@ -234,7 +177,8 @@ try {
   ]);
   started.push(server);
   await server.listening;
-  // The paths a live cluster takes: a join, a setr's two-phase commit, a read.
+  // The paths a live cluster takes: a join, a setr's two-phase commit, a read (the client's
+  // cache is written by that read, the path a real `getr` takes).
   const deadline = Date.now() + WARM_UP_TIMEOUT_MS;
   for (;;) {
     const view = await client(['--viewleader', viewLeaderAddress, '--json', 'query_servers']);
@@ -244,10 +188,11 @@ try {
   }
   const common = ['--viewleader', viewLeaderAddress, '--wait', '10'];
   const set = await client([...common, 'setr', 'warm-up-key', 'warm']);
-  const get = await client([...common, 'getr', 'warm-up-key']);
+  const get = await client([...common, 'getr', 'warm-up-key'], { DHT_CODE_CACHE: 'write' });
   if (set.error || get.stdout !== 'warm') throw new Error('the warm-up setr/getr failed');
 } catch (err) {
-  process.stderr.write(`bundle: no code cache for the server and view leader (${err.message})\n`);
+  // Only slower without them: each launcher compiles its bundle itself then.
+  process.stderr.write(`bundle: no code caches (${err.message})\n`);
 } finally {
   // SIGTERM: each closes cleanly and writes its cache as it exits (SIGKILL if it hangs: then
   // without its cache, which only costs the compile).
@@ -258,7 +203,7 @@ try {
     clearTimeout(killer);
   }
 }
-for (const cache of PROCESS_CACHES) {
+for (const cache of CACHES) {
   if (!fs.existsSync(cache)) {
     process.stderr.write(`bundle: ${path.relative(root, cache)} was not written\n`);
   }
