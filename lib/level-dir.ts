@@ -20,7 +20,16 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import type { ClassicLevel } from 'classic-level';
+
+/**
+ * classic-level (and its native addon) is loaded on the first open, not with this module: a
+ * process run `--in-memory` (every test cluster, and the CLI) never pays its ~30 ms of CPU.
+ */
+function loadClassicLevel(): typeof ClassicLevel {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('classic-level') as typeof import('classic-level')).ClassicLevel;
+}
 
 /** The key of the format marker; every other key of a dht database has another prefix. */
 export const FORMAT_KEY = 'm:format';
@@ -62,7 +71,7 @@ export interface OpenedLevelDir {
  */
 export async function openLevelDir(dir: string, options: LevelDirOptions): Promise<OpenedLevelDir> {
   prepareDirectory(dir, options);
-  const db = new ClassicLevel<string, string>(dir, { valueEncoding: 'utf8' });
+  const db = new (loadClassicLevel())<string, string>(dir, { valueEncoding: 'utf8' });
   try {
     await db.open();
   } catch (err) {

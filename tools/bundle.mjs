@@ -20,14 +20,15 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const requireFromRoot = createRequire(path.join(root, 'package.json'));
 
 /**
- * Modules the CLI never runs, replaced in the bundle by a stand-in (each with why). A stand-in
- * that is reached after all fails loudly, naming what was left out.
+ * Modules no dht process runs, replaced in every bundle by a stand-in (each with why): the client,
+ * server and view leader share lib/http-client.ts and lib/messages.ts, which is where these are
+ * reached from. A stand-in that is reached after all fails loudly, naming what was left out.
  */
 const LEFT_OUT = (name, why) =>
-  `throw new Error('dht-client: ${name} was left out of the bundle (${why})');`;
+  `throw new Error('dht: ${name} was left out of the bundle (${why})');`;
 const STAND_INS = [
   // zod's error messages in 40 languages, reachable only through `z.locales` (unused); its
-  // English messages, which the CLI does use, come from locales/en.js and stay.
+  // English messages, which every process does use, come from locales/en.js and stay.
   { filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/, contents: 'export {};' },
   // axios requires these three when it loads; lib/http-client.ts never reaches them. form-data
   // (with mime-db, most of its size) builds multipart bodies: ours are JSON.
@@ -81,10 +82,12 @@ await build({
 });
 
 /**
- * Left to Node's own loader: classic-level loads a native addon; pino starts transports from its
- * own files by path; pino-pretty is loaded only for `--log-format pretty`.
+ * Left to Node's own loader: classic-level loads a native addon (and only for a data directory,
+ * lib/level-dir.ts); pino-pretty is loaded only for `--log-format pretty`. pino itself is bundled:
+ * we log to a synchronous destination (lib/logger.ts), never through a transport, which is the one
+ * part of pino that starts a worker from its own files by path.
  */
-const PROCESS_EXTERNALS = ['classic-level', 'pino', 'pino-pretty'];
+const PROCESS_EXTERNALS = ['classic-level', 'pino-pretty'];
 for (const [folder, name] of [
   ['server', 'server'],
   ['viewleader', 'viewleader'],
@@ -94,6 +97,7 @@ for (const [folder, name] of [
     entryPoints: [path.join(root, folder, 'main.ts')],
     outfile: path.join(root, 'dist', folder, `${name}.js`),
     external: PROCESS_EXTERNALS,
+    plugins: [standIns],
   });
 }
 

@@ -28,7 +28,7 @@ interface Cluster {
   nextPort: number;
 }
 
-async function startCluster(servers: number, failureTimeoutS = 1): Promise<Cluster> {
+async function startCluster(servers: number, failureTimeoutS = 2): Promise<Cluster> {
   const viewleader = await startProcess('dht-viewleader', [
     '--port',
     String(ports.viewleader),
