@@ -124,7 +124,7 @@ async function waitSettled(viewLeader: string, addresses: readonly string[]): Pr
 }
 
 function startViewLeader(port: number): Promise<Proc> {
-  return startProcess('dht-viewleader', ['--port', String(port), '--failure-timeout', '1']);
+  return startProcess('dht-viewleader', ['--port', String(port), '--failure-timeout', '2']);
 }
 
 function startServer(viewLeader: string, port?: number): Promise<Proc> {
@@ -741,7 +741,7 @@ describe('process life cycle', () => {
     async (name, signal) => {
       const port = PORTS.server(name === 'dht-server' ? 21 : 22);
       // --in-memory: a view leader's default data directory would sit in the repository.
-      let args = ['--port', String(port), '--failure-timeout', '1', '--in-memory'];
+      let args = ['--port', String(port), '--failure-timeout', '2', '--in-memory'];
       let viewLeader: Proc | undefined;
       if (name === 'dht-server') {
         viewLeader = await startViewLeader(PORTS.server(20));

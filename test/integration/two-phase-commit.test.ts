@@ -232,7 +232,7 @@ test(
 test(
   'a commit fails when the epoch or the server ID differs from the coordinator view',
   async () => {
-    const cluster = await startCluster(3, { servers: 4, failureTimeoutS: 1 });
+    const cluster = await startCluster(3, { servers: 4, failureTimeoutS: 2 });
     const sdk = new DhtClient({ viewLeader: cluster.vl, cacheView: true });
     await sdk.setr(KEY, 'v1'); // the SDK caches this view
     const stale = await cluster.view();

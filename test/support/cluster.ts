@@ -36,7 +36,11 @@ export interface ClusterOptions extends ServerOptions {
   /** The view leader's port; server i listens on serverPort(i). */
   readonly viewLeaderPort: number;
   readonly serverPort: (index: number) => number;
-  /** View leader --failure-timeout (s); 1 unless given. */
+  /**
+   * View leader --failure-timeout (s); 2 unless given: long enough that a server on a busy machine
+   * is not expelled for a late heartbeat (an expelled ID never returns), short enough for the
+   * tests that wait for a killed server to leave.
+   */
   readonly failureTimeoutS?: number;
   /** Per-server overrides, by index. */
   readonly perServer?: Readonly<Record<number, ServerOptions>>;
@@ -282,7 +286,7 @@ export class Cluster {
 
 function startViewLeader(options: ClusterOptions): Promise<Proc> {
   const args = ['--port', String(options.viewLeaderPort)];
-  args.push('--failure-timeout', String(options.failureTimeoutS ?? 1));
+  args.push('--failure-timeout', String(options.failureTimeoutS ?? 2));
   if (options.dataRoot !== undefined) {
     args.push('--data-dir', path.join(options.dataRoot, 'viewleader'));
   }
