@@ -9,7 +9,7 @@ import { optionsFromEnv, withEnvSources, type EnvOptions } from './cli-env';
 import { candidateAddresses } from './address';
 import { DhtError, ERROR_KINDS } from './errors';
 import { HOST_DEFAULT } from './limits';
-import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logger';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './log-options';
 import { suggest } from './suggest';
 import { packageVersion } from './version';
 

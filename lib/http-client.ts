@@ -47,10 +47,11 @@ function axiosClient(): { readonly axios: AxiosStatic; readonly client: AxiosIns
 /**
  * The WHATWG globals axios reads while it loads (its fetch adapter and FormData check, neither of
  * which we use: requests go through its http adapter). In Node 20 they are lazy getters whose
- * first read loads Node's bundled undici, about a third of a bare `node -e ''` start, paid by
- * every CLI invocation for nothing (docs/performance.md, "CLI").
+ * first read loads Node's bundled undici (or, for ReadableStream, its web streams), about a third
+ * of a bare `node -e ''` start, paid by every CLI invocation for nothing (docs/performance.md,
+ * "CLI").
  */
-const FETCH_GLOBALS = ['fetch', 'FormData', 'Request', 'Response'] as const;
+const FETCH_GLOBALS = ['fetch', 'FormData', 'Request', 'Response', 'ReadableStream'] as const;
 
 /** require('axios') with FETCH_GLOBALS hidden while it loads, and put back as they were. */
 function loadAxios(): AxiosStatic {

@@ -4,12 +4,10 @@
 // lost on exit; loaded only when asked for, so the JSON default costs nothing more at start).
 
 import pino from 'pino';
+import type { LogFormat, LogLevel } from './log-options';
 
+export type { LogFormat, LogLevel } from './log-options';
 export type Logger = pino.Logger;
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-export const LOG_FORMATS = ['json', 'pretty'] as const;
-export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export function createLogger(name: string, level: LogLevel = 'info'): Logger {
   return pino({ name, level, base: { pid: process.pid } }, pino.destination({ fd: 2, sync: true }));

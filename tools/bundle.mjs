@@ -49,11 +49,46 @@ module.exports = { http: { request }, https: { request } };`,
   },
 ];
 
+const BUILTIN_STAND_INS = [
+  // axios's HTTP/2 transport, used only with `httpVersion: 2`: ours is HTTP/1.1 with keep-alive.
+  {
+    module: 'http2',
+    importer: /[\\/]node_modules[\\/]axios[\\/]/,
+    contents: `const left = () => { ${LEFT_OUT('http2', 'HTTP/1.1 only')} };
+module.exports = { connect: left, get constants() { return left(); } };`,
+  },
+  // yargs' two invariant checks, strictEqual and notStrictEqual, are all it takes from node:assert,
+  // whose AssertionError machinery costs more to load than the rest of yargs. Same semantics
+  // (Object.is), a plain Error for the message.
+  {
+    module: 'assert',
+    importer: /[\\/]node_modules[\\/]yargs[\\/]/,
+    contents: `const fail = (message, fallback) => { throw message instanceof Error ? message : new Error(message ?? fallback); };
+export function strictEqual(actual, expected, message) {
+  if (!Object.is(actual, expected)) fail(message, 'Expected values to be strictly equal');
+}
+export function notStrictEqual(actual, expected, message) {
+  if (Object.is(actual, expected)) fail(message, 'Expected "actual" to be strictly unequal to "expected"');
+}`,
+  },
+];
+
 const standIns = {
   name: 'stand-ins',
   setup(b) {
     for (const { filter, contents } of STAND_INS) {
       b.onLoad({ filter }, () => ({ contents, loader: 'js' }));
+    }
+    // Built-in modules a dependency requires when it loads but whose use we never reach, each
+    // costing a share of a CLI call's start (docs/performance.md, "CLI").
+    for (const { module, importer, contents } of BUILTIN_STAND_INS) {
+      b.onResolve({ filter: new RegExp(`^(node:)?${module}$`) }, (args) =>
+        importer.test(args.importer) ? { path: module, namespace: 'stand-in' } : undefined,
+      );
+      b.onLoad({ filter: new RegExp(`^${module}$`), namespace: 'stand-in' }, () => ({
+        contents,
+        loader: 'js',
+      }));
     }
     // cliui (yargs' --help layout) as `node dist/client/main.js` runs it: its CommonJS build, with
     // wrap-ansi. The ES module one that yargs' own ES module build imports wraps lines mid-word.
