@@ -40,7 +40,7 @@ const startServer = (i: number, leader: Proc, heartbeatS = 0.2): Promise<Proc> =
   ]);
 
 test('a killed server leaves after the failure timeout; its restart joins with a new ID', async () => {
-  const leader = await startLeader(1);
+  const leader = await startLeader(2);
   const start = (i: number) => startServer(i, leader);
   const servers = [await start(0), await start(1)];
   const client = new DhtClient({ viewLeader: leader.address, cacheView: false });
@@ -104,7 +104,7 @@ test('a server learns a newer epoch from a transfer at once, not at its next hea
 }, 60_000);
 
 test('a restarted view leader settles with the servers that rejoin, at a higher epoch', async () => {
-  const leader = await startLeader(1);
+  const leader = await startLeader(2);
   const server = await startServer(0, leader);
   const client = new DhtClient({ viewLeader: leader.address, cacheView: false, waitMs: 10_000 });
   const before = await waitFor('a settled view', async () => {
@@ -115,7 +115,7 @@ test('a restarted view leader settles with the servers that rejoin, at a higher 
 
   leader.child.kill('SIGKILL');
   await leader.exited;
-  await startLeader(1);
+  await startLeader(2);
   // The server's heartbeat tells the new view leader the epoch it holds: it counts on from there.
   const after = await waitFor('the rejoined server to settle', async () => {
     const view = await client.queryServers();
