@@ -13,6 +13,7 @@ import {
   VALUE_BYTES_MAX,
 } from '../../lib/limits';
 import { allocateReplicas } from '../../lib/ring';
+import { Cluster } from '../support/cluster';
 import {
   cleanupProcessesAfterAll,
   killAll,
@@ -100,42 +101,16 @@ function expectOk(result: CliResult, stdout = ''): void {
   expect({ code: result.code, stdout: result.stdout }).toEqual({ code: EXIT_OK, stdout });
 }
 
-async function viewOf(viewLeader: string): Promise<ViewJson> {
-  const response = await fetch(`http://${viewLeader}/query_servers`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{}',
+/**
+ * A view leader on `viewLeaderPort` and `servers` servers on the ports after it, heartbeating every
+ * 0.2 s (the view leader's failure timeout: the shared cluster's 2 s).
+ */
+function startCluster(viewLeaderPort: number, servers: number): Promise<Cluster> {
+  return Cluster.start({
+    servers,
+    viewLeaderPort,
+    serverPort: (i) => viewLeaderPort + 1 + i,
   });
-  if (!response.ok) throw new Error(`query_servers answered ${response.status}`);
-  return (await response.json()) as ViewJson;
-}
-
-/** Wait until the view holds exactly `addresses` and no rebalancing is under way. */
-async function waitSettled(viewLeader: string, addresses: readonly string[]): Promise<ViewJson> {
-  const want = [...addresses].sort().join(',');
-  return waitFor(`a settled view of ${want}`, async () => {
-    const view = await viewOf(viewLeader);
-    const have = view.servers
-      .map((s) => s.address)
-      .sort()
-      .join(',');
-    return have === want && !view.rebalancing ? view : undefined;
-  });
-}
-
-function startViewLeader(port: number): Promise<Proc> {
-  return startProcess('dht-viewleader', ['--port', String(port), '--failure-timeout', '2']);
-}
-
-function startServer(viewLeader: string, port?: number): Promise<Proc> {
-  const portArgs = port === undefined ? [] : ['--port', String(port)];
-  return startProcess('dht-server', [
-    ...portArgs,
-    '--viewleader',
-    viewLeader,
-    '--heartbeat-interval',
-    '0.2',
-  ]);
 }
 
 /** Resolves true if something accepts connections on 127.0.0.1:port. */
@@ -214,7 +189,9 @@ afterAll(async () => {
 // ---- a cluster of three servers ---------------------------------------------------------------
 
 describe('with a view leader and three servers', () => {
+  let cluster: Cluster;
   let viewLeader: Proc;
+  /** By index: server i listens on PORTS.server(i), also after a restart. */
   let servers: Proc[];
   let listening: string[];
 
@@ -227,23 +204,21 @@ describe('with a view leader and three servers', () => {
     cli(['--server', servers[i].address, ...TIMEOUT, ...args], stdin);
 
   beforeAll(async () => {
-    viewLeader = await startViewLeader(PORTS.viewleader);
-    servers = await Promise.all(
-      [0, 1, 2].map((i) => startServer(viewLeader.address, PORTS.server(i))),
-    );
+    cluster = await startCluster(PORTS.viewleader, 3);
+    viewLeader = cluster.viewLeader;
+    servers = [...cluster.servers.values()].sort((a, b) => a.port - b.port);
     listening = servers.map((s) => s.address);
-    await waitSettled(viewLeader.address, listening);
   }, 30_000);
 
   afterAll(async () => {
     await killAll();
   });
 
-  // With a 1 s failure timeout, a server starved of CPU on a busy machine can miss its heartbeats
-  // and leave the view for good (its ID is then rejected forever, as the contract says). That is
-  // not what these tests are about: replace such a server with a new process on the same port.
+  // A server starved of CPU on a busy machine can miss its heartbeats for longer than the failure
+  // timeout and leave the view for good (its ID is then rejected forever, as the contract says).
+  // That is not what these tests are about: replace such a server with a new process on its port.
   beforeEach(async () => {
-    const view = await viewOf(viewLeader.address);
+    const view = await cluster.view();
     const inView = new Set(view.servers.map((s) => s.address));
     for (let i = 0; i < servers.length; i++) {
       if (inView.has(servers[i].address)) continue;
@@ -255,15 +230,13 @@ describe('with a view leader and three servers', () => {
       console.warn(
         `server ${servers[i].address} left the view; restarting it. Its last warnings:\n${logs.join('\n')}`,
       );
-      servers[i].child.kill('SIGKILL');
-      await servers[i].exited;
-      servers[i] = await startServer(viewLeader.address, PORTS.server(i));
+      servers[i] = await cluster.restart(servers[i].address);
     }
-    await waitSettled(viewLeader.address, listening);
+    await cluster.settled(servers.length);
   }, 30_000);
 
   test('query_servers: the epoch, exactly the listening addresses, rebalancing false', async () => {
-    await waitSettled(viewLeader.address, listening);
+    await cluster.settled(servers.length);
     const [asJson, plain] = await Promise.all([
       client(['--json', 'query_servers']),
       client(['query_servers']),
@@ -492,7 +465,7 @@ describe('with a view leader and three servers', () => {
   });
 
   test('locate: exactly the allocator replicas, primary first, each a listening address', async () => {
-    const view = await waitSettled(viewLeader.address, listening);
+    const view = await cluster.settled(servers.length);
     for (const key of ['alpha', 'δέλτα', 'a key with spaces']) {
       const [asJson, plain] = await Promise.all([
         client(['--json', 'locate', key]),
@@ -585,9 +558,9 @@ describe('with a view leader and no servers', () => {
   cleanupProcessesAfterAll();
 
   test('setr, delr and getr exit 4 (unavailable, nothing set); query_servers shows the empty view', async () => {
-    const viewLeader = await startViewLeader(PORTS.server(10));
+    const cluster = await startCluster(PORTS.server(10), 0);
     const client = (args: string[]): Promise<CliResult> =>
-      cli(['--viewleader', viewLeader.address, ...args]);
+      cli(['--viewleader', cluster.vl, ...args]);
 
     const view = await client(['--json', 'query_servers']);
     expect(view.code).toBe(EXIT_OK);
@@ -611,8 +584,8 @@ describe('with a view leader and no servers', () => {
     );
 
     // A server joins: the key was not set.
-    const server = await startServer(viewLeader.address, PORTS.server(11));
-    await waitSettled(viewLeader.address, [server.address]);
+    const server = await cluster.startServer(0);
+    await cluster.settled(1);
     const getr = await client([...WAIT, '--json', 'getr', 'empty view key']);
     expect(getr.code).toBe(EXIT_NOT_DONE);
     expect(jsonOf(getr)).toEqual({ status: 'not_found' });
@@ -742,15 +715,15 @@ describe('process life cycle', () => {
       const port = PORTS.server(name === 'dht-server' ? 21 : 22);
       // --in-memory: a view leader's default data directory would sit in the repository.
       let args = ['--port', String(port), '--failure-timeout', '2', '--in-memory'];
-      let viewLeader: Proc | undefined;
+      let cluster: Cluster | undefined;
       if (name === 'dht-server') {
-        viewLeader = await startViewLeader(PORTS.server(20));
-        args = ['--port', String(port), '--viewleader', viewLeader.address, '--in-memory'];
+        cluster = await startCluster(PORTS.server(20), 0);
+        args = ['--port', String(port), '--viewleader', cluster.vl, '--in-memory'];
         args.push('--heartbeat-interval', '0.2');
       }
       const run = spawnBin(name, args);
       await waitReady(name, run);
-      if (viewLeader !== undefined) await waitSettled(viewLeader.address, [`127.0.0.1:${port}`]);
+      if (cluster !== undefined) await cluster.settled(1);
       run.child.kill(signal);
       const exit = await run.exited;
       expect(exit).toEqual({ code: 0, signal: null });
@@ -770,8 +743,14 @@ describe('process life cycle', () => {
       );
       return;
     }
-    const viewLeader = await startViewLeader(PORTS.server(12));
-    const server = await startServer(viewLeader.address); // no --port: the first free of the range
+    const cluster = await startCluster(PORTS.server(12), 0);
+    // No --port: the first free port of the range.
+    const server = await startProcess('dht-server', [
+      '--viewleader',
+      cluster.vl,
+      '--heartbeat-interval',
+      '0.2',
+    ]);
     if (server.port !== SERVER_PORT_FIRST) {
       console.warn(`skipped: another process took port ${SERVER_PORT_FIRST} meanwhile`);
       return;

@@ -17,14 +17,8 @@ import { ERROR_KINDS, type ErrorKind } from '../../lib/errors';
 import { VERSION_CLAIM_MAX, VERSION_MAX } from '../../lib/limits';
 import { ViewLeaderApi } from '../../lib/messages';
 import { probeAddress } from '../../viewleader/address-probe';
-import {
-  killAll,
-  portBlock,
-  runClient,
-  startProcess,
-  waitFor,
-  type Proc,
-} from '../support/processes';
+import { Cluster } from '../support/cluster';
+import { killAll, portBlock, waitFor, type Proc } from '../support/processes';
 
 const PORTS = portBlock(10);
 const CLAIM = VERSION_CLAIM_MAX;
@@ -78,15 +72,28 @@ const get = async (server: Proc, key: string): Promise<Held | undefined> => {
   return answer.status === 404 ? undefined : (answer.body as Held);
 };
 
-/** Every server in `servers` is in the view, and neither they nor the view leader rebalance. */
-async function settled(leader: Proc, servers: readonly Proc[]): Promise<ViewBody> {
-  return waitFor('a settled view', async () => {
-    const v = await view(leader);
-    const here = await Promise.all(servers.map(status));
-    const inView = here.every((s) => v.servers.some((m) => m.id === s.serverId));
-    const calm = !v.rebalancing && here.every((s) => !s.rebalancing && s.epoch === v.epoch);
-    return inView && calm && v.servers.length === servers.length ? v : undefined;
+/**
+ * A view leader and `servers` servers on this file's ports, heartbeating every 0.2 s. The tests
+ * of a describe share them (the cluster is started in its beforeAll).
+ */
+const startCluster = (
+  servers: number,
+  options: { readonly failureTimeoutS: number; readonly prepareTimeoutS?: number },
+): Promise<Cluster> =>
+  Cluster.start({
+    ...options,
+    servers,
+    viewLeaderPort: PORTS.viewleader,
+    serverPort: (i) => PORTS.server(i),
   });
+
+/**
+ * The view as the view leader sends it, once it lists exactly the cluster's live servers, and
+ * neither they nor the view leader rebalance.
+ */
+async function settled(cluster: Cluster): Promise<ViewBody> {
+  await cluster.settled(cluster.servers.size);
+  return view(cluster.viewLeader);
 }
 
 /**
@@ -100,8 +107,8 @@ function expectRefused(answer: Answer, kind: ErrorKind, reason: string): void {
   });
 }
 
-async function setr(leader: Proc, key: string, value: string): Promise<void> {
-  const result = await runClient(['--viewleader', leader.address, ...WAIT, 'setr', key, value]);
+async function setr(cluster: Cluster, key: string, value: string): Promise<void> {
+  const result = await cluster.cli(...WAIT, 'setr', key, value);
   expect({ key, code: result.code, stderr: result.stderr }).toEqual({ key, code: 0, stderr: '' });
 }
 
@@ -112,31 +119,13 @@ afterAll(async () => {
 // ---- versions -----------------------------------------------------------------------------------
 
 describe('versions a request claims', () => {
-  let leader: Proc;
+  let cluster: Cluster;
   let first: Proc;
   let second: Proc | undefined;
 
-  const startServer = (i: number): Promise<Proc> =>
-    startProcess('dht-server', [
-      '--port',
-      String(PORTS.server(i)),
-      '--viewleader',
-      leader.address,
-      '--heartbeat-interval',
-      '0.2',
-      '--prepare-timeout',
-      '1',
-    ]);
-
   beforeAll(async () => {
-    leader = await startProcess('dht-viewleader', [
-      '--port',
-      String(PORTS.viewleader),
-      '--failure-timeout',
-      '5',
-    ]);
-    first = await startServer(0);
-    await settled(leader, [first]);
+    cluster = await startCluster(1, { failureTimeoutS: 5, prepareTimeoutS: 1 });
+    [first] = cluster.servers.values();
   }, 30_000);
 
   afterAll(async () => {
@@ -178,7 +167,7 @@ describe('versions a request claims', () => {
       expectRefused(await transfer(key, version), 'invalid', 'version_out_of_reach');
       expect(await get(first, key)).toBeUndefined();
       expect((await status(first)).keyCount).toBe(before.keyCount);
-      await setr(leader, key, 'honest');
+      await setr(cluster, key, 'honest');
       expect(await get(first, key)).toEqual({ value: 'honest', version: 1 });
     },
   );
@@ -201,7 +190,7 @@ describe('versions a request claims', () => {
       expect((await status(first)).pendingTransactions).toBe(1); // still prepared, not committed
       expect(await ok(first.address, '/abort', { txid, key })).toEqual({});
       expect(await get(first, key)).toBeUndefined();
-      await setr(leader, key, 'honest');
+      await setr(cluster, key, 'honest');
       expect(await get(first, key)).toEqual({ value: 'honest', version: 1 });
     },
   );
@@ -218,7 +207,7 @@ describe('versions a request claims', () => {
     const key = 'commit at the bound + 1';
     const txid = await prepareAlone(key);
     expect(await ok(first.address, '/commit', { txid, key, version: CLAIM + 1 })).toEqual({});
-    await setr(leader, key, 'honest');
+    await setr(cluster, key, 'honest');
     expect(await get(first, key)).toEqual({ value: 'honest', version: CLAIM + 2 });
   });
 
@@ -233,24 +222,24 @@ describe('versions a request claims', () => {
       }),
     ).toEqual({ stored: 1 });
     expect(await get(first, AT_BOUND)).toEqual({ value: 'forged', version: CLAIM });
-    await setr(leader, AT_BOUND, 'honest 1');
-    await setr(leader, AT_BOUND, 'honest 2');
+    await setr(cluster, AT_BOUND, 'honest 1');
+    await setr(cluster, AT_BOUND, 'honest 2');
     expect(await get(first, AT_BOUND)).toEqual({ value: 'honest 2', version: CLAIM + 2 });
   });
 
   test('versions above the bound reached by honest writes move in a rebalancing, and commits keep working', async () => {
     // The new server receives the key at the bound + 2: its source vouches for it.
-    second = await startServer(1);
-    await settled(leader, [first, second]);
+    second = await cluster.startServer(1);
+    await settled(cluster);
     expect(await get(second, AT_BOUND)).toEqual({ value: 'honest 2', version: CLAIM + 2 });
-    await setr(leader, AT_BOUND, 'honest 3');
+    await setr(cluster, AT_BOUND, 'honest 3');
     for (const server of [first, second]) {
       expect(await get(server, AT_BOUND)).toEqual({ value: 'honest 3', version: CLAIM + 3 });
     }
     // Replicas that differ above the bound (a local set on one): the other replica's vote backs
     // the commit.
     await ok(first.address, '/set', { key: AT_BOUND, value: 'local' });
-    await setr(leader, AT_BOUND, 'honest 4');
+    await setr(cluster, AT_BOUND, 'honest 4');
     for (const server of [first, second]) {
       expect(await get(server, AT_BOUND)).toEqual({ value: 'honest 4', version: CLAIM + 5 });
     }
@@ -279,7 +268,7 @@ describe('versions a request claims', () => {
     await new Promise<void>((resolve) => fakePrimary.listen(0, '127.0.0.1', resolve));
     try {
       const fakeAddress = `127.0.0.1:${(fakePrimary.address() as AddressInfo).port}`;
-      await settled(leader, [first, second!]);
+      await settled(cluster);
       const key = 'decided by a made-up primary';
       const { epoch, serverId } = await status(first);
       const txid = randomUUID();
@@ -304,7 +293,7 @@ describe('versions a request claims', () => {
       await waitFor('the made-up primary to hear the outcome', () =>
         asked > 0 ? true : undefined,
       );
-      await setr(leader, key, 'honest');
+      await setr(cluster, key, 'honest');
       expect((await get(first, key))?.value).toBe('honest');
     } finally {
       fakePrimary.closeAllConnections();
@@ -316,30 +305,16 @@ describe('versions a request claims', () => {
 // ---- address takeover ---------------------------------------------------------------------------
 
 describe('a heartbeat with a new ID from a live server address', () => {
+  let cluster: Cluster;
   let leader: Proc;
   let victim: Proc;
-
-  const startVictim = (): Promise<Proc> =>
-    startProcess('dht-server', [
-      '--port',
-      String(PORTS.server(0)),
-      '--viewleader',
-      leader.address,
-      '--heartbeat-interval',
-      '0.2',
-    ]);
 
   beforeAll(async () => {
     await killAll();
     // A long failure timeout: nothing here may leave the view by timing out.
-    leader = await startProcess('dht-viewleader', [
-      '--port',
-      String(PORTS.viewleader),
-      '--failure-timeout',
-      '30',
-    ]);
-    victim = await startVictim();
-    await settled(leader, [victim]);
+    cluster = await startCluster(1, { failureTimeoutS: 30 });
+    leader = cluster.viewLeader;
+    [victim] = cluster.servers.values();
   }, 30_000);
 
   afterAll(async () => {
@@ -350,7 +325,7 @@ describe('a heartbeat with a new ID from a live server address', () => {
     post(leader.address, ViewLeaderApi.heartbeat.path, { serverId: randomUUID(), address });
 
   test('is refused (503 retry / address_in_use) and the live server stays, same ID, same epoch', async () => {
-    const before = await settled(leader, [victim]);
+    const before = await settled(cluster);
     expectRefused(await forgedHeartbeat(victim.address), 'retry', 'address_in_use');
     expect(await view(leader)).toEqual(before);
     // The victim's own heartbeats are still accepted: it keeps its view and serves.
@@ -360,12 +335,12 @@ describe('a heartbeat with a new ID from a live server address', () => {
       address: victim.address,
     });
     expect(ack.epoch).toBe(before.epoch);
-    await setr(leader, 'after a forged heartbeat', 'v');
+    await setr(cluster, 'after a forged heartbeat', 'v');
     expect(leader.stderr()).toContain('heartbeat refused: its address belongs to a live server');
   });
 
   test('a flood of them changes nothing either', async () => {
-    const before = await settled(leader, [victim]);
+    const before = await settled(cluster);
     const answers = await Promise.all(
       Array.from({ length: 50 }, () => forgedHeartbeat(victim.address)),
     );
@@ -374,27 +349,26 @@ describe('a heartbeat with a new ID from a live server address', () => {
   });
 
   test('a paused holder still holds its address: refused after the probe timeout', async () => {
-    const before = await settled(leader, [victim]);
-    victim.child.kill('SIGSTOP');
+    const before = await settled(cluster);
+    cluster.signal(victim.address, 'SIGSTOP');
     try {
       const startedMs = Date.now();
       const answer = await forgedHeartbeat(victim.address);
       expectRefused(answer, 'retry', 'address_in_use');
       expect(Date.now() - startedMs).toBeLessThan(5_000);
     } finally {
-      victim.child.kill('SIGCONT');
+      cluster.signal(victim.address, 'SIGCONT');
     }
-    expect((await settled(leader, [victim])).servers).toEqual(before.servers);
+    expect((await settled(cluster)).servers).toEqual(before.servers);
   });
 
   test('a real restart on the same port takes over at once, long before the failure timeout', async () => {
-    const before = await settled(leader, [victim]);
+    const before = await settled(cluster);
     const oldId = (await status(victim)).serverId;
-    victim.child.kill('SIGKILL');
-    await victim.exited;
+    await cluster.kill(victim.address);
     const restartedAtMs = Date.now();
-    victim = await startVictim();
-    const after = await settled(leader, [victim]);
+    victim = await cluster.startServer(0);
+    const after = await settled(cluster);
     expect(Date.now() - restartedAtMs).toBeLessThan(10_000); // the failure timeout is 30 s
     const newId = (await status(victim)).serverId;
     expect(newId).not.toBe(oldId);

@@ -15,15 +15,15 @@ import { uniform } from '../support/random';
 import { DhtClient } from '../../client/sdk';
 import { DhtError } from '../../lib/errors';
 import { call, keepAliveAgent } from '../../lib/http-client';
-import { ServerApi, ViewLeaderApi, type ServerRef, type View } from '../../lib/messages';
+import { ServerApi, type ServerRef, type View } from '../../lib/messages';
 import { allocateReplicas } from '../../lib/ring';
+import { startClusterInSlot, status, type Cluster, type ClusterOptions } from '../support/cluster';
 import { checkRegister, type Operation, type OperationOutcome } from '../support/linearizability';
 import {
   cleanupProcessesAfterAll,
   pause,
   portBlock,
   resume,
-  startProcess,
   startScript,
   waitFor,
   type Proc,
@@ -47,21 +47,6 @@ cleanupProcessesAfterAll();
 afterAll(() => {
   keepAliveAgent.destroy();
 });
-
-async function settledView(viewLeader: string, count: number, timeoutMs?: number): Promise<View> {
-  return waitFor(
-    `a settled view of ${count} servers`,
-    async () => {
-      const view = await call(viewLeader, ViewLeaderApi.queryServers, {});
-      if (view.servers.length !== count || view.rebalancing) return undefined;
-      const statuses = await Promise.all(
-        view.servers.map((s) => call(s.address, ServerApi.status, {})),
-      );
-      return statuses.every((s) => s.epoch === view.epoch && !s.rebalancing) ? view : undefined;
-    },
-    timeoutMs,
-  );
-}
 
 interface Recorded extends Operation {
   readonly key: string;
@@ -171,124 +156,48 @@ class ClientProcess {
   }
 }
 
-/** Timings of a cluster's processes, in seconds. */
-interface Timings {
-  readonly failureTimeoutS: number;
-  /** Server i heartbeats every heartbeatIntervalsS[i % length] seconds. */
-  readonly heartbeatIntervalsS: readonly number[];
-  /** Server i waits prepareTimeoutsS[i % length] seconds for an undecided transaction. */
-  readonly prepareTimeoutsS: readonly number[];
-}
+/** Timings of a cluster's processes: the failure timeout, heartbeats, prepare timeouts. */
+type Timings = Omit<ClusterOptions, 'servers' | 'viewLeaderPort' | 'serverPort'>;
 
 // A failure timeout of 2 s, not 1: with both cores busy a server that just joined, copying its
 // share, missed its heartbeats for a second and was expelled for good (npm run test:under-load).
-const FAST_TIMINGS: Timings = {
-  failureTimeoutS: 2,
-  heartbeatIntervalsS: [0.2],
-  prepareTimeoutsS: [1],
-};
+const FAST_TIMINGS: Timings = { failureTimeoutS: 2, heartbeatS: 0.2, prepareTimeoutS: 1 };
 
-class Cluster {
-  /** The live servers, by address. */
-  readonly servers = new Map<string, Proc>();
-  /** Every process started, the view leader and the killed ones included: their logs. */
-  readonly started: { readonly name: string; readonly proc: Proc }[] = [];
+/** Four servers on the ports of test number `slot` of this file's block. */
+function startCluster(slot: number, timings: Timings = FAST_TIMINGS): Promise<Cluster> {
+  return startClusterInSlot(PORTS, slot, { servers: 4, ...timings });
+}
 
-  private constructor(
-    /** Each test has its own ports: ten from PORTS.viewleader + 10 * slot. */
-    private readonly slot: number,
-    private readonly timings: Timings,
-    readonly viewLeader: Proc,
-  ) {
-    this.started.push({ name: 'viewleader', proc: viewLeader });
-  }
+function clientOf(cluster: Cluster): DhtClient {
+  return new DhtClient({ viewLeader: cluster.vl, waitMs: CLIENT_WAIT_MS });
+}
 
-  static async start(
-    slot: number,
-    serverCount: number,
-    timings: Timings = FAST_TIMINGS,
-  ): Promise<Cluster> {
-    const viewLeader = await startProcess('dht-viewleader', [
-      '--port',
-      String(PORTS.viewleader + 10 * slot),
-      '--failure-timeout',
-      String(timings.failureTimeoutS),
-    ]);
-    const cluster = new Cluster(slot, timings, viewLeader);
-    await Promise.all(Array.from({ length: serverCount }, (_, i) => cluster.startServer(i)));
-    await cluster.settled(serverCount);
-    return cluster;
-  }
+/** The primary of `key` in the current view: its ID and address, and its process. */
+async function primaryOf(cluster: Cluster, key: string): Promise<{ ref: ServerRef; proc: Proc }> {
+  const [ref] = await cluster.replicasOf(key);
+  const proc = cluster.servers.get(ref.address);
+  if (proc === undefined) throw new Error(`no server of this test at ${ref.address}`);
+  return { ref, proc };
+}
 
-  /** Start server `index` on its port (again, after a kill: a new process with a new ID). */
-  async startServer(index: number): Promise<Proc> {
-    const { heartbeatIntervalsS, prepareTimeoutsS } = this.timings;
-    const server = await startProcess('dht-server', [
-      '--port',
-      String(this.serverPort(index)),
-      '--viewleader',
-      this.viewLeader.address,
-      '--heartbeat-interval',
-      String(heartbeatIntervalsS[index % heartbeatIntervalsS.length]),
-      '--prepare-timeout',
-      String(prepareTimeoutsS[index % prepareTimeoutsS.length]),
-    ]);
-    this.servers.set(server.address, server);
-    const incarnation = this.started.filter((s) => s.proc.port === server.port).length;
-    this.started.push({ name: `server${index}.${incarnation}`, proc: server });
-    return server;
-  }
+/** SIGKILL the primary of `key` in the current view; returns its address. */
+async function killPrimaryOf(cluster: Cluster, key: string): Promise<string> {
+  const { proc } = await primaryOf(cluster, key);
+  await cluster.kill(proc.address);
+  return proc.address;
+}
 
-  private serverPort(index: number): number {
-    return PORTS.server(10 * this.slot + index);
-  }
-
-  view(): Promise<View> {
-    return call(this.viewLeader.address, ViewLeaderApi.queryServers, {});
-  }
-
-  /** The primary of `key` in the current view: its ID and address, and its process. */
-  async primaryOf(key: string): Promise<{ ref: ServerRef; proc: Proc }> {
-    const ref = allocateReplicas(key, await this.view())[0];
-    const proc = this.servers.get(ref.address);
-    if (proc === undefined) throw new Error(`no server of this test at ${ref.address}`);
-    return { ref, proc };
-  }
-
-  async kill(server: Proc): Promise<void> {
-    server.child.kill('SIGKILL');
-    await server.exited;
-    this.servers.delete(server.address);
-  }
-
-  /**
-   * SIGKILL a server and start a new process on its port, with its timings; resolves once the
-   * view leader has the new process's ID in the view (it evicts the old one for it).
-   */
-  async restart(server: Proc): Promise<Proc> {
-    await this.kill(server);
-    const fresh = await this.startServer(server.port - this.serverPort(0));
-    const { serverId } = await call(fresh.address, ServerApi.status, {});
-    await waitFor(`${fresh.address} (a new ID) in the view`, async () =>
-      (await this.view()).servers.some((s) => s.id === serverId) ? true : undefined,
-    );
-    return fresh;
-  }
-
-  /** SIGKILL the primary of `key` in the current view; returns its address. */
-  async killPrimaryOf(key: string): Promise<string> {
-    const { proc } = await this.primaryOf(key);
-    await this.kill(proc);
-    return proc.address;
-  }
-
-  settled(count: number, timeoutMs?: number): Promise<View> {
-    return settledView(this.viewLeader.address, count, timeoutMs);
-  }
-
-  client(): DhtClient {
-    return new DhtClient({ viewLeader: this.viewLeader.address, waitMs: CLIENT_WAIT_MS });
-  }
+/**
+ * SIGKILL a server and start a new process on its port, with its timings; resolves once the
+ * view leader has the new process's ID in the view (it evicts the old one for it).
+ */
+async function restartIntoView(cluster: Cluster, server: Proc): Promise<Proc> {
+  const fresh = await cluster.restart(server.address);
+  const { serverId } = await status(fresh.address);
+  await waitFor(`${fresh.address} (a new ID) in the view`, async () =>
+    (await cluster.view()).servers.some((s) => s.id === serverId) ? true : undefined,
+  );
+  return fresh;
 }
 
 /** A moment of the run that a fault noted, for the overlap counts and the evidence. */
@@ -356,7 +265,7 @@ async function runWorkload(
     (i < limits.opsPerWorkerMax || !faultsDone || okAfterFaults() < OK_AFTER_FAULTS_MIN);
   const worker = async (index: number): Promise<void> => {
     const random = uniform(1000 + index);
-    const client = cluster.client();
+    const client = clientOf(cluster);
     for (let i = 0; keepGoing(i); i++) {
       const key = KEYS[Math.floor(random() * KEYS.length)];
       const type = random() < 0.5 ? 'write' : 'read';
@@ -413,7 +322,7 @@ function keysOf(run: Run): string[] {
 /** A last read of every key, once everything settled, closes each history; the settled view. */
 async function closeHistories(cluster: Cluster, run: Run, serversAtEnd: number): Promise<View> {
   const view = await cluster.settled(serversAtEnd);
-  const last = cluster.client();
+  const last = clientOf(cluster);
   for (const key of keysOf(run)) run.history.push(await record(last, 'final', key, 'read', ''));
   return view;
 }
@@ -532,11 +441,11 @@ async function withEvidence(cluster: Cluster, run: Run, check: () => Promise<voi
 }
 
 test('setr/getr on three keys stay linearizable while a primary is SIGKILLed mid-run', async () => {
-  const cluster = await Cluster.start(0, 4);
+  const cluster = await startCluster(0);
   const run = await runWorkload(cluster, [
     {
       afterOps: 0.35 * OPS_TOTAL_MAX,
-      act: async () => void (await cluster.killPrimaryOf(KEYS[0])),
+      act: async () => void (await killPrimaryOf(cluster, KEYS[0])),
     },
   ]);
   expect(run.faultsAtMs).toHaveLength(1);
@@ -544,10 +453,13 @@ test('setr/getr on three keys stay linearizable while a primary is SIGKILLed mid
 }, 60_000);
 
 test('setr/getr stay linearizable while a server joins and then a primary dies', async () => {
-  const cluster = await Cluster.start(1, 4);
+  const cluster = await startCluster(1);
   const run = await runWorkload(cluster, [
-    { afterOps: 0.25 * OPS_TOTAL_MAX, act: async () => void (await cluster.startServer(4)) },
-    { afterOps: 0.3 * OPS_TOTAL_MAX, act: async () => void (await cluster.killPrimaryOf(KEYS[1])) },
+    { afterOps: 0.25 * OPS_TOTAL_MAX, act: async () => void (await cluster.addServer()) },
+    {
+      afterOps: 0.3 * OPS_TOTAL_MAX,
+      act: async () => void (await killPrimaryOf(cluster, KEYS[1])),
+    },
   ]);
   expect(run.faultsAtMs).toHaveLength(2);
   await withEvidence(cluster, run, () => expectLinearizable(cluster, run, 4));
@@ -558,8 +470,12 @@ test('setr/getr stay linearizable while a server joins and then a primary dies',
 /** Every heartbeat interval well below the failure timeout, and all of them different. */
 const NEMESIS_TIMINGS: Timings = {
   failureTimeoutS: 3,
-  heartbeatIntervalsS: [0.2, 0.5, 1, 1.5],
-  prepareTimeoutsS: [1, 2, 1.5, 1],
+  perServer: {
+    0: { heartbeatS: 0.2, prepareTimeoutS: 1 },
+    1: { heartbeatS: 0.5, prepareTimeoutS: 2 },
+    2: { heartbeatS: 1, prepareTimeoutS: 1.5 },
+    3: { heartbeatS: 1.5, prepareTimeoutS: 1 },
+  },
 };
 /** The workers run until the nemesis is done and then this long; the hard cap is generous. */
 const NEMESIS_LIMITS: WorkloadLimits = {
@@ -588,7 +504,7 @@ async function writeUntilCommitted(
   key: string,
   values: () => string,
 ): Promise<string> {
-  const client = cluster.client();
+  const client = clientOf(cluster);
   return waitFor(
     `a setr of ${key} to commit`,
     async () => {
@@ -611,7 +527,7 @@ async function writeUntilCommitted(
  * primary, before the freeze and during it, and reads that one in flight too.
  */
 async function freezePrimary(cluster: Cluster, key: string, context: FaultContext): Promise<void> {
-  const { ref, proc } = await cluster.primaryOf(key);
+  const { ref, proc } = await primaryOf(cluster, key);
   const own = keyWithPrimary(ref, await cluster.view());
   let written = 0;
   const nextValue = (): string => `nemesis-${written++}`;
@@ -619,9 +535,9 @@ async function freezePrimary(cluster: Cluster, key: string, context: FaultContex
   // Clients that learn the view now and then sit idle through the failure: their next request
   // still goes to the frozen primary, with the epoch they knew. The one in a process of its own
   // keeps its connection to the primary open (a getr goes to the primary first).
-  const idle = new ClientProcess(cluster.viewLeader.address);
+  const idle = new ClientProcess(cluster.vl);
   await context.add(idle.record('idle-process', own, 'read', ''));
-  const stale = Array.from({ length: 3 }, () => cluster.client());
+  const stale = Array.from({ length: 3 }, () => clientOf(cluster));
   await Promise.all(stale.map((client) => client.queryServers()));
   expect(allocateReplicas(key, await cluster.view())[0]).toEqual(ref); // the views they hold
 
@@ -668,7 +584,7 @@ async function freezePrimary(cluster: Cluster, key: string, context: FaultContex
     NEMESIS_WAIT_MS,
   );
   context.mark('rejected');
-  await cluster.restart(proc);
+  await restartIntoView(cluster, proc);
   context.mark('restarted the frozen one');
   await cluster.settled(4, NEMESIS_WAIT_MS);
   context.mark('settled with 4');
@@ -676,9 +592,9 @@ async function freezePrimary(cluster: Cluster, key: string, context: FaultContex
 
 /** SIGKILL the primary of `key` and start a new process on its port at once. */
 async function restartPrimary(cluster: Cluster, key: string, context: FaultContext): Promise<void> {
-  const { proc } = await cluster.primaryOf(key);
+  const { proc } = await primaryOf(cluster, key);
   context.mark('sigkill');
-  await cluster.restart(proc);
+  await restartIntoView(cluster, proc);
   context.mark('restarted');
   await cluster.settled(4, NEMESIS_WAIT_MS);
   context.mark('settled after the restart');
@@ -709,7 +625,7 @@ function overlapCounts(run: Run): Summary & Record<string, number> {
 }
 
 test('setr/getr stay linearizable while a primary is frozen past the failure timeout and servers restart on their ports', async () => {
-  const cluster = await Cluster.start(2, 4, NEMESIS_TIMINGS);
+  const cluster = await startCluster(2, NEMESIS_TIMINGS);
   const run = await runWorkload(
     cluster,
     [

@@ -6,15 +6,9 @@
 // the restart.
 
 import { DhtClient, ServerClient } from '../../client/sdk';
-import { call } from '../../lib/http-client';
-import { ServerApi, type View } from '../../lib/messages';
-import {
-  cleanupProcessesAfterAll,
-  portBlock,
-  startProcess,
-  waitFor,
-  type Proc,
-} from '../support/processes';
+import type { View } from '../../lib/messages';
+import { Cluster, status } from '../support/cluster';
+import { cleanupProcessesAfterAll, portBlock, waitFor } from '../support/processes';
 
 cleanupProcessesAfterAll();
 const ports = portBlock(9);
@@ -23,52 +17,14 @@ const KEYS = 60;
 /** Generous: a busy machine may take seconds per rebalancing; nothing here waits a fixed time. */
 const SETTLE_TIMEOUT_MS = 60_000;
 
-/**
- * Servers heartbeat every 0.2 s; a 2 s failure timeout keeps a server that a busy machine starves
- * for a second in the view (an expired ID is rejected forever), at 2 s per kill noticed.
- */
-const startLeader = (): Promise<Proc> =>
-  startProcess('dht-viewleader', [
-    '--port',
-    String(ports.viewleader),
-    '--failure-timeout',
-    '2',
-    // Without its state, as a view leader whose disk was lost: the servers' reported epochs and
-    // the planner's unvouched copies must carry the cluster (docs/design.md, "Epoch continuity").
-    '--in-memory',
-  ]);
-
-const startServer = (i: number, leader: Proc): Promise<Proc> =>
-  startProcess('dht-server', [
-    '--port',
-    String(ports.server(i)),
-    '--viewleader',
-    leader.address,
-    '--heartbeat-interval',
-    '0.2',
-    '--prepare-timeout',
-    '1',
-  ]);
-
-/** The view once it lists exactly `live` and is not rebalancing. */
-function settled(client: DhtClient, live: readonly Proc[]): Promise<View> {
-  const addresses = new Set(live.map((s) => s.address));
-  return waitFor(
-    `the view to settle at ${live.length} servers`,
-    async () => {
-      const view = await client.queryServers();
-      const same =
-        view.servers.length === addresses.size &&
-        view.servers.every((s) => addresses.has(s.address));
-      return same && !view.rebalancing ? view : undefined;
-    },
-    SETTLE_TIMEOUT_MS,
-  );
+/** The view once it lists exactly the live servers and is not rebalancing (and they installed it). */
+function settled(cluster: Cluster): Promise<View> {
+  return cluster.settled(cluster.servers.size, SETTLE_TIMEOUT_MS);
 }
 
 /** The epoch each server holds now (its /status). */
-async function serverEpochs(servers: readonly Proc[]): Promise<number[]> {
-  return Promise.all(servers.map(async (s) => (await call(s.address, ServerApi.status, {})).epoch));
+async function serverEpochs(cluster: Cluster): Promise<number[]> {
+  return Promise.all([...cluster.servers.keys()].map(async (a) => (await status(a)).epoch));
 }
 
 /** Every key on all its `locate` replicas and on no other server: the differences, as data. */
@@ -109,11 +65,19 @@ async function unreadable(client: DhtClient, expected: Map<string, string>): Pro
 }
 
 test('a view leader restart plus a lost server, then failures down to 1: nothing acknowledged is lost', async () => {
-  let leader = await startLeader();
-  const servers: Proc[] = [];
-  for (let i = 0; i < SERVERS; i++) servers.push(await startServer(i, leader));
-  const client = new DhtClient({ viewLeader: leader.address, cacheView: false, waitMs: 30_000 });
-  await settled(client, servers);
+  // Servers heartbeat every 0.2 s; the 2 s failure timeout keeps a server that a busy machine
+  // starves for a second in the view (an expired ID is rejected forever), at 2 s per kill noticed.
+  // The view leader runs `--in-memory`, as one whose disk was lost: the servers' reported epochs
+  // and the planner's unvouched copies must carry the cluster (docs/design.md, "Epoch continuity").
+  const cluster = await Cluster.start({
+    servers: SERVERS,
+    viewLeaderPort: ports.viewleader,
+    serverPort: (i) => ports.server(i),
+    failureTimeoutS: 2,
+    prepareTimeoutS: 1,
+    settleTimeoutMs: SETTLE_TIMEOUT_MS,
+  });
+  const client = new DhtClient({ viewLeader: cluster.vl, cacheView: false, waitMs: 30_000 });
 
   const expected = new Map<string, string>();
   for (let i = 0; i < KEYS; i++)
@@ -129,20 +93,18 @@ test('a view leader restart plus a lost server, then failures down to 1: nothing
       }),
     ),
   );
-  const before = await settled(client, servers);
-  const epochsBefore = [before.epoch, ...(await serverEpochs(servers))];
+  const before = await settled(cluster);
+  const epochsBefore = [before.epoch, ...(await serverEpochs(cluster))];
 
-  // The view leader and one server die together; the view leader comes back with no memory.
-  const [victim] = servers.splice(0, 1);
-  leader.child.kill('SIGKILL');
-  victim.child.kill('SIGKILL');
-  await Promise.all([leader.exited, victim.exited]);
-  leader = await startLeader();
+  // The view leader and one server die together (both SIGKILLs sent at once); the view leader
+  // comes back on its port with no memory.
+  const [victim] = cluster.servers.keys();
+  await Promise.all([cluster.kill(victim), cluster.restartViewLeader()]);
 
   // The survivors rejoin one at a time (each join its own epoch and barrier).
-  const after = await settled(client, servers);
+  const after = await settled(cluster);
   expect(after.epoch).toBeGreaterThan(Math.max(...epochsBefore));
-  for (const epoch of await serverEpochs(servers)) {
+  for (const epoch of await serverEpochs(cluster)) {
     expect(epoch).toBeGreaterThan(Math.max(...epochsBefore));
   }
   expect(await misplaced(client, after, [...expected.keys()])).toEqual([]);
@@ -150,11 +112,10 @@ test('a view leader restart plus a lost server, then failures down to 1: nothing
 
   // Then servers fail one at a time, with a settled rebalancing between, down to one.
   let lastEpoch = after.epoch;
-  while (servers.length > 1) {
-    const [next] = servers.splice(0, 1);
-    next.child.kill('SIGKILL');
-    await next.exited;
-    const view = await settled(client, servers);
+  while (cluster.servers.size > 1) {
+    const [next] = cluster.servers.keys();
+    await cluster.kill(next);
+    const view = await settled(cluster);
     expect(view.epoch).toBeGreaterThan(lastEpoch);
     lastEpoch = view.epoch;
     expect(await misplaced(client, view, [...expected.keys()])).toEqual([]);

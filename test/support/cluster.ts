@@ -33,6 +33,8 @@ export interface ServerOptions {
 
 export interface ClusterOptions extends ServerOptions {
   readonly servers: number;
+  /** How long the start waits for its first settled view; a file with long settles gives its own. */
+  readonly settleTimeoutMs?: number;
   /** The view leader's port; server i listens on serverPort(i). */
   readonly viewLeaderPort: number;
   readonly serverPort: (index: number) => number;
@@ -85,7 +87,11 @@ afterEach(async () => {
 
 export class Cluster {
   readonly servers = new Map<string, Proc>();
+  /** Every process this cluster started, killed ones included: the logs a failed test keeps. */
+  readonly started: { readonly name: string; readonly proc: Proc }[] = [];
   private readonly indexOf = new Map<string, number>();
+  /** The lowest server index no process of this cluster has used yet (`addServer`). */
+  private nextIndex = 0;
   /** The members of a replicated view leader (`startWithViewLeaders`), asked as clients do. */
   private readonly group: ViewLeaderGroup | undefined;
 
@@ -102,6 +108,7 @@ export class Cluster {
 
   static async start(options: ClusterOptions): Promise<Cluster> {
     const cluster = new Cluster(options, await startViewLeader(options));
+    cluster.started.push({ name: 'viewleader', proc: cluster.viewLeader });
     await cluster.startServers();
     return cluster;
   }
@@ -116,7 +123,7 @@ export class Cluster {
   private async startServers(): Promise<void> {
     const count = this.options.servers;
     await Promise.all(Array.from({ length: count }, (_, i) => this.startServer(i)));
-    await this.settled(count);
+    await this.settled(count, this.options.settleTimeoutMs);
   }
 
   /** The view leader process, when it runs alone. */
@@ -147,6 +154,7 @@ export class Cluster {
     this.viewLeader.child.kill('SIGKILL');
     await this.viewLeader.exited;
     this.alone = await startViewLeader(this.aloneOptions);
+    this.started.push({ name: 'viewleader', proc: this.alone });
     return this.alone;
   }
 
@@ -161,6 +169,7 @@ export class Cluster {
     await Promise.all(all.map((p) => p.exited));
     this.servers.clear();
     this.alone = await startViewLeader(this.aloneOptions);
+    this.started.push({ name: 'viewleader', proc: this.alone });
     await Promise.all(indexes.map((i) => this.startServer(i)));
   }
 
@@ -176,10 +185,17 @@ export class Cluster {
       args.push('--data-dir', this.dataDir(index));
     }
     args.push(...secretArgs(this.options));
+    this.nextIndex = Math.max(this.nextIndex, index + 1);
     const server = await startProcess('dht-server', args, own.env);
     this.servers.set(server.address, server);
     this.indexOf.set(server.address, index);
+    this.started.push({ name: `server${index}`, proc: server });
     return server;
+  }
+
+  /** A server on a port no process of this cluster has used: a new machine joining, not a restart. */
+  addServer(): Promise<Proc> {
+    return this.startServer(this.nextIndex);
   }
 
   /** Server `index`'s data directory (with `dataRoot`). */
