@@ -136,7 +136,7 @@ export class Coordinator {
       type: 'failed',
       error: new DhtError(
         'unknown',
-        `commit accepted by ${accepted} of ${this.replicaCount} replicas: the replicas decide`,
+        `commit accepted by ${accepted} of ${this.replicaCount} replicas (${describeAnswers(this.acceptAnswers)}): the replicas decide`,
       ),
     });
   }
@@ -225,6 +225,18 @@ export class Coordinator {
     this.result = outcome;
     return [];
   }
+}
+
+/** What each replica answered ("ok; timeout; retry: ..."), for an outcome the client cannot settle. */
+function describeAnswers(answers: readonly (AckResult | undefined)[]): string {
+  return answers
+    .map((a) => {
+      if (a === undefined) return 'no answer';
+      if (a.type === 'ok') return 'ok';
+      if (a.type === 'unreachable') return a.transport;
+      return `${a.error.kind}: ${a.error.message}`;
+    })
+    .join('; ');
 }
 
 /** The replica certainly did not accept: it said so, or the connection was refused. */

@@ -12,19 +12,24 @@ cleanupProcessesAfterAll();
 const ports = portBlock(7);
 
 /**
- * A view leader and `servers` servers (heartbeats every 0.2 s, a 1 s prepare timeout), and an SDK
- * client of theirs. Every test uses the whole port block: a join takes the next unused port.
+ * A view leader and `servers` servers (heartbeats every 0.2 s), and an SDK client of theirs.
+ * Every test uses the whole port block: a join takes the next unused port. The prepare timeout
+ * stays at its default unless a test is about it: at 1 s, a busy machine's scheduling delay
+ * between a vote and its accept let the replicas recover a healthy setr (seen in a full run).
  */
 async function startCluster(
   servers: number,
-  failureTimeoutS = 2,
+  {
+    failureTimeoutS = 2,
+    prepareTimeoutS,
+  }: { failureTimeoutS?: number; prepareTimeoutS?: number } = {},
 ): Promise<{ cluster: Cluster; client: DhtClient }> {
   const cluster = await Cluster.start({
     servers,
     viewLeaderPort: ports.viewleader,
     serverPort: (i) => ports.server(i),
     failureTimeoutS,
-    prepareTimeoutS: 1,
+    prepareTimeoutS,
   });
   return { cluster, client: new DhtClient({ viewLeader: cluster.vl, waitMs: 20_000 }) };
 }
@@ -135,7 +140,7 @@ test('a join during a rebalancing also converges', async () => {
 test('setr and getr refuse with exit 75 while rebalancing, and --wait waits it out', async () => {
   // A stopped server stays in the view until the failure timeout (4 s here), so it can neither
   // receive its share of a join's copies nor report: the rebalancing lasts that long.
-  const { cluster, client } = await startCluster(3, 4);
+  const { cluster, client } = await startCluster(3, { failureTimeoutS: 4 });
   await client.setr('steady', 'v1');
   const before = await client.queryServers();
   const victim = firstServer(cluster);
@@ -171,7 +176,8 @@ test('setr and getr refuse with exit 75 while rebalancing, and --wait waits it o
 }, 120_000);
 
 test('a commit across an epoch change fails and leaves no replica changed', async () => {
-  const { cluster, client } = await startCluster(3);
+  // A 1 s prepare timeout: the replicas recover (abort) the paused transaction on their own.
+  const { cluster, client } = await startCluster(3, { prepareTimeoutS: 1 });
   await client.setr('k', 'old');
   // A real client that prepares, then pauses 3 s before committing; the view changes meanwhile.
   const coordinator = cluster.spawnCoordinator(['--json', 'setr', 'k', 'new'], {

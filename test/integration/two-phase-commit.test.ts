@@ -325,7 +325,9 @@ function expectLinearizable(history: readonly Operation[], initial: string | nul
 test(
   'concurrent setr on one key: only committed values are seen, replicas agree; other keys never block',
   async () => {
-    const cluster = await startCluster(4, { servers: 3, prepareTimeoutS: 1 });
+    // The default prepare timeout: eight CLI coordinators starting at once on a busy machine can
+    // take over a second between their votes and their accepts, and a healthy setr must commit.
+    const cluster = await startCluster(4, { servers: 3 });
     await setrOk(cluster, KEY, 'old');
     const values = Array.from({ length: 8 }, (_, i) => `racer-${i}`);
     const racers = await concurrentSetr(
