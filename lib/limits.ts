@@ -16,8 +16,14 @@ export const TRANSFER_BATCH_BYTES_MAX = 4 * 1024 * 1024;
  * Transport batching (lib/http-client.ts): requests to one address go out alone while fewer than
  * BATCH_PIPELINE_MAX are in flight there; beyond that they queue, and each completion sends the
  * queue as one /batch request of at most BATCH_REQUESTS_MAX requests.
+ *
+ * 2, not more: under load a request's cost is mostly per HTTP request, so fewer in flight means
+ * fuller batches and less CPU per operation. Against 4, in alternating bench runs (2026-12-03,
+ * `--only sdk`), c=64 went up 20-40% (getr 3 servers about 12,000/s against 10,000; setr
+ * 2,350/s against 1,850) with c=1 unchanged; 1 was faster still at c=64 but serializes a second
+ * concurrent request to the same server behind the first.
  */
-export const BATCH_PIPELINE_MAX = 4;
+export const BATCH_PIPELINE_MAX = 2;
 export const BATCH_REQUESTS_MAX = 256;
 /**
  * A batch's size, estimated from its strings' lengths. JSON escaping can grow a string up to 6x,
