@@ -440,7 +440,6 @@ export function announceAndRunUntilSignal(
   logger: Logger,
   stop: () => void | Promise<void>,
 ): void {
-  process.stdout.write(`listening on ${listening.address}\n`);
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -456,6 +455,10 @@ export function announceAndRunUntilSignal(
       }
     })();
   };
+  // The handlers go in before the line goes out: whoever reads the line may signal at once, and
+  // until `process.on` runs, SIGINT and SIGTERM still kill the process (seen under load: exit by
+  // signal instead of 0, when the process was descheduled between the two).
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.stdout.write(`listening on ${listening.address}\n`);
 }
