@@ -4,6 +4,7 @@
 // long-running executables (--help, one `listening on` line, exit 0 on SIGINT/SIGTERM).
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import {
@@ -25,6 +26,26 @@ import {
   type CliResult,
   type Proc,
 } from '../support/processes';
+
+/** lock_get requests the view leader has answered so far, from its /metrics (docs/operations.md). */
+async function lockGetsAnswered(address: string): Promise<number> {
+  const exposition = await new Promise<string>((resolve, reject) => {
+    const request = http.get(`http://${address}/metrics`, { agent: false }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (text += chunk));
+      response.on('end', () => resolve(text));
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+  });
+  let answered = 0;
+  for (const line of exposition.split('\n')) {
+    if (line.startsWith('dht_requests_seconds_count{') && line.includes('endpoint="/lock_get"'))
+      answered += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return answered;
+}
 
 const PORTS = portBlock(3);
 /** Nothing of this file listens there: "no view leader / no server reachable". */
@@ -491,13 +512,16 @@ describe('with a view leader and three servers', () => {
     expect(again.code).toBe(EXIT_OK);
     expect(jsonOf(again)).toEqual({ status: 'ok' });
 
+    const asked = await lockGetsAnswered(viewLeader.address);
     let bobDone = false;
     const bob = client(['--retry-interval', '0.2', 'lock_get', lock, 'bob']).then((r) => {
       bobDone = true;
       return r;
     });
-    // Five of bob's retry intervals: he must still be waiting.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Bob asked, was told no, and asked again (the view leader answered both): he is waiting.
+    await waitFor('bob to ask twice', async () =>
+      (await lockGetsAnswered(viewLeader.address)) >= asked + 2 ? true : undefined,
+    );
     expect(bobDone).toBe(false);
 
     expectOk(await client(['lock_release', lock, 'alice']));
