@@ -26,25 +26,26 @@ import {
   type CliResult,
   type Proc,
 } from '../support/processes';
+import { parsePrometheusText, sumOf } from '../support/prometheus-text';
 
 /** lock_get requests the view leader has answered so far, from its /metrics (docs/operations.md). */
 async function lockGetsAnswered(address: string): Promise<number> {
-  const exposition = await new Promise<string>((resolve, reject) => {
-    const request = http.get(`http://${address}/metrics`, { agent: false }, (response) => {
-      let text = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk: string) => (text += chunk));
-      response.on('end', () => resolve(text));
-      response.on('error', reject);
-    });
+  const text = await new Promise<string>((resolve, reject) => {
+    // Its own connection, bounded: nothing kept alive, no scrape left hanging on a starved process.
+    const request = http.get(
+      `http://${address}/metrics`,
+      { agent: false, timeout: 5_000 },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve(body));
+        response.on('error', reject);
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error('GET /metrics timed out')));
     request.on('error', reject);
   });
-  let answered = 0;
-  for (const line of exposition.split('\n')) {
-    if (line.startsWith('dht_requests_seconds_count{') && line.includes('endpoint="/lock_get"'))
-      answered += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return answered;
+  return sumOf(parsePrometheusText(text), 'dht_requests_seconds_count', { endpoint: '/lock_get' });
 }
 
 const PORTS = portBlock(3);

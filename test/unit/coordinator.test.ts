@@ -125,6 +125,17 @@ describe('all vote yes: accept the commit (ballot 0)', () => {
     expect(c.outcome).toBeUndefined();
   });
 
+  test('one accept, then a timeout and a refusal: unknown, naming what each replica answered', () => {
+    const c = accepting();
+    c.onAcceptAck(0, ACK_TIMEOUT);
+    c.onAcceptAck(1, OK);
+    expect(c.onAcceptAck(2, SUPERSEDED)).toEqual([]);
+    expect(summary(c.outcome)).toBe('unknown');
+    expect(c.outcome?.type === 'failed' && c.outcome.error.message).toBe(
+      'commit accepted by 1 of 3 replicas (timeout; ok; rejected: refused: ballot_superseded): the replicas decide',
+    );
+  });
+
   test.each([
     [0, 1],
     [0, 2],
