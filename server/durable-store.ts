@@ -101,7 +101,15 @@ export class DurableStore implements Store {
     this.group = new GroupCommit<Op>({
       sync: async (ops) => {
         beforeSync?.(ops.length);
-        await db.batch(ops as Op[], { sync: true });
+        // A chained batch, not `db.batch(array)`: abstract-level clones and re-validates every
+        // op of an array batch, which measured 9 us per op on this thread against under 4 here
+        // (docs/performance.md, "Durability"). The ops are ours and already well-formed.
+        const batch = db.batch();
+        for (const op of ops) {
+          if (op.type === 'put') batch.put(op.key, op.value);
+          else batch.del(op.key);
+        }
+        await batch.write({ sync: true });
       },
       // UTF-16 units: an estimate of bytes, enough for a bound.
       bytesOf: (op) => op.key.length + (op.type === 'put' ? op.value.length : 0),
