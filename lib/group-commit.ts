@@ -14,6 +14,13 @@
 //   the dirty pages and a retry can report success for data that never reached the disk
 //   (PostgreSQL's "fsyncgate", 2018). Nothing is ever acknowledged after a failure; the process
 //   must restart and recover from what is on disk.
+// - Two ways in. `write(op)` asks for a sync at once and its promise says when the op is durable.
+//   `queue(op)` does not ask: the op rides on the next sync somebody asks for (a `write`, or a
+//   `flush()`, which asks for everything queued before it), and is synced on its own at the latest
+//   `lazySyncMs` after it was queued. A caller whose answer depends on its writes being durable
+//   queues them and awaits `flush()`; a write nobody waits for (a 2PC commit whose acceptance is
+//   already synced, server/participant.ts) then costs no sync of its own, and no sync started for
+//   it alone delays the next one that somebody does wait for.
 // - "Commit" in dht means the 2PC commit only, so the storage side of this file says "sync".
 // - Everything is bounded: ops and bytes per batch, ops and bytes queued. A write that would pass
 //   the queue's bounds throws at once (`retry`/`storage_busy`) and nothing is queued, so the
@@ -32,6 +39,8 @@ export interface GroupCommitConfig<Op> {
   /** Ops waiting for a sync (not counting the batch being synced). */
   readonly queueOpsMax: number;
   readonly queueBytesMax: number;
+  /** The longest a `queue`d op waits for a sync nobody asked for (ms). */
+  readonly lazySyncMs?: number;
 }
 
 export interface GroupCommitStats {
@@ -60,6 +69,8 @@ export class SyncFailedError extends DhtError {
 }
 
 interface Batch<Op> {
+  /** Batches are numbered in queue order: asking for batch n asks for every batch before it. */
+  readonly seq: number;
   readonly ops: Op[];
   bytes: number;
   readonly durable: Promise<void>;
@@ -71,12 +82,17 @@ type Phase = 'open' | 'closing' | 'closed' | 'failed';
 
 export class GroupCommit<Op> {
   /** Batches not yet handed to `sync`, oldest first; only the last one takes new writes. */
-  private readonly queue: Batch<Op>[] = [];
+  private readonly batches: Batch<Op>[] = [];
   private queuedOps = 0;
   private queuedBytes = 0;
   /** The batch whose sync is in flight. */
   private syncing: Batch<Op> | undefined;
   private scheduled = false;
+  /** Batches up to this `seq` are to be synced without waiting (someone waits for them). */
+  private askedUpTo = 0;
+  private nextSeq = 1;
+  /** Bounds the wait of `queue`d ops nobody asked a sync for. */
+  private lazyTimer: NodeJS.Timeout | undefined;
   private phase: Phase = 'open';
   private failure: SyncFailedError | undefined;
   private syncs = 0;
@@ -97,6 +113,26 @@ export class GroupCommit<Op> {
    * unhandled.
    */
   write(op: Op): Promise<void> {
+    const batch = this.add(op);
+    this.ask(batch.seq);
+    return batch.durable;
+  }
+
+  /**
+   * Queue `op` without asking for a sync: it is made durable by the next sync anybody asks for
+   * (`write`, `flush`), or on its own after `lazySyncMs`. Throws (nothing queued) as `write` does.
+   */
+  queue(op: Op): void {
+    this.add(op);
+    // Unreferenced: it never keeps a process alive, and `close()` syncs whatever is queued.
+    this.lazyTimer ??= setTimeout(() => {
+      this.lazyTimer = undefined;
+      const newest = this.batches.at(-1);
+      if (newest !== undefined) this.ask(newest.seq);
+    }, this.config.lazySyncMs ?? 0).unref();
+  }
+
+  private add(op: Op): Batch<Op> {
     this.checkWritable();
     const bytes = this.config.bytesOf(op);
     assert(Number.isFinite(bytes) && bytes >= 0, 'an op has a size');
@@ -112,28 +148,37 @@ export class GroupCommit<Op> {
         'storage_busy',
       );
     }
-    let batch = this.queue.at(-1);
+    let batch = this.batches.at(-1);
     if (
       batch === undefined ||
       batch.ops.length >= this.config.batchOpsMax ||
       (batch.ops.length > 0 && batch.bytes + bytes > this.config.batchBytesMax)
     ) {
-      batch = newBatch<Op>();
-      this.queue.push(batch);
+      batch = newBatch<Op>(this.nextSeq++);
+      this.batches.push(batch);
     }
     batch.ops.push(op);
     batch.bytes += bytes;
     this.queuedOps++;
     this.queuedBytes += bytes;
-    this.schedule();
-    return batch.durable;
+    return batch;
   }
 
   /** Resolves once every write queued so far is durable; rejects if any of them failed. */
   flush(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    const newest = this.queue.at(-1) ?? this.syncing;
-    return newest === undefined ? Promise.resolve() : newest.durable;
+    const queued = this.batches.at(-1);
+    if (queued !== undefined) {
+      this.ask(queued.seq);
+      return queued.durable;
+    }
+    return this.syncing === undefined ? Promise.resolve() : this.syncing.durable;
+  }
+
+  /** Somebody waits for batch `seq` (and so for every batch before it): sync without delay. */
+  private ask(seq: number): void {
+    if (seq > this.askedUpTo) this.askedUpTo = seq;
+    this.schedule();
   }
 
   /** Refuse new writes, then wait until every queued write is durable (or failed). */
@@ -167,6 +212,11 @@ export class GroupCommit<Op> {
     };
   }
 
+  private stopLazyTimer(): void {
+    if (this.lazyTimer !== undefined) clearTimeout(this.lazyTimer);
+    this.lazyTimer = undefined;
+  }
+
   /** Throws the reason a write cannot be queued now, if any. */
   checkWritable(): void {
     if (this.failure !== undefined) throw this.failure;
@@ -189,8 +239,11 @@ export class GroupCommit<Op> {
   private startNext(): void {
     assert(this.syncing === undefined, 'one sync at a time');
     if (this.failure !== undefined) return;
-    const batch = this.queue.shift();
-    if (batch === undefined) return;
+    const head = this.batches[0];
+    // Nobody waits for the head batch yet (only `queue`d ops): it waits for an ask or its timer.
+    if (head === undefined || head.seq > this.askedUpTo) return;
+    const batch = this.batches.shift()!;
+    if (this.batches.length === 0) this.stopLazyTimer();
     assert(batch.ops.length >= 1, 'a queued batch is never empty');
     this.queuedOps -= batch.ops.length;
     this.queuedBytes -= batch.bytes;
@@ -227,14 +280,15 @@ export class GroupCommit<Op> {
       cause: err,
     });
     this.phase = 'failed';
+    this.stopLazyTimer();
     batch.reject(this.failure);
-    for (const queued of this.queue.splice(0)) queued.reject(this.failure);
+    for (const queued of this.batches.splice(0)) queued.reject(this.failure);
     this.queuedOps = 0;
     this.queuedBytes = 0;
   }
 }
 
-function newBatch<Op>(): Batch<Op> {
+function newBatch<Op>(seq: number): Batch<Op> {
   let resolve!: () => void;
   let reject!: (err: Error) => void;
   const durable = new Promise<void>((res, rej) => {
@@ -244,5 +298,5 @@ function newBatch<Op>(): Batch<Op> {
   // Many writers share this promise and some never await it (they await flush()): a rejection
   // must not surface as an unhandled one. Writers that do await it still see the rejection.
   durable.catch(() => {});
-  return { ops: [], bytes: 0, durable, resolve, reject };
+  return { seq, ops: [], bytes: 0, durable, resolve, reject };
 }

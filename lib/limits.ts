@@ -178,6 +178,13 @@ export const STORE_QUEUE_OPS_MAX = 4 * STORE_BATCH_OPS_MAX;
  */
 export const STORE_BULK_WRITES_PER_SYNC = STORE_BATCH_OPS_MAX;
 export const STORE_QUEUE_BYTES_MAX = 8 * STORE_BATCH_BYTES_MAX;
+/**
+ * A write nobody waits for (a 2PC commit whose acceptance is synced already; records that only
+ * tidy up) rides on the next sync somebody asks for, and waits at most this long for one before
+ * it is synced on its own (lib/group-commit.ts). Nothing depends on it being durable sooner; the
+ * bound only keeps the disk close behind memory on a server that turns idle.
+ */
+export const STORE_LAZY_SYNC_MS = 50;
 
 /**
  * The view leader saves each step's changes (a request's, or a tick's) as one unit, and syncs

@@ -6,9 +6,11 @@
 // - Memory is the read path, LevelDB the record. The Store interface is synchronous and its
 //   callers stay as they are, so the whole bucket (and every record table) is kept in memory, as
 //   MemoryStore already does, and loaded by one scan at open (100,000 keys: well under a second).
-// - Writes change memory at once and queue their LevelDB op; they return without waiting. One
-//   LevelDB batch with `sync: true` (log append + fdatasync) stores everything queued while the
-//   previous sync ran (lib/group-commit.ts), so concurrent requests share one sync.
+// - Writes change memory at once and queue their LevelDB op; they return without waiting and ask
+//   for no sync. One LevelDB batch with `sync: true` (log append + fdatasync) stores everything
+//   queued while the previous sync ran (lib/group-commit.ts), so concurrent requests share one
+//   sync; a sync starts once somebody awaits `flush()`, or STORE_LAZY_SYNC_MS after a write that
+//   nobody awaits, which therefore costs no sync of its own.
 // - Durability is awaited separately: `flush()` resolves once every write made before the call
 //   is on disk. The shell's rule: a request that changed state answers only after
 //   `await store.flush()` (a yes vote, a commit, a local set, a delete, a received transfer). A
@@ -44,6 +46,7 @@ import { FORMAT_KEY, openLevelDir, StoreOpenError } from '../lib/level-dir';
 import {
   STORE_BATCH_BYTES_MAX,
   STORE_BATCH_OPS_MAX,
+  STORE_LAZY_SYNC_MS,
   STORE_QUEUE_BYTES_MAX,
   STORE_QUEUE_OPS_MAX,
 } from '../lib/limits';
@@ -117,6 +120,7 @@ export class DurableStore implements Store {
       batchBytesMax: STORE_BATCH_BYTES_MAX,
       queueOpsMax: STORE_QUEUE_OPS_MAX,
       queueBytesMax: STORE_QUEUE_BYTES_MAX,
+      lazySyncMs: STORE_LAZY_SYNC_MS,
     });
   }
 
@@ -312,10 +316,13 @@ export class DurableStore implements Store {
     this.bucket.set(key, copy);
   }
 
-  /** Queue `op`; throws (and nothing changes) when the queue is full or a sync failed. */
+  /**
+   * Queue `op` for a sync; throws (and nothing changes) when the queue is full or a sync failed.
+   * It asks for no sync: whoever needs it durable awaits `flush()`, which does (lib/group-commit.ts).
+   */
   private enqueue(op: Op): void {
     this.checkUsable();
-    void this.group.write(op); // awaited through flush(); never an unhandled rejection
+    this.group.queue(op);
   }
 
   /** Read every entry but the format marker into memory; returns how many. */

@@ -117,6 +117,75 @@ describe('sharing syncs', () => {
   });
 });
 
+describe('queued writes nobody waits for', () => {
+  test('ask for no sync: they ride on the next one a write or a flush asks for', async () => {
+    const disk = new FakeDisk();
+    const group = groupCommit(disk, { lazySyncMs: 60_000 });
+    group.queue('tidy 1');
+    group.queue('tidy 2');
+    await settle();
+    expect(disk.syncs).toEqual([]); // nobody asked
+    const vote = group.write('vote');
+    await settle();
+    expect(disk.syncs).toEqual([['tidy 1', 'tidy 2', 'vote']]);
+    disk.finish();
+    await vote;
+
+    group.queue('tidy 3');
+    const flushed = group.flush(); // asks for everything queued before it
+    await settle();
+    expect(disk.syncs[1]).toEqual(['tidy 3']);
+    disk.finish();
+    await flushed;
+    await group.close();
+  });
+
+  test('do not start a sync of their own after one finishes: the next ask takes them along', async () => {
+    const disk = new FakeDisk();
+    const group = groupCommit(disk, { lazySyncMs: 60_000 });
+    const first = group.write('vote 1');
+    await settle();
+    group.queue('commit 1'); // arrives during the sync of vote 1
+    disk.finish();
+    await first;
+    await settle();
+    expect(disk.inFlight).toBe(0); // no sync started for the commit alone
+    const second = group.write('vote 2');
+    await settle();
+    expect(disk.syncs).toEqual([['vote 1'], ['commit 1', 'vote 2']]);
+    disk.finish();
+    await second;
+    await group.close();
+  });
+
+  test('are synced on their own once lazySyncMs has passed without an ask', async () => {
+    const disk = new FakeDisk();
+    const group = groupCommit(disk, { lazySyncMs: 20 });
+    group.queue('tidy');
+    await settle();
+    expect(disk.syncs).toEqual([]);
+    const deadline = Date.now() + 5_000;
+    while (disk.syncs.length === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(disk.syncs).toEqual([['tidy']]);
+    disk.finish();
+    await group.flush();
+    await group.close();
+  });
+
+  test('close syncs them', async () => {
+    const disk = new FakeDisk();
+    const group = groupCommit(disk, { lazySyncMs: 60_000 });
+    group.queue('tidy');
+    const closed = group.close();
+    await settle();
+    expect(disk.syncs).toEqual([['tidy']]);
+    disk.finish();
+    await closed;
+  });
+});
+
 describe('a failed sync', () => {
   test('rejects every writer of its batch and of the batches behind it; nothing is acknowledged', async () => {
     const disk = new FakeDisk();
