@@ -7,13 +7,13 @@
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { RequestSigner, Secret, sha256Hex } from '../../lib/auth';
 import { useSecret } from '../../lib/http-auth';
 import { ServerApi, TransportApi, ViewLeaderApi } from '../../lib/messages';
 import { Cluster } from '../support/cluster';
+import { httpRequest } from '../support/http-request';
 import { ViewLeaderMembers, queryMember } from '../support/viewleader-group';
 import { killAll, portBlock, runToExit, startProcess, waitFor } from '../support/processes';
 
@@ -306,28 +306,12 @@ describe('every endpoint of every process refuses with 401 and changes nothing',
     // A GET signed with no body, sent with one (node:http: fetch sends no body with a GET).
     const UNSIGNED_BODY = 'a body nobody signed';
     const get = signed(server, '/kv/stripped', undefined, 'GET');
-    const withBody = await new Promise<Answer>((resolve, reject) => {
-      const [host, port] = server.split(':');
-      const request = http.request(
-        {
-          host,
-          port: Number(port),
-          path: get.target,
-          method: 'GET',
-          // Framed by its length: Node sends a GET's body unframed otherwise.
-          headers: { ...get.headers, 'content-length': String(Buffer.byteLength(UNSIGNED_BODY)) },
-        },
-        (response) => {
-          let text = '';
-          response.setEncoding('utf8').on('data', (d: string) => (text += d));
-          response.on('end', () =>
-            resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }),
-          );
-        },
-      );
-      request.once('error', reject);
-      request.end(UNSIGNED_BODY);
+    const reply = await httpRequest(server, get.target, {
+      body: UNSIGNED_BODY,
+      // Framed by its length: Node sends a GET's body unframed otherwise.
+      headers: { ...get.headers, 'content-length': String(Buffer.byteLength(UNSIGNED_BODY)) },
     });
+    const withBody: Answer = { status: reply.status, body: JSON.parse(reply.body) };
     expect401('GET with a body added', withBody);
     expect(await send(signed(server, '/kv/stripped', undefined, 'GET'))).toEqual({
       status: 200,

@@ -4,7 +4,6 @@
 // long-running executables (--help, one `listening on` line, exit 0 on SIGINT/SIGTERM).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import {
@@ -26,26 +25,13 @@ import {
   type CliResult,
   type Proc,
 } from '../support/processes';
+import { httpRequest } from '../support/http-request';
 import { parsePrometheusText, sumOf } from '../support/prometheus-text';
 
 /** lock_get requests the view leader has answered so far, from its /metrics (docs/operations.md). */
 async function lockGetsAnswered(address: string): Promise<number> {
-  const text = await new Promise<string>((resolve, reject) => {
-    // Its own connection, bounded: nothing kept alive, no scrape left hanging on a starved process.
-    const request = http.get(
-      `http://${address}/metrics`,
-      { agent: false, timeout: 5_000 },
-      (response) => {
-        let body = '';
-        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => resolve(body));
-        response.on('error', reject);
-      },
-    );
-    request.on('timeout', () => request.destroy(new Error('GET /metrics timed out')));
-    request.on('error', reject);
-  });
-  return sumOf(parsePrometheusText(text), 'dht_requests_seconds_count', { endpoint: '/lock_get' });
+  const { body } = await httpRequest(address, '/metrics');
+  return sumOf(parsePrometheusText(body), 'dht_requests_seconds_count', { endpoint: '/lock_get' });
 }
 
 const PORTS = portBlock(3);

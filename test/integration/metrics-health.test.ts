@@ -4,11 +4,11 @@
 // took in, a replicated view leader member whose peers are all down).
 
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Health, type ServerHealth, type ViewLeaderHealth } from '../../lib/messages';
 import { startClusterInSlot, PORTS_PER_TEST, expectCode, type Cluster } from '../support/cluster';
+import { httpRequest, type HttpReply } from '../support/http-request';
 import { cleanupProcessesAfterAll, portBlock, startProcess, waitFor } from '../support/processes';
 import { parsePrometheusText, sumOf, valueOf, type Exposition } from '../support/prometheus-text';
 import { ViewLeaderMembers } from '../support/viewleader-group';
@@ -30,34 +30,14 @@ function tempDir(): string {
   return dir;
 }
 
-interface Reply {
-  readonly status: number;
-  readonly contentType: string;
-  readonly body: string;
-}
-
-/** One HTTP request on its own connection (nothing kept alive towards processes killed later). */
-function request(address: string, method: string, target: string, body?: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      `http://${address}${target}`,
-      { method, agent: false, timeout: HTTP_TIMEOUT_MS },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            contentType: res.headers['content-type'] ?? '',
-            body: text,
-          }),
-        );
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${target} timed out`)));
-    req.on('error', reject);
-    req.end(body);
-  });
+/** One request on its own connection (nothing kept alive towards processes killed later). */
+function request(
+  address: string,
+  method: string,
+  target: string,
+  body?: string,
+): Promise<HttpReply> {
+  return httpRequest(address, target, { method, body, timeoutMs: HTTP_TIMEOUT_MS });
 }
 
 async function scrape(address: string): Promise<{ text: string; exposition: Exposition }> {
