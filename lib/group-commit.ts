@@ -19,8 +19,9 @@
 //   `flush()`, which asks for everything queued before it), and is synced on its own at the latest
 //   `lazySyncMs` after it was queued. A caller whose answer depends on its writes being durable
 //   queues them and awaits `flush()`; a write nobody waits for (a 2PC commit whose acceptance is
-//   already synced, server/participant.ts) then costs no sync of its own, and no sync started for
-//   it alone delays the next one that somebody does wait for.
+//   already synced, server/participant.ts) then costs no sync of its own while others are asked
+//   for, and the next vote no longer waits behind a sync started for it alone (only the timer's,
+//   on a server that went quiet, is such a sync).
 // - "Commit" in dht means the 2PC commit only, so the storage side of this file says "sync".
 // - Everything is bounded: ops and bytes per batch, ops and bytes queued. A write that would pass
 //   the queue's bounds throws at once (`retry`/`storage_busy`) and nothing is queued, so the
@@ -39,7 +40,7 @@ export interface GroupCommitConfig<Op> {
   /** Ops waiting for a sync (not counting the batch being synced). */
   readonly queueOpsMax: number;
   readonly queueBytesMax: number;
-  /** The longest a `queue`d op waits for a sync nobody asked for (ms). */
+  /** The longest a `queue`d op waits for a sync nobody asked for (ms; 0, the next turn, unless given). */
   readonly lazySyncMs?: number;
 }
 
