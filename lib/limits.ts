@@ -237,13 +237,15 @@ export const VIEWLEADER_RETRY_MS = 100;
 /**
  * Metrics (lib/metrics.ts). Request latency buckets in seconds: from a 0.5 ms loopback read to
  * the client's 2 s timeout and beyond (a /kv setr that waits out a commit); 14 buckets keep a
- * series per (endpoint, outcome) small. The event loop delay is sampled every this many ms
- * (prom-client's default).
+ * series per (endpoint, outcome) small. The event loop delay is sampled every this many ms:
+ * 10 samples a second, hundreds per scrape. Not prom-client's default of 10 ms: on these machines
+ * each wakeup costs about 90 us, so 10 ms sampling alone took 8 ms of CPU a second from every idle
+ * process, a third of an idle server's (docs/performance.md, "Idle cost").
  */
 export const REQUEST_SECONDS_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ] as const;
-export const EVENT_LOOP_MONITORING_MS = 10;
+export const EVENT_LOOP_MONITORING_MS = 100;
 
 // ---- the operator's view (`dht-client status`, the view leader's page) --------------------------
 
