@@ -3,7 +3,7 @@
 // accepts. Loading and compiling some 200 modules is most of what it costs to start a process
 // (docs/performance.md, "Process start"); one bundle and its cache skip most of it. A missing,
 // stale or rejected cache only costs that time again: the source is always the bundle, never the
-// cache. Without a bundle (a build by tsc alone) the unbundled main.js runs as before.
+// cache. Without a bundle (tools/transpile.mjs run alone) the unbundled main.js runs as before.
 //
 // `DHT_CODE_CACHE=write` (the build's warm-up runs only) writes the cache of every function the
 // process compiled when it exits.

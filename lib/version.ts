@@ -1,5 +1,5 @@
 // The package's version, for `--version` on every executable. Read from package.json at run time,
-// found by walking up from this file: dist/lib/ under tsc, or wherever a bundle puts it.
+// found by walking up from this file: dist/lib/ unbundled, or wherever a bundle puts it.
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

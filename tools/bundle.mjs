@@ -1,4 +1,4 @@
-// Build step (npm run build, after tsc): bundle each executable into one minified file
+// Build step (npm run build, after tools/transpile.mjs): bundle each executable into one minified file
 // (dist/client/cli.js, dist/server/server.js, dist/viewleader/viewleader.js), which bin/dht-*
 // load through dist/*/launch.js (lib/bundle-launch.ts); then run a view leader, a server and the
 // client once on loopback as a cluster of their own, writing V8's code cache of each

@@ -52,7 +52,7 @@ test('the bundle runs as a module of its own folder; the unbundled entry point d
   });
 });
 
-test('no bundle (a build by tsc alone): the unbundled entry point runs', () => {
+test('no bundle (tools/transpile.mjs run alone): the unbundled entry point runs', () => {
   const unbundled = jest.fn();
   expect(launchBundle(path.join(dir, 'missing.js'), unbundled)).toBeUndefined();
   expect(unbundled).toHaveBeenCalledTimes(1);
