@@ -3,7 +3,6 @@
 // notice), the locks and their queues, and the expired IDs. A directory another view leader uses,
 // or one it cannot read, stops the start with one clear error line and a non-zero exit.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,8 +13,10 @@ import {
   portBlock,
   ROOT,
   startProcess,
+  startWatched,
   waitFor,
   type Proc,
+  type Watched,
 } from '../support/processes';
 
 cleanupProcessesAfterAll();
@@ -217,38 +218,13 @@ test('a failed sync: it serves reads of what is on disk, refuses every change, a
 
 // ---- starts that must fail ----------------------------------------------------------------------
 
-interface Run {
-  readonly child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  readonly exited: Promise<number | null>;
-}
-
-const runs = new Set<ChildProcess>();
-afterEach(() => {
-  for (const child of runs) if (child.exitCode === null) child.kill('SIGKILL');
-  runs.clear();
-});
-
 /** `bin/dht-viewleader args...` in `cwd`, watched to its end. */
-function run(args: string[], cwd = ROOT): Run {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'dht-viewleader'), ...args], {
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  runs.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+function run(args: string[], cwd = ROOT): Watched {
+  return startWatched('dht-viewleader', args, { cwd });
 }
 
 /** The start failed: exit `code`, nothing on stdout, one `ERROR: ...` line on stderr; that line. */
-async function refusedToStart(attempt: Run, code = 1): Promise<string> {
+async function refusedToStart(attempt: Watched, code = 1): Promise<string> {
   expect(await attempt.exited).toBe(code);
   expect(attempt.stdout()).toBe('');
   expect(attempt.stderr()).toMatch(/^ERROR: [^\n]+\n$/);

@@ -1,9 +1,7 @@
 // The view leader as a real process, driven over HTTP: here the test plays the servers that
 // heartbeat, report rebalancing done and take locks.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
-import path from 'node:path';
 import { DhtError } from '../../lib/errors';
 import { call } from '../../lib/http-client';
 import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../../lib/limits';
@@ -11,10 +9,11 @@ import { ViewLeaderApi, type View } from '../../lib/messages';
 import {
   cleanupProcessesAfterAll,
   portBlock,
-  ROOT,
   startProcess,
+  startWatched,
   waitFor,
   type Proc,
+  type Watched,
 } from '../support/processes';
 
 cleanupProcessesAfterAll();
@@ -68,33 +67,8 @@ async function refusal(promise: Promise<unknown>): Promise<{ kind: string; reaso
 
 // ---- processes run to their end (usage errors, --help, a taken port, signals) -------------------
 
-interface Run {
-  readonly child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  readonly exited: Promise<number | null>;
-}
-
-const runs = new Set<ChildProcess>();
-afterEach(() => {
-  for (const child of runs) if (child.exitCode === null) child.kill('SIGKILL');
-  runs.clear();
-});
-
-function run(args: string[]): Run {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'dht-viewleader'), ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  runs.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) =>
-    child.once('exit', (code) => resolve(code)),
-  );
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+function run(args: string[]): Watched {
+  return startWatched('dht-viewleader', args);
 }
 
 describe('the process', () => {

@@ -138,35 +138,66 @@ export function runClient(
   return runToExit('dht-client', args, stdin, env);
 }
 
+/** A process watched as it runs: what it has printed so far, and its exit. */
+export interface Watched {
+  readonly child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Its exit code (null if a signal ended it), once it has exited and its output is read. */
+  readonly exited: Promise<number | null>;
+}
+
+export interface WatchOptions {
+  /** Working directory; the repository's root unless given. */
+  readonly cwd?: string;
+  /** Added to the test's environment. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Written to its stdin, which is then closed (closed at once without it). */
+  readonly stdin?: string;
+}
+
+/**
+ * Start `bin/NAME args...` exactly as given (no `--in-memory` is added) and watch it, without
+ * waiting for anything: a start that must fail, the exact lines a process prints, the code it
+ * exits with on a signal. Killed by `killAll` like the others if it does not end by itself.
+ */
+export function startWatched(name: string, args: string[], options: WatchOptions = {}): Watched {
+  const { cwd = ROOT, env, stdin = '' } = options;
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', name), ...args], {
+    cwd,
+    env: env === undefined ? process.env : { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // 'close', not 'exit': by then stdout and stderr have been read to their end.
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => {
+      running.delete(child);
+      resolve(code);
+    });
+  });
+  child.stdin.end(stdin);
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
 /**
  * Run `bin/NAME args...` to completion (a start that must fail, say), exactly as given: no
- * `--in-memory` is added; `env` is added to the test's environment. Killed by `killAll` like the
- * others if it does not end by itself.
+ * `--in-memory` is added; `env` is added to the test's environment.
  */
-export function runToExit(
+export async function runToExit(
   name: string,
   args: string[],
   stdin?: string,
   env?: Readonly<Record<string, string>>,
 ): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', name), ...args], {
-      cwd: ROOT,
-      env: env === undefined ? process.env : { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    running.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      running.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(stdin ?? '');
-  });
+  const watched = startWatched(name, args, { stdin, env });
+  const code = await watched.exited;
+  return { code, stdout: watched.stdout(), stderr: watched.stderr() };
 }
 
 /** Poll `check` until it returns a value other than undefined, or fail after `timeoutMs`. */
