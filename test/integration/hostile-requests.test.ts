@@ -13,11 +13,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
 import { ERROR_KINDS, type ErrorKind } from '../../lib/errors';
 import { VERSION_CLAIM_MAX, VERSION_MAX } from '../../lib/limits';
-import { ViewLeaderApi } from '../../lib/messages';
+import { StatusResponse, ValueResponse, ViewLeaderApi, type View } from '../../lib/messages';
 import { probeAddress } from '../../viewleader/address-probe';
 import { Cluster } from '../support/cluster';
+import { requestJson, type JsonReply } from '../support/http-request';
 import { killAll, portBlock, waitFor, type Proc } from '../support/processes';
 
 const PORTS = portBlock(10);
@@ -25,19 +27,9 @@ const CLAIM = VERSION_CLAIM_MAX;
 /** setr may meet a rebalancing if a heartbeat is late on a busy machine: wait it out. */
 const WAIT = ['--wait', '10', '--timeout', '10'];
 
-interface Answer {
-  readonly status: number;
-  readonly body: unknown;
-}
-
-async function post(address: string, path: string, body: unknown): Promise<Answer> {
-  const response = await fetch(`http://${address}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, body: JSON.parse(text) as unknown };
+/** POST `body` as JSON, unsigned, as anyone on the network could. */
+function post(address: string, path: string, body: unknown): Promise<JsonReply> {
+  return requestJson(address, path, { body });
 }
 
 async function ok<T>(address: string, path: string, body: unknown): Promise<T> {
@@ -46,27 +38,11 @@ async function ok<T>(address: string, path: string, body: unknown): Promise<T> {
   return answer.body as T;
 }
 
-interface Status {
-  serverId: string;
-  address: string;
-  epoch: number;
-  rebalancing: boolean;
-  keyCount: number;
-  pendingTransactions: number;
-}
-interface ViewBody {
-  epoch: number;
-  servers: { id: string; address: string }[];
-  rebalancing: boolean;
-}
-interface Held {
-  value: string;
-  version: number;
-}
+type Status = z.infer<typeof StatusResponse>;
+type Held = z.infer<typeof ValueResponse>;
 
 const status = (server: Proc): Promise<Status> => ok<Status>(server.address, '/status', {});
-const view = (leader: Proc): Promise<ViewBody> =>
-  ok<ViewBody>(leader.address, '/query_servers', {});
+const view = (leader: Proc): Promise<View> => ok<View>(leader.address, '/query_servers', {});
 const get = async (server: Proc, key: string): Promise<Held | undefined> => {
   const answer = await post(server.address, '/get', { key });
   return answer.status === 404 ? undefined : (answer.body as Held);
@@ -91,7 +67,7 @@ const startCluster = (
  * The view as the view leader sends it, once it lists exactly the cluster's live servers, and
  * neither they nor the view leader rebalance.
  */
-async function settled(cluster: Cluster): Promise<ViewBody> {
+async function settled(cluster: Cluster): Promise<View> {
   await cluster.settled(cluster.servers.size);
   return view(cluster.viewLeader);
 }
@@ -100,8 +76,8 @@ async function settled(cluster: Cluster): Promise<ViewBody> {
  * Refused with a JSON error of this kind and reason, at the kind's status (lib/errors.ts): 400 for
  * an `invalid` claim, 503 for a `retry` ("refused for now, nothing done"), 409 for `rejected`.
  */
-function expectRefused(answer: Answer, kind: ErrorKind, reason: string): void {
-  expect(answer).toEqual({
+function expectRefused(answer: JsonReply, kind: ErrorKind, reason: string): void {
+  expect({ status: answer.status, body: answer.body }).toEqual({
     status: ERROR_KINDS[kind].httpStatus,
     body: { kind, reason, error: expect.any(String) },
   });
@@ -132,7 +108,7 @@ describe('versions a request claims', () => {
     await killAll();
   });
 
-  const transfer = async (key: string, version: number, sourceId = 'anyone'): Promise<Answer> =>
+  const transfer = async (key: string, version: number, sourceId = 'anyone'): Promise<JsonReply> =>
     post(first.address, '/transfer', {
       epoch: (await status(first)).epoch,
       sourceId,
@@ -321,7 +297,7 @@ describe('a heartbeat with a new ID from a live server address', () => {
     await killAll();
   });
 
-  const forgedHeartbeat = (address: string): Promise<Answer> =>
+  const forgedHeartbeat = (address: string): Promise<JsonReply> =>
     post(leader.address, ViewLeaderApi.heartbeat.path, { serverId: randomUUID(), address });
 
   test('is refused (503 retry / address_in_use) and the live server stays, same ID, same epoch', async () => {

@@ -1,5 +1,5 @@
 // Every HTTP endpoint of a real server and a real view leader (lib/messages.ts: ServerApi,
-// ViewLeaderApi), asked straight with fetch. The contract (/work/shared/contract.md, "Keys and
+// ViewLeaderApi), asked straight over HTTP. The contract (/work/shared/contract.md, "Keys and
 // values"): a malformed request on any endpoint, or a key or value out of bounds, gets a 4xx
 // answer with a JSON error message and changes nothing; no process crashes or answers 5xx on bad
 // input. Then the protocol answers that the client and the rebalancer rely on: epoch and server
@@ -14,9 +14,11 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { z } from 'zod';
 import { RequestSigner, Secret, sha256Hex } from '../../lib/auth';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '../../lib/limits';
-import { ServerApi, ViewLeaderApi } from '../../lib/messages';
+import { ServerApi, StatusResponse, ViewLeaderApi, type View } from '../../lib/messages';
+import { requestJson, type JsonReply } from '../support/http-request';
 import { killAll, portBlock, startProcess, waitFor, type Proc } from '../support/processes';
 
 const PORTS = portBlock(4);
@@ -30,43 +32,28 @@ const VALUE_TOO_LARGE = 'v'.repeat(VALUE_BYTES_MAX + 1);
 /** Fewer characters than the bound, one byte more. */
 const VALUE_TOO_LARGE_WIDE = `${'é'.repeat(VALUE_BYTES_MAX / 2)}v`;
 
-interface Answer {
-  readonly status: number;
-  readonly contentType: string;
-  readonly body: unknown;
-}
+type Answer = JsonReply;
 
 /** The processes started with a secret: every request to them is signed. */
 const signedAddresses = new Set<string>();
 let signer: RequestSigner | undefined;
 
-/** POST `body` (a string is sent as is, anything else as JSON). */
-async function post(address: string, target: string, body: unknown): Promise<Answer> {
+/** POST `body` (a string is sent as is, anything else as JSON), signed where a secret is set. */
+function post(address: string, target: string, body: unknown): Promise<Answer> {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  const auth =
+  const headers =
     signer !== undefined && signedAddresses.has(address)
       ? signer.headers(
           { method: 'POST', host: address, target, bodyDigest: sha256Hex(text) },
           Date.now(),
         )
       : {};
-  const response = await fetch(`http://${address}${target}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...auth },
-    body: text,
-  });
-  return answerOf(response);
+  return requestJson(address, target, { body: text, headers });
 }
 
-async function answerOf(response: Response): Promise<Answer> {
-  const text = await response.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // left as text: the assertions below say what was expected
-  }
-  return { status: response.status, contentType: response.headers.get('content-type') ?? '', body };
+/** GET `target`, unsigned. */
+function get(address: string, target: string): Promise<Answer> {
+  return requestJson(address, target, { method: 'GET' });
 }
 
 /** 200 with a JSON body; returns the body. */
@@ -329,26 +316,14 @@ let securedViewLeader: Proc;
 let securedServer: Proc;
 let secretDir: string;
 
-interface Status {
-  serverId: string;
-  address: string;
-  epoch: number;
-  rebalancing: boolean;
-  keyCount: number;
-  pendingTransactions: number;
-}
-interface ViewBody {
-  epoch: number;
-  servers: { id: string; address: string }[];
-  rebalancing: boolean;
-}
+type Status = z.infer<typeof StatusResponse>;
 
 const status = (at = server): Promise<Status> => ok<Status>(at.address, '/status', {});
 
 /** The server and the view leader agree on the epoch and nothing is rebalancing. */
 async function settled(at = server, leader = viewLeader): Promise<Status> {
   return waitFor('a settled view', async () => {
-    const view = (await post(leader.address, '/query_servers', {})).body as ViewBody;
+    const view = (await post(leader.address, '/query_servers', {})).body as View;
     const here = await status(at);
     const inView = view.servers.some((s) => s.id === here.serverId);
     return inView && !view.rebalancing && !here.rebalancing && here.epoch === view.epoch
@@ -369,7 +344,7 @@ async function snapshot(at = server, leader = viewLeader): Promise<Snapshot> {
   const [keys, here, view, deadlocks] = await Promise.all([
     ok<{ keys: string[] }>(at.address, '/query_all_keys', {}),
     status(at),
-    ok<ViewBody>(leader.address, '/query_servers', {}),
+    ok<View>(leader.address, '/query_servers', {}),
     ok<{ cycles: unknown }>(leader.address, '/deadlocks', {}),
   ]);
   return {
@@ -490,8 +465,7 @@ describe.each([
   );
 
   test.each(paths.map((p) => [p]))('GET %s gets 4xx JSON', async (path) => {
-    const response = await fetch(`http://${proc().address}${path}`);
-    expectRejected(`GET ${path}`, await answerOf(response));
+    expectRejected(`GET ${path}`, await get(proc().address, path));
   });
 
   test('an unknown path gets 404 JSON', async () => {
@@ -499,9 +473,9 @@ describe.each([
     expect(answer.status).toBe(404);
     expectRejected('POST /no_such_endpoint', answer);
     // (GET / is the view leader's page.) Unsigned, it is refused first where a secret is set.
-    const get = await answerOf(await fetch(`http://${proc().address}/no_such_page`));
-    expect(get.status).toBe(signedAddresses.has(proc().address) ? 401 : 404);
-    expectRejected('GET /no_such_page', get);
+    const page = await get(proc().address, '/no_such_page');
+    expect(page.status).toBe(signedAddresses.has(proc().address) ? 401 : 404);
+    expectRejected('GET /no_such_page', page);
   });
 
   test('a body larger than any request may be gets 4xx JSON', async () => {

@@ -54,3 +54,41 @@ export function httpRequest(
     request.end(options.body);
   });
 }
+
+/** An answer read as JSON where it parses (left as text where it does not). */
+export interface JsonReply {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: unknown;
+}
+
+export interface JsonRequestOptions {
+  /** POST unless given. */
+  readonly method?: string;
+  /** Sent as JSON; a string is sent exactly as given, well-formed or not. None: no body. */
+  readonly body?: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** A request with a JSON body (if any); the answer's body parsed as JSON where it parses. */
+export async function requestJson(
+  address: string,
+  target: string,
+  options: JsonRequestOptions = {},
+): Promise<JsonReply> {
+  const { method = 'POST', body, headers = {} } = options;
+  const text =
+    body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  const reply = await httpRequest(address, target, {
+    method,
+    body: text,
+    headers: text === undefined ? headers : { 'content-type': 'application/json', ...headers },
+  });
+  let parsed: unknown = reply.body;
+  try {
+    parsed = JSON.parse(reply.body);
+  } catch {
+    // left as text: the test's assertions say what was expected
+  }
+  return { status: reply.status, contentType: reply.contentType, body: parsed };
+}
