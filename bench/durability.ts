@@ -47,6 +47,7 @@ import {
   type SdkOp,
 } from './sdk';
 import {
+  caseFigures,
   errorMessage,
   fmt,
   killChild,
@@ -56,6 +57,7 @@ import {
   startChild,
   waitForView,
   withCluster,
+  type CaseFigures,
   type LoadResult,
   type StartedChild,
   type Table,
@@ -135,18 +137,9 @@ export interface SyncFigure {
   readonly perSetr: number;
 }
 
-export interface DurabilityCase {
+export interface DurabilityCase extends CaseFigures {
   readonly op: SdkOp;
-  readonly concurrency: number;
   readonly storage: Storage;
-  readonly ops: number;
-  readonly errors: number;
-  readonly firstErrors: readonly string[];
-  readonly opsPerSec: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly p999Ms: number;
-  readonly maxMs: number;
   readonly viewLeaderRequests: number;
   /** Durable setr only; null where the syscalls could not be counted (see `syncs.note`). */
   readonly syncs: SyncFigure | null;
@@ -337,7 +330,7 @@ async function measureLoad(options: DurabilityOptions, dataRoot: string): Promis
                   }
                 : undefined,
             });
-            cases.push(durabilityCase(op, concurrency, storage, result, viewLeaderRequests, syncs));
+            cases.push(durabilityCase(op, storage, result, viewLeaderRequests, syncs));
           }
         }
       }
@@ -436,7 +429,6 @@ function syncFigure(counts: SyncCounts, r: LoadResult): SyncFigure {
 
 function durabilityCase(
   op: SdkOp,
-  concurrency: number,
   storage: Storage,
   r: LoadResult,
   viewLeaderRequests: number,
@@ -444,16 +436,8 @@ function durabilityCase(
 ): DurabilityCase {
   return {
     op,
-    concurrency,
     storage,
-    ops: r.ops,
-    errors: r.errors,
-    firstErrors: r.firstErrors,
-    opsPerSec: r.opsPerSec,
-    p50Ms: r.latency.p50Ms,
-    p99Ms: r.latency.p99Ms,
-    p999Ms: r.latency.p999Ms,
-    maxMs: r.latency.maxMs,
+    ...caseFigures(r),
     viewLeaderRequests,
     syncs,
   };

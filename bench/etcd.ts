@@ -34,6 +34,7 @@ import { initHashing } from '../lib/hash';
 import { filesystemOf } from './durability';
 import { CountingClient, preloadWith, startSettledCluster, strideOver } from './sdk';
 import {
+  caseFigures,
   cpuSeconds,
   errorMessage,
   fmt,
@@ -42,6 +43,7 @@ import {
   terminateChild,
   track,
   withCluster,
+  type CaseFigures,
   type LoadResult,
   type Table,
 } from './stats';
@@ -114,18 +116,9 @@ const OP_NAMES: Readonly<Record<PeerOp, { readonly etcd: string; readonly dht: s
   read: { etcd: 'get (linearizable)', dht: 'getr' },
 };
 
-export interface PeerCase {
+export interface PeerCase extends CaseFigures {
   readonly system: PeerSystem;
   readonly op: PeerOp;
-  readonly concurrency: number;
-  readonly ops: number;
-  readonly errors: number;
-  readonly firstErrors: readonly string[];
-  readonly opsPerSec: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly p999Ms: number;
-  readonly maxMs: number;
   /** CPU of the measured system's processes (etcd: 3 members; dht: view leader and 3 servers). */
   readonly serverCpuMsPerOp: number;
   /** CPU of the bench process (the client) per operation. */
@@ -356,7 +349,7 @@ async function compare(
             },
           });
           assert(cpu !== undefined, 'the measured run was timed');
-          cases.push(peerCase(store.system, op, concurrency, result, cpu));
+          cases.push(peerCase(store.system, op, result, cpu));
         }
       }
     }
@@ -382,26 +375,12 @@ async function compare(
   }
 }
 
-function peerCase(
-  system: PeerSystem,
-  op: PeerOp,
-  concurrency: number,
-  r: LoadResult,
-  cpu: CpuUse,
-): PeerCase {
+function peerCase(system: PeerSystem, op: PeerOp, r: LoadResult, cpu: CpuUse): PeerCase {
   const attempted = Math.max(1, r.ops + r.errors);
   return {
     system,
     op,
-    concurrency,
-    ops: r.ops,
-    errors: r.errors,
-    firstErrors: r.firstErrors,
-    opsPerSec: r.opsPerSec,
-    p50Ms: r.latency.p50Ms,
-    p99Ms: r.latency.p99Ms,
-    p999Ms: r.latency.p999Ms,
-    maxMs: r.latency.maxMs,
+    ...caseFigures(r),
     serverCpuMsPerOp: (cpu.systemS * 1000) / attempted,
     clientCpuMsPerOp: (cpu.clientS * 1000) / attempted,
     otherCores: cpu.otherCores,

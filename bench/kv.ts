@@ -18,7 +18,15 @@ import {
   startSettledCluster,
   strideOver,
 } from './sdk';
-import { fmt, runLoad, withCluster, type LoadResult, type Table } from './stats';
+import {
+  caseFigures,
+  fmt,
+  runLoad,
+  withCluster,
+  type CaseFigures,
+  type LoadResult,
+  type Table,
+} from './stats';
 
 export interface KvBenchOptions {
   readonly keys: number;
@@ -63,19 +71,10 @@ const KV_CASE_OPS_MAX = 1_000_000;
 export type KvOp = 'get' | 'put';
 export type KvVia = 'sdk' | 'kv';
 
-export interface KvCase {
+export interface KvCase extends CaseFigures {
   readonly op: KvOp;
   /** `sdk`: DhtClient.getr/setr in this process; `kv`: GET/PUT /kv/KEY to the servers. */
   readonly via: KvVia;
-  readonly concurrency: number;
-  readonly ops: number;
-  readonly errors: number;
-  readonly firstErrors: readonly string[];
-  readonly opsPerSec: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly p999Ms: number;
-  readonly maxMs: number;
 }
 
 export interface KvBenchResult {
@@ -183,15 +182,7 @@ function kvCase(op: KvOp, via: KvVia, r: LoadResult): KvCase {
   return {
     op,
     via,
-    concurrency: r.concurrency,
-    ops: r.ops,
-    errors: r.errors,
-    firstErrors: r.firstErrors,
-    opsPerSec: r.opsPerSec,
-    p50Ms: r.latency.p50Ms,
-    p99Ms: r.latency.p99Ms,
-    p999Ms: r.latency.p999Ms,
-    maxMs: r.latency.maxMs,
+    ...caseFigures(r),
   };
 }
 

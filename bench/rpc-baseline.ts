@@ -13,7 +13,16 @@ import { Pool } from 'undici';
 import { assert } from '../lib/assert';
 import { call } from '../lib/http-client';
 import { BenchEcho, ECHO_PATH, parsePeerAddresses } from './rpc-peer';
-import { fmt, killChild, runLoad, startChild, type LoadResult, type Table } from './stats';
+import {
+  caseFigures,
+  fmt,
+  killChild,
+  runLoad,
+  startChild,
+  type CaseFigures,
+  type LoadResult,
+  type Table,
+} from './stats';
 
 export type RpcStack = 'lean' | 'ours' | 'ourServer' | 'ourClient';
 
@@ -38,18 +47,9 @@ export const RPC_QUICK: RpcBaselineOptions = {
   maxOps: 500_000,
 };
 
-export interface RpcCase {
+export interface RpcCase extends CaseFigures {
   readonly stack: RpcStack;
-  readonly concurrency: number;
-  readonly ops: number;
-  readonly errors: number;
-  readonly firstErrors: readonly string[];
   readonly elapsedMs: number;
-  readonly opsPerSec: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly p999Ms: number;
-  readonly maxMs: number;
 }
 
 export interface RpcRatio {
@@ -178,16 +178,8 @@ async function loadCase(
   });
   return {
     stack,
-    concurrency,
-    ops: r.ops,
-    errors: r.errors,
-    firstErrors: r.firstErrors,
+    ...caseFigures(r),
     elapsedMs: r.elapsedMs,
-    opsPerSec: r.opsPerSec,
-    p50Ms: r.latency.p50Ms,
-    p99Ms: r.latency.p99Ms,
-    p999Ms: r.latency.p999Ms,
-    maxMs: r.latency.maxMs,
   };
 }
 

@@ -15,12 +15,14 @@ import { REPLICATION_COUNT } from '../lib/limits';
 import type { View } from '../lib/messages';
 import type { RpcBaseline, RpcCase } from './rpc-baseline';
 import {
+  caseFigures,
   fmt,
   runLoad,
   runWarmedLoad,
   settled,
   waitForView,
   withCluster,
+  type CaseFigures,
   type LoadResult,
   type Table,
 } from './stats';
@@ -71,18 +73,9 @@ const SETR_ROUNDS = 3;
 
 export type SdkOp = 'getr' | 'setr';
 
-export interface SdkCase {
+export interface SdkCase extends CaseFigures {
   readonly op: SdkOp;
   readonly servers: number;
-  readonly concurrency: number;
-  readonly ops: number;
-  readonly errors: number;
-  readonly firstErrors: readonly string[];
-  readonly opsPerSec: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly p999Ms: number;
-  readonly maxMs: number;
   /** query_servers calls the SDK made during the measured run (0: the cached view served). */
   readonly viewLeaderRequests: number;
   /**
@@ -334,15 +327,7 @@ function sdkCase(
   return {
     op,
     servers,
-    concurrency,
-    ops: r.ops,
-    errors: r.errors,
-    firstErrors: r.firstErrors,
-    opsPerSec: r.opsPerSec,
-    p50Ms: r.latency.p50Ms,
-    p99Ms: r.latency.p99Ms,
-    p999Ms: r.latency.p999Ms,
-    maxMs: r.latency.maxMs,
+    ...caseFigures(r),
     viewLeaderRequests,
     overOurs: ratio(ours, messages),
     overLean: ratio(lean, messages),

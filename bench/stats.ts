@@ -82,6 +82,33 @@ export interface LoadResult {
   readonly latency: LatencySummary;
 }
 
+/** What every section reports of one load case: its counts and latencies, flat. */
+export interface CaseFigures {
+  readonly concurrency: number;
+  readonly ops: number;
+  readonly errors: number;
+  readonly firstErrors: readonly string[];
+  readonly opsPerSec: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly p999Ms: number;
+  readonly maxMs: number;
+}
+
+export function caseFigures(r: LoadResult): CaseFigures {
+  return {
+    concurrency: r.concurrency,
+    ops: r.ops,
+    errors: r.errors,
+    firstErrors: r.firstErrors,
+    opsPerSec: r.opsPerSec,
+    p50Ms: r.latency.p50Ms,
+    p99Ms: r.latency.p99Ms,
+    p999Ms: r.latency.p999Ms,
+    maxMs: r.latency.maxMs,
+  };
+}
+
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   const { concurrency, durationMs, maxOps, op } = options;
   assert(Number.isInteger(concurrency), 'concurrency is an integer');
