@@ -1,4 +1,4 @@
-// Opening a LevelDB data directory (classic-level), shared by the server's durable store
+// Opening a LevelDB data directory (classic-level) and reading it back at open, shared by the server's durable store
 // (server/durable-store.ts) and the view leader's state (viewleader/state-store.ts). It takes the
 // directory or refuses it with a StoreOpenError that says which directory and why; it never starts
 // empty over data it could not read (the contract's "Durability").
@@ -36,6 +36,29 @@ export const FORMAT_KEY = 'm:format';
 const CORRUPTION_FILE = 'CORRUPTION';
 /** At most this many of LevelDB's corruption lines go into the error and DIR/CORRUPTION. */
 const CORRUPTION_LINES_MAX = 20;
+
+/** Entries read per step of a scan at open. */
+const SCAN_CHUNK = 1_000;
+
+/**
+ * Every entry of an opened database but its format marker, in key order, read in chunks: how each
+ * store loads itself at open (the whole database is read once, into memory).
+ */
+export async function scanRecords(
+  db: ClassicLevel<string, string>,
+  visit: (key: string, value: string) => void,
+): Promise<void> {
+  const iterator = db.iterator();
+  try {
+    for (;;) {
+      const chunk = await iterator.nextv(SCAN_CHUNK);
+      if (chunk.length === 0) break;
+      for (const [key, value] of chunk) if (key !== FORMAT_KEY) visit(key, value);
+    }
+  } finally {
+    await iterator.close();
+  }
+}
 
 export type StoreOpenErrorCode = 'locked' | 'corrupt' | 'unreadable' | 'not_a_store';
 

@@ -42,7 +42,7 @@
 import type { ClassicLevel } from 'classic-level';
 import { assert } from '../lib/assert';
 import { GroupCommit, SyncFailedError } from '../lib/group-commit';
-import { FORMAT_KEY, openLevelDir, StoreOpenError } from '../lib/level-dir';
+import { openLevelDir, scanRecords, StoreOpenError } from '../lib/level-dir';
 import {
   STORE_BATCH_BYTES_MAX,
   STORE_BATCH_OPS_MAX,
@@ -63,8 +63,6 @@ declare global {
 export { StoreOpenError, type StoreOpenErrorCode } from '../lib/level-dir';
 
 const FORMAT = 'dht-store 1';
-/** Entries read per step of the recovery scan. */
-const SCAN_CHUNK = 1_000;
 const TABLE_NAME = /^[a-z][a-z0-9-]*$/;
 
 export interface DurableStoreOptions {
@@ -328,20 +326,10 @@ export class DurableStore implements Store {
   /** Read every entry but the format marker into memory; returns how many. */
   private async load(): Promise<number> {
     let entries = 0;
-    const iterator = this.db.iterator();
-    try {
-      for (;;) {
-        const chunk = await iterator.nextv(SCAN_CHUNK);
-        if (chunk.length === 0) break;
-        for (const [key, value] of chunk) {
-          if (key === FORMAT_KEY) continue;
-          entries++;
-          this.loadEntry(key, value);
-        }
-      }
-    } finally {
-      await iterator.close();
-    }
+    await scanRecords(this.db, (key, value) => {
+      entries++;
+      this.loadEntry(key, value);
+    });
     return entries;
   }
 

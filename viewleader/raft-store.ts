@@ -14,7 +14,7 @@
 // entry is one step's record operations, and applying it is putting and deleting them.
 
 import type { ClassicLevel } from 'classic-level';
-import { FORMAT_KEY, openLevelDir, StoreOpenError } from '../lib/level-dir';
+import { openLevelDir, scanRecords, StoreOpenError } from '../lib/level-dir';
 import type { Entry, HardState, Persisted, Ready, Snapshot } from './raft';
 import type { RecordOp } from './saved-state';
 
@@ -31,7 +31,6 @@ const HARD_KEY = 'r:hard';
 const SNAPSHOT_KEY = 'r:snapshot';
 const ENTRY = 'e:';
 const INDEX_DIGITS = 16;
-const SCAN_CHUNK = 1_000;
 
 type BatchOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
 
@@ -124,25 +123,17 @@ export class RaftStore {
 
   private async load(): Promise<Persisted<Command, SnapshotState> | null> {
     let hardState: HardState | undefined;
-    let snapshot: Snapshot<SnapshotState> | null = null;
+    // Assigned in the scan's callback, which control-flow narrowing does not follow.
+    let snapshot = null as Snapshot<SnapshotState> | null;
     const entries: Entry<Command>[] = [];
-    const iterator = this.db.iterator();
-    try {
-      for (;;) {
-        const chunk = await iterator.nextv(SCAN_CHUNK);
-        if (chunk.length === 0) break;
-        for (const [key, value] of chunk) {
-          if (key === FORMAT_KEY || key === PEERS_KEY) continue;
-          const parsed = parse(this.dir, key, value);
-          if (key === HARD_KEY) hardState = parsed as HardState;
-          else if (key === SNAPSHOT_KEY) snapshot = parsed as Snapshot<SnapshotState>;
-          else if (key.startsWith(ENTRY)) entries.push(parsed as Entry<Command>);
-          else throw new StoreOpenError('corrupt', `${this.dir}: unknown record ${key}`);
-        }
-      }
-    } finally {
-      await iterator.close();
-    }
+    await scanRecords(this.db, (key, value) => {
+      if (key === PEERS_KEY) return;
+      const parsed = parse(this.dir, key, value);
+      if (key === HARD_KEY) hardState = parsed as HardState;
+      else if (key === SNAPSHOT_KEY) snapshot = parsed as Snapshot<SnapshotState>;
+      else if (key.startsWith(ENTRY)) entries.push(parsed as Entry<Command>);
+      else throw new StoreOpenError('corrupt', `${this.dir}: unknown record ${key}`);
+    });
     // Keys sort by their zero-padded index: `entries` is in log order.
     const kept = entries.filter((e) => snapshot === null || e.index > snapshot.lastIndex);
     for (let i = 1; i < kept.length; i++) {

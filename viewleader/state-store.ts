@@ -19,7 +19,7 @@
 import type { ClassicLevel } from 'classic-level';
 import { assert } from '../lib/assert';
 import { GroupCommit } from '../lib/group-commit';
-import { FORMAT_KEY, openLevelDir, StoreOpenError } from '../lib/level-dir';
+import { openLevelDir, scanRecords, StoreOpenError } from '../lib/level-dir';
 import {
   VIEWLEADER_SYNC_BATCH_BYTES_MAX,
   VIEWLEADER_SYNC_BATCH_STEPS_MAX,
@@ -36,9 +36,6 @@ import {
   type ViewLeaderChanges,
   type ViewLeaderSnapshot,
 } from './saved-state';
-
-/** Records read per step of the scan at open. */
-const SCAN_CHUNK = 1_000;
 
 export interface StateStoreOptions {
   /** Runs once when a sync fails: the process must exit (its memory is ahead of its disk). */
@@ -157,16 +154,7 @@ async function readSnapshot(
 ): Promise<ViewLeaderSnapshot> {
   try {
     const records: [string, string][] = [];
-    const iterator = db.iterator();
-    try {
-      for (;;) {
-        const chunk = await iterator.nextv(SCAN_CHUNK);
-        if (chunk.length === 0) break;
-        for (const entry of chunk) if (entry[0] !== FORMAT_KEY) records.push(entry);
-      }
-    } finally {
-      await iterator.close();
-    }
+    await scanRecords(db, (key, value) => records.push([key, value]));
     try {
       return snapshotFromRecords(records);
     } catch (err) {
