@@ -1,7 +1,8 @@
-// Opening a LevelDB data directory (classic-level) and reading it back at open, shared by the server's durable store
-// (server/durable-store.ts) and the view leader's state (viewleader/state-store.ts). It takes the
-// directory or refuses it with a StoreOpenError that says which directory and why; it never starts
-// empty over data it could not read (the contract's "Durability").
+// Opening a LevelDB data directory (classic-level) and reading it back, shared by the server's
+// durable store (server/durable-store.ts), the view leader's state (viewleader/state-store.ts) and
+// its Raft log (viewleader/raft-store.ts). It takes the directory or refuses it with a
+// StoreOpenError that says which directory and why; it never starts empty over data it could not
+// read (the contract's "Durability").
 //
 // - One process per directory: LevelDB takes an fcntl lock on DIR/LOCK (the kernel drops it when
 //   the process dies, so a crash never leaves a stale lock); a second open, from another process
