@@ -56,6 +56,10 @@ import {
 } from './store';
 import { claimOfCommit, claimOfCopy, claimsToVouch, unbacked, type Claim } from './version-claims';
 
+/**
+ * How often undecided transactions are looked at (their prepare timeouts, recovery rounds). The
+ * timer runs only while some are pending: an idle server is not woken for nothing.
+ */
 const PARTICIPANT_TICK_MS = 100;
 /** Where a durable server keeps its ID (server/main.ts reads it at start). */
 export const META_TABLE = 'meta';
@@ -97,6 +101,8 @@ export class StorageServer {
   /** Since when no view leader has answered, and when that was last logged. */
   private viewLeaderLost: { sinceMs: number; warnedMs: number } | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
+  /** Set while transactions are pending (see `tickWhilePending`). */
+  private participantTimer: NodeJS.Timeout | undefined;
   private serverId: string;
   /** Keys whose decided commit the store refused to write (see `apply`). */
   private readonly unapplied = new Set<string>();
@@ -174,7 +180,7 @@ export class StorageServer {
     this.address = address;
     void this.heartbeat();
     this.timers.push(setInterval(() => void this.heartbeat(), this.config.heartbeatIntervalMs));
-    this.timers.push(setInterval(() => this.tickParticipant(), PARTICIPANT_TICK_MS));
+    this.tickWhilePending(); // transactions restored from the data directory
     // While copying, the view leader hears the progress every COPY_PROGRESS_REPORT_MS, also
     // with a long --heartbeat-interval (an extra heartbeat changes nothing but the lease).
     this.timers.push(
@@ -198,6 +204,7 @@ export class StorageServer {
   stop(): void {
     this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
+    clearInterval(this.participantTimer);
   }
 
   /** In the view this server installed (and not expelled since). */
@@ -292,6 +299,7 @@ export class StorageServer {
           throw err;
         }
         if (vote.vote === 'no') throw vote.error;
+        this.tickWhilePending();
         this.metrics.transaction('prepared');
         return vote;
       })
@@ -517,7 +525,22 @@ export class StorageServer {
     return stored;
   }
 
+  /**
+   * Tick the participant every PARTICIPANT_TICK_MS while it has pending transactions. Only a yes
+   * vote (and a restart's restore) makes one pending, so the prepare route calls this after each.
+   */
+  private tickWhilePending(): void {
+    if (this.participantTimer !== undefined || this.stopping) return;
+    if (this.participant.pendingCount === 0) return;
+    this.participantTimer = setInterval(() => this.tickParticipant(), PARTICIPANT_TICK_MS);
+  }
+
   private tickParticipant(): void {
+    if (this.participant.pendingCount === 0) {
+      clearInterval(this.participantTimer);
+      this.participantTimer = undefined;
+      return;
+    }
     void this.carryOut(this.participant.tick(performance.now(), this.viewContext()));
   }
 
