@@ -1,10 +1,10 @@
-// Build step (npm run build, after tools/transpile.mjs): bundle each executable into one minified file
-// (dist/client/cli.js, dist/server/server.js, dist/viewleader/viewleader.js), which bin/dht-*
-// load through dist/*/launch.js (lib/bundle-launch.ts); then run a view leader, a server and the
-// client once on loopback as a cluster of their own, writing V8's code cache of each
-// (<bundle>.cache). One file instead of about 200 modules, no dead code,
-// and little parsing or compiling at start: starting is most of what a CLI call costs, and a
-// good part of a restart (docs/performance.md, "CLI" and "Process start").
+// Build step (npm run build, after tools/transpile.mjs): bundle each executable into one
+// minified file (dist/client/cli.js, dist/server/server.js, dist/viewleader/viewleader.js), which
+// bin/dht-* load through dist/*/launch.js (lib/bundle-launch.ts); then run a view leader, a server
+// and the client once on loopback as a cluster of their own, writing V8's code cache of each
+// (<bundle>.cache). One file instead of about 200 modules, no dead code, and little parsing or
+// compiling at start: starting is most of what a CLI call costs, and a good part of a restart
+// (docs/performance.md, "CLI" and "Process start").
 
 import { build } from 'esbuild';
 import { execFile, spawn } from 'node:child_process';

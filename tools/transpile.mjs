@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-/** The folders `tsconfig.build.json` names: everything but the tests. */
+/** Every source folder but the tests (test/ is compiled by ts-jest). */
 const SOURCE_FOLDERS = ['lib', 'viewleader', 'server', 'client', 'demo', 'bench', 'scripts'];
 
 const entryPoints = SOURCE_FOLDERS.flatMap((folder) =>

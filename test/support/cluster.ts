@@ -5,7 +5,7 @@
 // is one process the cluster starts (`Cluster.start`), or a replicated one the test runs itself
 // (`Cluster.startWithViewLeaders`, test/support/viewleader-group.ts).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { call } from '../../lib/http-client';
 import { DhtError } from '../../lib/errors';
@@ -13,9 +13,9 @@ import { ServerApi, ViewLeaderApi, type ServerRef, type View } from '../../lib/m
 import { allocateReplicas } from '../../lib/ring';
 import { ViewLeaderGroup } from '../../lib/view-leader-group';
 import {
-  ROOT,
   runClient,
   startProcess,
+  startWatched,
   waitFor,
   type CliResult,
   type PortBlock,
@@ -69,21 +69,6 @@ export interface GroupClusterOptions extends Omit<
 
 /** How long the cluster's own queries of a replicated view leader wait for an answer. */
 const GROUP_CALL_TIMEOUT_MS = 2_000;
-
-// Coordinators started with fault-injection variables: killed after each test, like the others.
-const coordinators = new Set<ChildProcess>();
-afterEach(async () => {
-  await Promise.all(
-    [...coordinators].map(async (child) => {
-      if (child.exitCode === null && child.signalCode === null) {
-        const gone = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGKILL');
-        await gone;
-      }
-    }),
-  );
-  coordinators.clear();
-});
 
 export class Cluster {
   readonly servers = new Map<string, Proc>();
@@ -246,24 +231,13 @@ export class Cluster {
     args: string[],
     env: Record<string, string>,
   ): { child: ChildProcess; done: Promise<CliResult> } {
-    const child = spawn(
-      process.execPath,
-      [path.join(ROOT, 'bin', 'dht-client'), '--viewleader', this.vl, ...args],
-      {
-        cwd: ROOT,
-        env: { ...process.env, ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    coordinators.add(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const done = new Promise<CliResult>((resolve) => {
-      child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    });
-    return { child, done };
+    const coordinator = startWatched('dht-client', ['--viewleader', this.vl, ...args], { env });
+    const done = coordinator.exited.then((code) => ({
+      code,
+      stdout: coordinator.stdout(),
+      stderr: coordinator.stderr(),
+    }));
+    return { child: coordinator.child, done };
   }
 
   view(): Promise<View> {
