@@ -1,7 +1,7 @@
 // The command-line client: wall time of one `bin/dht-client getr KEY`, process start included,
 // against a one-server cluster. The baseline is `node -e ''` on the same machine in the same
 // run: what starting any Node process costs here. The difference is what loading our modules
-// (yargs, axios, zod, xxhash-wasm) and the two RPCs (query_servers, then the read) cost.
+// (yargs, zod, xxhash-wasm) and the two RPCs (query_servers, then the read) cost.
 //
 // Then a script's view of it: PARALLEL_CALLS `getr` started at once against four servers, from
 // the first spawn to the last exit; once with every server up, once right after the key's

@@ -1,8 +1,15 @@
-// The RPC shell's client side: one keep-alive agent per process, an explicit timeout on every
-// call, error answers turned back into DhtError values, responses validated at the edge.
+// The RPC shell's client side: one keep-alive agent per process, a deadline on every call, error
+// answers turned back into DhtError values, responses validated at the edge.
+//
+// Requests go out through node:http itself. axios did this until 2026-12-04 and cost about 2.5
+// times node:http's CPU per request (its config merging, header normalisation and stream plumbing
+// run on every call; 73 KB allocated per request against 16), which bounded every client of the
+// cluster, the servers' peer calls and the CLI's start (docs/performance.md, "RPC baseline").
+// Nothing it did for us is missing here: our bodies are JSON strings we serialise ourselves (the
+// signature covers those exact bytes), every answer is read whatever its status, and there are
+// no redirects or proxies in this protocol.
 
 import http from 'node:http';
-import type { AxiosInstance, AxiosStatic } from 'axios';
 import type { z } from 'zod';
 import {
   DHT_PROCESS_NAMES,
@@ -16,77 +23,8 @@ import type { Endpoint } from './messages';
 import { RPC_TIMEOUT_MS_DEFAULT } from './limits';
 import { authHeaders } from './http-auth';
 
-/**
- * Shared by every call of this process: connections are reused, never one per request.
- * `keepAliveMsecs` is axios's own TCP keep-alive delay (its http adapter sets 60 s on every
- * request's socket). With the agent's default (1 s) the two alternated on every request, and
- * each change is a setsockopt: two system calls per request, 32% of the client's busy CPU in a
- * profile of sequential calls. Equal values are cached by net.Socket, so neither calls again.
- */
-export const keepAliveAgent = new http.Agent({
-  keepAlive: true,
-  keepAliveMsecs: 60_000,
-  maxSockets: 512,
-});
-
-/** axios and our instance of it, loaded on the first request (a CLI usage error needs neither). */
-let loaded: { readonly axios: AxiosStatic; readonly client: AxiosInstance } | undefined;
-
-function axiosClient(): { readonly axios: AxiosStatic; readonly client: AxiosInstance } {
-  if (loaded !== undefined) return loaded;
-  const axios = loadAxios();
-  const client = axios.create({
-    httpAgent: keepAliveAgent,
-    proxy: false,
-    adapter: 'http',
-    // Errors are read from the body below; axios must not throw on 4xx/5xx.
-    validateStatus: () => true,
-    // No redirects in this protocol; 0 also keeps axios on node:http instead of follow-redirects.
-    maxRedirects: 0,
-    maxBodyLength: Infinity,
-    maxContentLength: Infinity,
-    transitional: { clarifyTimeoutError: true },
-    // Bodies are serialized once, by `post`, because the signature covers the exact bytes sent;
-    // axios's own transform would parse that JSON again to check it.
-    transformRequest: [(data: unknown) => data],
-  });
-  loaded = { axios, client };
-  return loaded;
-}
-
-/**
- * The WHATWG globals axios reads while it loads (its fetch adapter and FormData check, neither of
- * which we use: requests go through its http adapter). In Node 20 they are lazy getters whose
- * first read loads Node's bundled undici (or, for ReadableStream, its web streams), about a third
- * of a bare `node -e ''` start, paid by every CLI invocation for nothing (docs/performance.md,
- * "CLI").
- */
-const FETCH_GLOBALS = ['fetch', 'FormData', 'Request', 'Response', 'ReadableStream'] as const;
-
-/** require('axios') with FETCH_GLOBALS hidden while it loads, and put back as they were. */
-function loadAxios(): AxiosStatic {
-  const saved = FETCH_GLOBALS.map((name) => ({
-    name,
-    descriptor: Object.getOwnPropertyDescriptor(globalThis, name),
-  }));
-  for (const { name, descriptor } of saved) {
-    if (descriptor?.configurable === true) {
-      Object.defineProperty(globalThis, name, {
-        value: undefined,
-        configurable: true,
-        writable: true,
-      });
-    }
-  }
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('axios') as AxiosStatic;
-  } finally {
-    for (const { name, descriptor } of saved) {
-      if (descriptor?.configurable === true) Object.defineProperty(globalThis, name, descriptor);
-    }
-  }
-}
+/** Shared by every call of this process: connections are reused, never one per request. */
+export const keepAliveAgent = new http.Agent({ keepAlive: true, maxSockets: 512 });
 
 export type Transport = 'refused' | 'timeout' | 'broken';
 
@@ -122,26 +60,61 @@ export async function call<Req extends z.ZodType, Res extends z.ZodType>(
   return interpretAnswer(address, endpoint, status, data);
 }
 
-/** One HTTP POST; a transport failure becomes an UnreachableError. */
-export async function post(
+/**
+ * One HTTP POST, answered within `timeoutMs` from the call (connecting, sending and reading the
+ * whole answer), or an UnreachableError. The answer's body is its JSON, or its text if it is not
+ * JSON (interpretAnswer then says the peer is not a dht process).
+ */
+export function post(
   address: string,
   path: string,
   body: unknown,
   timeoutMs = RPC_TIMEOUT_MS_DEFAULT,
 ): Promise<{ status: number; data: unknown }> {
   const payload = JSON.stringify(body) ?? '{}';
-  const headers = {
-    'content-type': 'application/json',
-    ...authHeaders('POST', address, path, payload),
-  };
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        host: hostOf(address),
+        port: portOf(address),
+        path,
+        method: 'POST',
+        agent: keepAliveAgent,
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          ...authHeaders('POST', address, path, payload),
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', fail);
+        response.on('end', () => {
+          clearTimeout(deadline);
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: response.statusCode ?? 0, data: parseJsonOrText(text) });
+        });
+      },
+    );
+    function fail(err: unknown): void {
+      clearTimeout(deadline);
+      reject(toUnreachable(address, err));
+    }
+    const deadline = setTimeout(() => {
+      reject(new UnreachableError(address, 'timeout', `no answer within ${timeoutMs} ms`));
+      request.destroy();
+    }, timeoutMs);
+    request.on('error', fail);
+    request.end(payload);
+  });
+}
+
+function parseJsonOrText(text: string): unknown {
   try {
-    const response = await axiosClient().client.post(`http://${address}${path}`, payload, {
-      timeout: timeoutMs,
-      headers,
-    });
-    return { status: response.status, data: response.data as unknown };
-  } catch (err) {
-    throw toUnreachable(address, err);
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
   }
 }
 
@@ -219,15 +192,14 @@ function hostOf(address: string): string {
   return host.startsWith('[') ? host.slice(1, -1) : host;
 }
 
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
+}
+
 function toUnreachable(address: string, err: unknown): UnreachableError {
-  if (loaded?.axios.isAxiosError(err) === true) {
-    const code = err.code ?? '';
-    const why = neverSent(code, address);
-    if (why !== undefined) return new UnreachableError(address, 'refused', code, why);
-    if (code === 'ETIMEDOUT' || code === 'ECONNABORTED' || code === 'ERR_CANCELED') {
-      return new UnreachableError(address, 'timeout', code);
-    }
-    return new UnreachableError(address, 'broken', code || err.message);
-  }
-  return new UnreachableError(address, 'broken', err instanceof Error ? err.message : String(err));
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? '';
+  const why = neverSent(code, address);
+  if (why !== undefined) return new UnreachableError(address, 'refused', code, why);
+  const detail = err instanceof Error ? err.message : String(err);
+  return new UnreachableError(address, 'broken', code === '' ? detail : `${code}: ${detail}`);
 }

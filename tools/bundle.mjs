@@ -19,44 +19,14 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const requireFromRoot = createRequire(path.join(root, 'package.json'));
 
-/**
- * Modules no dht process runs, replaced in every bundle by a stand-in (each with why): the client,
- * server and view leader share lib/http-client.ts and lib/messages.ts, which is where these are
- * reached from. A stand-in that is reached after all fails loudly, naming what was left out.
- */
-const LEFT_OUT = (name, why) =>
-  `throw new Error('dht: ${name} was left out of the bundle (${why})');`;
+/** Modules no dht process runs, replaced in every bundle by a stand-in (each with why). */
 const STAND_INS = [
   // zod's error messages in 40 languages, reachable only through `z.locales` (unused); its
   // English messages, which every process does use, come from locales/en.js and stay.
   { filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/, contents: 'export {};' },
-  // axios requires these three when it loads; lib/http-client.ts never reaches them. form-data
-  // (with mime-db, most of its size) builds multipart bodies: ours are JSON.
-  {
-    filter: /[\\/]node_modules[\\/]form-data[\\/]lib[\\/]form_data\.js$/,
-    contents: `module.exports = function FormData() { ${LEFT_OUT('form-data', 'JSON bodies only')} };`,
-  },
-  // follow-redirects serves axios only when redirects are followed: maxRedirects is 0.
-  {
-    filter: /[\\/]node_modules[\\/]follow-redirects[\\/]index\.js$/,
-    contents: `const request = () => { ${LEFT_OUT('follow-redirects', 'maxRedirects: 0')} };
-module.exports = { http: { request }, https: { request } };`,
-  },
-  // https-proxy-agent tunnels through an HTTP proxy: `proxy: false`, and loopback has none.
-  {
-    filter: /[\\/]node_modules[\\/]https-proxy-agent[\\/]dist[\\/]index\.js$/,
-    contents: `module.exports = function HttpsProxyAgent() { ${LEFT_OUT('https-proxy-agent', 'proxy: false')} };`,
-  },
 ];
 
 const BUILTIN_STAND_INS = [
-  // axios's HTTP/2 transport, used only with `httpVersion: 2`: ours is HTTP/1.1 with keep-alive.
-  {
-    module: 'http2',
-    importer: /[\\/]node_modules[\\/]axios[\\/]/,
-    contents: `const left = () => { ${LEFT_OUT('http2', 'HTTP/1.1 only')} };
-module.exports = { connect: left, get constants() { return left(); } };`,
-  },
   // yargs' two invariant checks, strictEqual and notStrictEqual, are all it takes from node:assert,
   // whose AssertionError machinery costs more to load than the rest of yargs. Same semantics
   // (Object.is), a plain Error for the message.
