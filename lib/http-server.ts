@@ -21,6 +21,7 @@ import {
   type Secret,
 } from './auth';
 import { currentSecret, hostNamesOf } from './http-auth';
+import { hasBody, readJsonBody, TOO_LARGE_ERROR } from './json-body';
 import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
 import { OTHER_ENDPOINT, secondsSince, type ProcessMetrics } from './metrics';
@@ -54,17 +55,38 @@ export interface RpcServerOptions {
 /** A route's answer: what it sends alone, or as one entry of a /batch response. */
 interface Answer {
   readonly status: number;
+  /** Sent as JSON; a RawJson is sent as it is (a /batch answer, serialised entry by entry). */
   readonly body: unknown;
   /** The metrics' outcome label: `ok` or the error kind. */
   readonly outcome: string;
 }
 
+class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/** An RPC route: `POST` to its exact path, its body read and answered in `serveRpc`. */
+interface RpcRoute {
+  readonly invoke: (body: unknown) => Promise<Answer>;
+  readonly readOnly: boolean;
+  readonly bodyBytesMax: number;
+}
+
+type SignatureVerdict =
+  | { readonly ok: true; readonly bodyDigest: string }
+  | { readonly ok: false; readonly failure: AuthFailure };
+
+/**
+ * The RPC endpoints are served straight from node:http (`onRequest`, `serveRpc`): a POST to an
+ * endpoint's exact path is read, validated, answered and counted here, at about a fifth of what
+ * express's router, body-parser and response helpers cost per request (docs/performance.md, "RPC
+ * baseline"). Everything else goes to express (`app`): the HTTP API, the operator's pages and
+ * metrics, and the 404 of an unknown path.
+ */
 export class RpcServer {
   readonly app = express();
-  private readonly handlers = new Map<
-    string,
-    { readonly invoke: (body: unknown) => Promise<Answer>; readonly readOnly: boolean }
-  >();
+  private readonly handlers = new Map<string, RpcRoute>();
+  private readonly batchRoute: RpcRoute;
 
   private readonly secret: Secret | undefined;
   private verifier: RequestVerifier | undefined;
@@ -86,6 +108,58 @@ export class RpcServer {
     this.app.set('etag', false);
     // First of all: with a secret, nothing but the open pages runs for an unsigned request.
     if (this.secret !== undefined) this.app.use(this.authenticate);
+    this.batchRoute = this.makeBatchRoute();
+  }
+
+  /** Every request: an RPC endpoint's POST is served here, the rest by express. */
+  private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (req.method === 'POST' && req.url !== undefined) {
+      const route =
+        req.url === TransportApi.batch.path ? this.batchRoute : this.handlers.get(req.url);
+      if (route !== undefined) {
+        this.serveRpc(req, res, req.url, route).catch((err: unknown) => {
+          this.logger.error({ err, path: req.url }, 'request failed');
+          if (res.headersSent) res.destroy();
+          else sendJson(res, 500, { kind: 'unknown', error: 'internal error' });
+        });
+        return;
+      }
+    }
+    this.app(req, res);
+  };
+
+  /** Signature (with a secret), body, handler, answer: what express did for these routes. */
+  private async serveRpc(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+    route: RpcRoute,
+  ): Promise<void> {
+    let signedDigest: string | undefined;
+    if (this.secret !== undefined) {
+      const verdict = this.checkSignature(req, path);
+      if (!verdict.ok) {
+        this.countRefusal(path, verdict.failure);
+        sendUnauthenticated(res, verdict.failure);
+        return;
+      }
+      signedDigest = verdict.bodyDigest;
+    }
+    const read = await readJsonBody(req, route.bodyBytesMax, signedDigest);
+    if (!read.ok) {
+      if ('aborted' in read) {
+        res.destroy();
+      } else if (read.digestMismatch === true) {
+        this.countRefusal(path, 'body_mismatch');
+        sendUnauthenticated(res, 'body_mismatch');
+      } else {
+        this.metrics?.observeRequest(path, 'invalid', 0);
+        sendJson(res, read.status, { kind: 'invalid', error: read.error, reason: 'bad_request' });
+      }
+      return;
+    }
+    const answer = await route.invoke(read.body);
+    sendJson(res, answer.status, answer.body);
   }
 
   /**
@@ -99,29 +173,35 @@ export class RpcServer {
     }
     // Every 401 of this request, here or in a body parser, is counted by `refuseUnauthenticated`.
     res.locals.countRefusal = this.countRefusal;
-    const verifier = this.verifier;
-    const verdict =
-      verifier === undefined
-        ? ({ ok: false, failure: 'missing' } as const)
-        : verifier.check(
-            req.method,
-            req.headers.host,
-            req.originalUrl,
-            req.headers.authorization,
-            headerValue(req.headers[CONTENT_DIGEST_HEADER]),
-            Date.now(),
-          );
+    const verdict = this.checkSignature(req, req.originalUrl);
     if (!verdict.ok) {
       refuseUnauthenticated(res, verdict.failure);
-      return;
-    }
-    if (!hasBody(req) && verdict.bodyDigest !== EMPTY_BODY_DIGEST) {
-      refuseUnauthenticated(res, 'body_mismatch');
       return;
     }
     res.locals.bodyDigest = verdict.bodyDigest;
     next();
   };
+
+  /** The request's signature and freshness, and an empty body where it signed one. */
+  private checkSignature(req: http.IncomingMessage, url: string): SignatureVerdict {
+    const verifier = this.verifier;
+    const verdict =
+      verifier === undefined
+        ? ({ ok: false, failure: 'missing' } as const)
+        : verifier.check(
+            req.method ?? '',
+            req.headers.host,
+            url,
+            req.headers.authorization,
+            headerValue(req.headers[CONTENT_DIGEST_HEADER]),
+            Date.now(),
+          );
+    if (!verdict.ok) return verdict;
+    if (!hasBody(req) && verdict.bodyDigest !== EMPTY_BODY_DIGEST) {
+      return { ok: false, failure: 'body_mismatch' };
+    }
+    return { ok: true, bodyDigest: verdict.bodyDigest };
+  }
 
   private readonly countRefusal = (path: string, failure: AuthFailure): void => {
     this.metrics?.countUnauthenticated(path);
@@ -161,18 +241,10 @@ export class RpcServer {
             metrics.observeRequest(endpoint.path, result.outcome, secondsSince(startMs));
             return result;
           };
-    this.handlers.set(endpoint.path, { invoke, readOnly: endpoint.readOnly });
-    const parseJson = express.json({
-      limit: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX,
-      verify: checkBodyDigest,
-    });
-    this.app.post(endpoint.path, parseJson, async (req: Request, res: Response) => {
-      if (rejectNonJson(req, res)) {
-        metrics?.observeRequest(endpoint.path, 'invalid', 0);
-        return;
-      }
-      const answer = await invoke(req.body ?? {});
-      res.status(answer.status).json(answer.body);
+    this.handlers.set(endpoint.path, {
+      invoke,
+      readOnly: endpoint.readOnly,
+      bodyBytesMax: options.bodyBytesMax ?? REQUEST_BODY_BYTES_MAX,
     });
     return this;
   }
@@ -189,30 +261,24 @@ export class RpcServer {
    * again). Entries that changed state keep their answers, which are acknowledgments and votes
    * of a few hundred characters; only reads return values.
    */
-  private routeBatch(): void {
-    const parseJson = express.json({ limit: TRANSFER_BODY_BYTES_MAX, verify: checkBodyDigest });
+  private makeBatchRoute(): RpcRoute {
     const { metrics } = this;
     metrics?.knowEndpoint(TransportApi.batch.path);
-    this.app.post(TransportApi.batch.path, parseJson, async (req: Request, res: Response) => {
-      if (rejectNonJson(req, res)) {
-        metrics?.observeRequest(TransportApi.batch.path, 'invalid', 0);
-        return;
-      }
+    const invoke = async (body: unknown): Promise<Answer> => {
       const startMs = performance.now();
-      const parsed = TransportApi.batch.request.safeParse(req.body ?? {});
+      const parsed = TransportApi.batch.request.safeParse(body);
       if (!parsed.success) {
         const answer = errorAnswer(
           new DhtError('invalid', describeIssues(parsed.error), 'bad_request'),
         );
-        res.status(answer.status).json(answer.body);
         metrics?.observeRequest(TransportApi.batch.path, answer.outcome, secondsSince(startMs));
-        return;
+        return answer;
       }
       const requests = parsed.data.requests;
       const answers = await Promise.all(
-        requests.map(({ path, body }) => {
+        requests.map(({ path, body: entry }) => {
           const route = this.handlers.get(path);
-          if (route !== undefined) return route.invoke(body);
+          if (route !== undefined) return route.invoke(entry);
           metrics?.observeRequest(OTHER_ENDPOINT, 'invalid', 0);
           return noEndpoint(path, this.process);
         }),
@@ -227,18 +293,19 @@ export class RpcServer {
         chars += part.length;
         parts.push(part);
       });
-      res
-        .status(200)
-        .type('application/json')
-        .send(`{"responses":[${parts.join(',')}]}`);
       // The batch itself, besides each entry counted as its own endpoint by `invoke`.
       metrics?.observeRequest(TransportApi.batch.path, 'ok', secondsSince(startMs));
-    });
+      return {
+        status: 200,
+        body: new RawJson(`{"responses":[${parts.join(',')}]}`),
+        outcome: 'ok',
+      };
+    };
+    return { invoke, readOnly: false, bodyBytesMax: TRANSFER_BODY_BYTES_MAX };
   }
 
   /** Unknown paths and unparsable bodies are the client's fault: 4xx with a message. */
   private finish(): void {
-    this.routeBatch();
     this.app.use((req: Request, res: Response) => {
       this.metrics?.observeRequest(OTHER_ENDPOINT, 'invalid', 0);
       const answer = noEndpoint(`${req.method} ${req.path}`, this.process);
@@ -260,7 +327,7 @@ export class RpcServer {
       );
       res.status(status >= 500 ? 500 : status).json({
         kind: status >= 500 ? 'unknown' : 'invalid',
-        error: status === 413 ? 'request body too large' : `malformed request: ${message}`,
+        error: status === 413 ? TOO_LARGE_ERROR : `malformed request: ${message}`,
         reason: 'bad_request',
       });
     });
@@ -273,7 +340,7 @@ export class RpcServer {
       if (this.secret !== undefined && port !== 0) {
         this.verifier = new RequestVerifier(this.secret, hostNamesOf(host, port));
       }
-      const server = await tryListen(this.app, host, port);
+      const server = await tryListen(this.onRequest, host, port);
       if (server !== undefined) {
         const actual = (server.address() as AddressInfo).port;
         if (this.secret !== undefined && port === 0) {
@@ -295,12 +362,12 @@ export interface ListeningServer {
 }
 
 function tryListen(
-  app: express.Express,
+  listener: http.RequestListener,
   host: string,
   port: number,
 ): Promise<http.Server | undefined> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host);
+    const server = http.createServer(listener).listen(port, host);
     const onError = (err: NodeJS.ErrnoException): void => {
       server.close();
       if (err.code === 'EADDRINUSE' || err.code === 'EACCES') resolve(undefined);
@@ -345,17 +412,6 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   );
 }
 
-/** A body that is not JSON gets 415 (an empty POST counts as `{}`, for curl's sake). */
-function rejectNonJson(req: Request, res: Response): boolean {
-  if (req.body !== undefined || !hasBody(req)) return false;
-  res.status(415).json({
-    kind: 'invalid',
-    error: 'request body must be JSON (Content-Type: application/json)',
-    reason: 'bad_request',
-  });
-  return true;
-}
-
 function noEndpoint(path: string, process: DhtProcess | undefined): Answer {
   const body = { kind: 'invalid', error: `no endpoint ${path}`, reason: 'bad_request' };
   return {
@@ -394,22 +450,34 @@ export class BodyDigestMismatch extends DhtError {
 export function refuseUnauthenticated(res: Response, failure: AuthFailure): void {
   const count = res.locals.countRefusal as ((path: string, f: AuthFailure) => void) | undefined;
   count?.(res.req.path, failure);
-  res
-    .status(401)
-    .set('WWW-Authenticate', AUTH_SCHEME)
-    .json(
-      toErrorBody(new DhtError('unauthorized', AUTH_FAILURE_MESSAGES[failure], 'unauthenticated')),
-    );
+  sendUnauthenticated(res, failure);
+}
+
+function sendUnauthenticated(res: http.ServerResponse, failure: AuthFailure): void {
+  const body = toErrorBody(
+    new DhtError('unauthorized', AUTH_FAILURE_MESSAGES[failure], 'unauthenticated'),
+  );
+  sendJson(res, 401, body, { 'www-authenticate': AUTH_SCHEME });
+}
+
+/** A JSON answer, as express's `res.json` sent it. */
+function sendJson(
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  headers: http.OutgoingHttpHeaders = {},
+): void {
+  const text = body instanceof RawJson ? body.text : (JSON.stringify(body) ?? '');
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? undefined : value;
-}
-
-/** A body was sent. */
-function hasBody(req: Request): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 function errorAnswer(err: DhtError): Answer {

@@ -2,6 +2,7 @@
 // client's per-address coalescing (lib/batching.ts). The server is an in-process RpcServer with
 // a counting middleware, so the test can see how many HTTP requests actually crossed the wire.
 
+import http from 'node:http';
 import type { Server } from 'node:http';
 import { callBatched } from '../../lib/batching';
 import { DhtError } from '../../lib/errors';
@@ -21,13 +22,6 @@ const stored = new Map<string, string>();
 
 beforeAll(async () => {
   const rpc = new RpcServer(createLogger('batching-test', 'silent'));
-  rpc.app.use((req, _res, next) => {
-    requestsByPath.set(req.path, (requestsByPath.get(req.path) ?? 0) + 1);
-    if (req.path === '/batch') {
-      largestBatchBytes = Math.max(largestBatchBytes, Number(req.headers['content-length'] ?? 0));
-    }
-    next();
-  });
   // A toy bucket: keys 'k<n>' hold 'v<n>'; anything else is not found; 'slow' takes a while.
   rpc.route(ServerApi.get, async ({ key }) => {
     if (key === 'slow') await new Promise((resolve) => setTimeout(resolve, 50));
@@ -40,6 +34,13 @@ beforeAll(async () => {
     return {};
   });
   const listening = await rpc.listen('127.0.0.1', [0]);
+  // Counted as they arrive, before the RPC routes (served without express) or express see them.
+  listening.server.prependListener('request', (req: http.IncomingMessage) => {
+    requestsByPath.set(req.url ?? '', (requestsByPath.get(req.url ?? '') ?? 0) + 1);
+    if (req.url === '/batch') {
+      largestBatchBytes = Math.max(largestBatchBytes, Number(req.headers['content-length'] ?? 0));
+    }
+  });
   server = listening.server;
   address = listening.address;
 });

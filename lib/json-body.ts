@@ -1,0 +1,132 @@
+// The JSON body of an RPC request, read without express: the RPC routes are served straight from
+// node:http (lib/http-server.ts, `serveRpc`), because express's router, body-parser and response
+// helpers cost about 8 times what the request itself does (docs/performance.md, "RPC baseline").
+// The checks are body-parser's as express.json ran them for these routes, with the same answers:
+// a JSON media type, a UTF-8 charset, a size bound (checked on Content-Length before reading and
+// again while reading), the signed digest, and an object or array at the top (strict JSON). A
+// refused body is still read off to its end and dropped, as body-parser did, so the client, still
+// sending, reads its answer instead of a broken pipe, and the connection stays usable.
+
+import type http from 'node:http';
+import { sha256Hex } from './auth';
+
+/** The body, or why it was refused (`status` and `error` for the answer). */
+export type BodyRead =
+  | { readonly ok: true; readonly body: unknown }
+  | {
+      readonly ok: false;
+      readonly status: number;
+      readonly error: string;
+      /** The signed digest did not match: a 401 (authentication), not a 4xx of the body. */
+      readonly digestMismatch?: true;
+    }
+  /** The client went away before its body ended: nobody to answer. */
+  | { readonly ok: false; readonly aborted: true };
+
+const NOT_JSON_ERROR = 'request body must be JSON (Content-Type: application/json)';
+export const TOO_LARGE_ERROR = 'request body too large';
+
+/** A body was sent (a Content-Length above 0, or a chunked body). */
+export function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** Read `req`'s body as JSON: `{}` for no body (curl's empty POST), as body-parser did. */
+export async function readJsonBody(
+  req: http.IncomingMessage,
+  bytesMax: number,
+  signedDigest: string | undefined,
+): Promise<BodyRead> {
+  if (!hasBody(req)) return { ok: true, body: {} };
+  const refusal = refusalBeforeReading(req, bytesMax);
+  // Nothing kept of a body refused already: it is read off (`keepUpTo` 0) and answered after.
+  const raw = await readBody(req, refusal === undefined ? bytesMax : 0);
+  if (raw === 'aborted') return { ok: false, aborted: true };
+  if (refusal !== undefined) return refusal;
+  if (raw === 'too_large') return refused(413, TOO_LARGE_ERROR);
+  if (signedDigest !== undefined && sha256Hex(raw) !== signedDigest) {
+    return { ok: false, status: 401, error: 'body digest mismatch', digestMismatch: true };
+  }
+  return parseStrictJson(raw.toString('utf8'));
+}
+
+/** What the headers alone refuse: another media type, charset or encoding, a declared size. */
+function refusalBeforeReading(req: http.IncomingMessage, bytesMax: number): BodyRead | undefined {
+  const type = mediaType(req.headers['content-type']);
+  if (type.name !== 'application/json') return refused(415, NOT_JSON_ERROR);
+  if (type.charset !== undefined && !/^utf-?8$/.test(type.charset)) {
+    return refused(415, `malformed request: unsupported charset "${type.charset.toUpperCase()}"`);
+  }
+  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+  if (encoding !== 'identity') {
+    return refused(415, `malformed request: unsupported content encoding "${encoding}"`);
+  }
+  if (Number(req.headers['content-length'] ?? 0) > bytesMax) return refused(413, TOO_LARGE_ERROR);
+  return undefined;
+}
+
+/**
+ * The body read to its end: its bytes if they are at most `keepUpTo`, else `too_large` (the rest
+ * read off and dropped), or `aborted` if the client went away first.
+ */
+function readBody(
+  req: http.IncomingMessage,
+  keepUpTo: number,
+): Promise<Buffer | 'too_large' | 'aborted'> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    const finish = (result: Buffer | 'too_large' | 'aborted'): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onAborted);
+      req.off('aborted', onAborted);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      bytes += chunk.length;
+      if (bytes <= keepUpTo) chunks.push(chunk);
+      else chunks.length = 0;
+    };
+    const onEnd = (): void => {
+      if (bytes > keepUpTo) finish('too_large');
+      else finish(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    };
+    const onAborted = (): void => finish('aborted');
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onAborted);
+    req.on('aborted', onAborted);
+  });
+}
+
+function parseStrictJson(text: string): BodyRead {
+  if (text.length === 0) return { ok: true, body: {} };
+  const first = /\S/.exec(text)?.[0];
+  if (first !== '{' && first !== '[') {
+    return refused(400, 'malformed request: a JSON body must be an object or an array');
+  }
+  try {
+    return { ok: true, body: JSON.parse(text) as unknown };
+  } catch (err) {
+    return refused(400, `malformed request: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+function mediaType(header: string | undefined): { name: string; charset?: string } {
+  if (header === undefined) return { name: '' };
+  const [name, ...parameters] = header.split(';');
+  let charset: string | undefined;
+  for (const parameter of parameters) {
+    const [key, value] = parameter.split('=');
+    if (key.trim().toLowerCase() === 'charset' && value !== undefined) {
+      charset = value.trim().replace(/^"|"$/g, '').toLowerCase();
+    }
+  }
+  return { name: name.trim().toLowerCase(), charset };
+}
+
+function refused(status: number, error: string): BodyRead {
+  return { ok: false, status, error };
+}
