@@ -1,6 +1,7 @@
 // The JSON body of an RPC request, read without express: the RPC routes are served straight from
 // node:http (lib/http-server.ts, `serveRpc`), because express's router, body-parser and response
-// helpers cost about 8 times what the request itself does (docs/performance.md, "RPC baseline").
+// helpers cost a server about 8 times the CPU of node:http alone (docs/performance.md, "RPC
+// baseline").
 // The checks are body-parser's as express.json ran them for these routes, with the same answers:
 // a JSON media type, a UTF-8 charset, a size bound (checked on Content-Length before reading and
 // again while reading), the signed digest, and an object or array at the top (strict JSON). A
@@ -81,7 +82,7 @@ function readBody(
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onAborted);
-      req.off('aborted', onAborted);
+      req.off('close', onAborted);
       resolve(result);
     };
     const onData = (chunk: Buffer): void => {
@@ -97,7 +98,8 @@ function readBody(
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onAborted);
-    req.on('aborted', onAborted);
+    // 'close' before 'end': the client went away (after 'end', `finish` has removed this).
+    req.on('close', onAborted);
   });
 }
 

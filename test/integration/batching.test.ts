@@ -1,6 +1,6 @@
 // Transport batching over real HTTP on loopback: the /batch endpoint of the RPC shell, and the
-// client's per-address coalescing (lib/batching.ts). The server is an in-process RpcServer with
-// a counting middleware, so the test can see how many HTTP requests actually crossed the wire.
+// client's per-address coalescing (lib/batching.ts). The server is an in-process RpcServer whose
+// HTTP requests are counted as they arrive, so the test can see how many actually crossed the wire.
 
 import http from 'node:http';
 import type { Server } from 'node:http';
