@@ -1,7 +1,7 @@
 // The RPC shell's client side: one keep-alive agent per process, a deadline on every call, error
 // answers turned back into DhtError values, responses validated at the edge.
 //
-// Requests go out through node:http itself. axios did this until 2026-12-04 and cost about 2.5
+// Requests go out through node:http itself. axios did this until 2026-12-03 and cost about 2.5
 // times node:http's CPU per request (its config merging, header normalisation and stream plumbing
 // run on every call; 73 KB allocated per request against 16), which bounded every client of the
 // cluster, the servers' peer calls and the CLI's start (docs/performance.md, "RPC baseline").
