@@ -1,6 +1,7 @@
-// The RPC shell's server side: express with JSON bodies validated once at the edge, errors
-// answered as `{kind, error, reason?}` with the catalogue's status, and the contract's process
-// life cycle (port scan, one `listening on` line on stdout, clean exit on SIGINT/SIGTERM).
+// The RPC shell's server side: the RPC endpoints on node:http and every other route on express,
+// JSON bodies validated once at the edge, errors answered as `{kind, error, reason?}` with the
+// catalogue's status, and the contract's process life cycle (port scan, one `listening on` line
+// on stdout, clean exit on SIGINT/SIGTERM).
 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -147,14 +148,14 @@ export class RpcServer {
     }
     const read = await readJsonBody(req, route.bodyBytesMax, signedDigest);
     if (!read.ok) {
-      if ('aborted' in read) {
-        res.destroy();
-      } else if (read.digestMismatch === true) {
-        this.countRefusal(path, 'body_mismatch');
-        sendUnauthenticated(res, 'body_mismatch');
-      } else {
+      if (!('failure' in read)) {
         this.metrics?.observeRequest(path, 'invalid', 0);
         sendJson(res, read.status, { kind: 'invalid', error: read.error, reason: 'bad_request' });
+      } else if (read.failure === 'aborted') {
+        res.destroy();
+      } else {
+        this.countRefusal(path, read.failure);
+        sendUnauthenticated(res, read.failure);
       }
       return;
     }
@@ -163,8 +164,9 @@ export class RpcServer {
   }
 
   /**
-   * The signature and freshness are checked before the body is read; the body itself is checked
-   * against its signed digest as it is parsed (`checkBodyDigest`, in every body parser).
+   * express's routes (the RPC endpoints check their own in `serveRpc`): the signature and freshness
+   * are checked before the body is read; the body itself is checked against its signed digest as
+   * it is parsed (`checkBodyDigest`, in each of express's body parsers).
    */
   private readonly authenticate = (req: Request, res: Response, next: NextFunction): void => {
     if (isOpenRequest(req.method, req.path)) {

@@ -11,18 +11,15 @@
 import type http from 'node:http';
 import { sha256Hex } from './auth';
 
-/** The body, or why it was refused (`status` and `error` for the answer). */
+/**
+ * The body; or why it was refused (`status` and `error` for the answer); or why nobody is answered
+ * as a bad body: the client went away before its body ended (`aborted`), or the body is not the
+ * one signed (`body_mismatch`: a 401, answered as authentication fails).
+ */
 export type BodyRead =
   | { readonly ok: true; readonly body: unknown }
-  | {
-      readonly ok: false;
-      readonly status: number;
-      readonly error: string;
-      /** The signed digest did not match: a 401 (authentication), not a 4xx of the body. */
-      readonly digestMismatch?: true;
-    }
-  /** The client went away before its body ended: nobody to answer. */
-  | { readonly ok: false; readonly aborted: true };
+  | { readonly ok: false; readonly status: number; readonly error: string }
+  | { readonly ok: false; readonly failure: 'aborted' | 'body_mismatch' };
 
 const NOT_JSON_ERROR = 'request body must be JSON (Content-Type: application/json)';
 export const TOO_LARGE_ERROR = 'request body too large';
@@ -43,11 +40,11 @@ export async function readJsonBody(
   const refusal = refusalBeforeReading(req, bytesMax);
   // Nothing kept of a body refused already: it is read off (`keepUpTo` 0) and answered after.
   const raw = await readBody(req, refusal === undefined ? bytesMax : 0);
-  if (raw === 'aborted') return { ok: false, aborted: true };
+  if (raw === 'aborted') return { ok: false, failure: 'aborted' };
   if (refusal !== undefined) return refusal;
   if (raw === 'too_large') return refused(413, TOO_LARGE_ERROR);
   if (signedDigest !== undefined && sha256Hex(raw) !== signedDigest) {
-    return { ok: false, status: 401, error: 'body digest mismatch', digestMismatch: true };
+    return { ok: false, failure: 'body_mismatch' };
   }
   return parseStrictJson(raw.toString('utf8'));
 }
