@@ -1,7 +1,7 @@
-// The RPC shell's server side: the RPC endpoints on node:http and every other route on express,
-// JSON bodies validated once at the edge, errors answered as `{kind, error, reason?}` with the
-// catalogue's status, and the contract's process life cycle (port scan, one `listening on` line
-// on stdout, clean exit on SIGINT/SIGTERM).
+// The RPC shell's server side: the RPC endpoints and the routes that serve data (the HTTP API) on
+// node:http, the operator's pages on express, JSON bodies validated once at the edge, errors
+// answered as `{kind, error, reason?}` with the catalogue's status, and the contract's process life
+// cycle (port scan, one `listening on` line on stdout, clean exit on SIGINT/SIGTERM).
 
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -17,12 +17,11 @@ import {
   EMPTY_BODY_DIGEST,
   RequestVerifier,
   isOpenRequest,
-  sha256Hex,
   type AuthFailure,
   type Secret,
 } from './auth';
 import { currentSecret, hostNamesOf } from './http-auth';
-import { hasBody, readJsonBody, TOO_LARGE_ERROR } from './json-body';
+import { hasBody, readJsonBody, TOO_LARGE_ERROR } from './request-body';
 import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
 import { OTHER_ENDPOINT, secondsSince, type ProcessMetrics } from './metrics';
@@ -73,6 +72,29 @@ interface RpcRoute {
   readonly bodyBytesMax: number;
 }
 
+/**
+ * A route served from node:http for every method under a path (the HTTP API's `/kv/KEY`,
+ * server/kv-routes.ts): the shell checks the request's signature (with a secret) and `serve` does
+ * the rest, reading the body with lib/request-body.ts's `readRawBody`.
+ */
+export interface RawRoute {
+  /** Whether a request target (`req.url`, as sent) is this route's. */
+  matches(target: string): boolean;
+  /** The metrics' endpoint label of a request with this method (its refusals are counted there). */
+  endpoint(method: string): string;
+  serve(exchange: RawExchange): Promise<void>;
+}
+
+/** One request to a RawRoute. */
+export interface RawExchange {
+  readonly req: http.IncomingMessage;
+  readonly res: http.ServerResponse;
+  /** With a secret, the digest the body must have (`readRawBody` checks it); else undefined. */
+  readonly signedDigest: string | undefined;
+  /** Answer 401 for `failure` (a body not the one signed), counted as the shell counts its own. */
+  refuse(failure: AuthFailure): void;
+}
+
 type SignatureVerdict =
   | { readonly ok: true; readonly bodyDigest: string }
   | { readonly ok: false; readonly failure: AuthFailure };
@@ -81,13 +103,14 @@ type SignatureVerdict =
  * The RPC endpoints are served straight from node:http (`onRequest`, `serveRpc`): a POST to an
  * endpoint's exact path is read, validated, answered and counted here, at about a fifth of what
  * express's router, body-parser and response helpers cost per request (docs/performance.md, "RPC
- * baseline"). Everything else goes to express (`app`): the HTTP API, the operator's pages and
- * metrics, and the 404 of an unknown path.
+ * baseline"). So are the raw routes (`rawRoute`: the HTTP API). Everything else goes to express
+ * (`app`): the operator's pages and metrics, and the 404 of an unknown path.
  */
 export class RpcServer {
   readonly app = express();
   private readonly handlers = new Map<string, RpcRoute>();
   private readonly batchRoute: RpcRoute;
+  private readonly rawRoutes: RawRoute[] = [];
 
   private readonly secret: Secret | undefined;
   private verifier: RequestVerifier | undefined;
@@ -112,22 +135,35 @@ export class RpcServer {
     this.batchRoute = this.makeBatchRoute();
   }
 
-  /** Every request: an RPC endpoint's POST is served here, the rest by express. */
+  /** Every request: an RPC endpoint's POST or a raw route's request is served here, the rest by
+   * express. */
   private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    if (req.method === 'POST' && req.url !== undefined) {
+    const target = req.url ?? '';
+    if (req.method === 'POST') {
       const route =
-        req.url === TransportApi.batch.path ? this.batchRoute : this.handlers.get(req.url);
+        target === TransportApi.batch.path ? this.batchRoute : this.handlers.get(target);
       if (route !== undefined) {
-        this.serveRpc(req, res, req.url, route).catch((err: unknown) => {
-          this.logger.error({ err, path: req.url }, 'request failed');
-          if (res.headersSent) res.destroy();
-          else sendJson(res, 500, { kind: 'unknown', error: 'internal error' });
-        });
+        this.serveRpc(req, res, target, route).catch(this.failed(req, res));
+        return;
+      }
+    }
+    for (const route of this.rawRoutes) {
+      if (route.matches(target)) {
+        this.serveRaw(req, res, route).catch(this.failed(req, res));
         return;
       }
     }
     this.app(req, res);
   };
+
+  /** A route that threw (a bug, not an operating error): 500 if nothing was sent yet, and a log. */
+  private failed(req: http.IncomingMessage, res: http.ServerResponse): (err: unknown) => void {
+    return (err) => {
+      this.logger.error({ err, path: req.url }, 'request failed');
+      if (res.headersSent) res.destroy();
+      else sendJson(res, 500, { kind: 'unknown', error: 'internal error' });
+    };
+  }
 
   /** Signature (with a secret), body, handler, answer: what express did for these routes. */
   private async serveRpc(
@@ -163,24 +199,45 @@ export class RpcServer {
     sendJson(res, answer.status, answer.body);
   }
 
+  /** A raw route's request: its signature (with a secret), then the route. */
+  private async serveRaw(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    route: RawRoute,
+  ): Promise<void> {
+    const endpoint = route.endpoint(req.method ?? '');
+    const refuse = (failure: AuthFailure): void => {
+      this.countRefusal(endpoint, failure);
+      sendUnauthenticated(res, failure);
+    };
+    let signedDigest: string | undefined;
+    if (this.secret !== undefined) {
+      const verdict = this.checkSignature(req, req.url ?? '');
+      if (!verdict.ok) {
+        refuse(verdict.failure);
+        return;
+      }
+      signedDigest = verdict.bodyDigest;
+    }
+    await route.serve({ req, res, signedDigest, refuse });
+  }
+
   /**
-   * express's routes (the RPC endpoints check their own in `serveRpc`): the signature and freshness
-   * are checked before the body is read; the body itself is checked against its signed digest as
-   * it is parsed (`checkBodyDigest`, in each of express's body parsers).
+   * express's routes (the RPC endpoints and raw routes check their own in `serveRpc` and
+   * `serveRaw`): the signature and freshness. None of express's routes reads a body (the
+   * operator's pages and metrics, the 404 of an unknown path), so nothing is taken from one.
    */
   private readonly authenticate = (req: Request, res: Response, next: NextFunction): void => {
     if (isOpenRequest(req.method, req.path)) {
       next();
       return;
     }
-    // Every 401 of this request, here or in a body parser, is counted by `refuseUnauthenticated`.
-    res.locals.countRefusal = this.countRefusal;
     const verdict = this.checkSignature(req, req.originalUrl);
     if (!verdict.ok) {
-      refuseUnauthenticated(res, verdict.failure);
+      this.countRefusal(req.path, verdict.failure);
+      sendUnauthenticated(res, verdict.failure);
       return;
     }
-    res.locals.bodyDigest = verdict.bodyDigest;
     next();
   };
 
@@ -209,6 +266,12 @@ export class RpcServer {
     this.metrics?.countUnauthenticated(path);
     this.logger.debug({ failure, path }, 'request refused: not authenticated');
   };
+
+  /** Serve `route` from node:http; the first raw route that matches a request target serves it. */
+  rawRoute(route: RawRoute): this {
+    this.rawRoutes.push(route);
+    return this;
+  }
 
   route<Req extends z.ZodType, Res extends z.ZodType>(
     endpoint: Endpoint<Req, Res>,
@@ -314,10 +377,6 @@ export class RpcServer {
       res.status(answer.status).json(answer.body);
     });
     this.app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-      if (err instanceof BodyDigestMismatch) {
-        refuseUnauthenticated(res, 'body_mismatch');
-        return;
-      }
       const status = httpStatusOf(err);
       const message = err instanceof Error ? err.message : 'bad request';
       if (status >= 500) this.logger.error({ err }, 'request failed');
@@ -429,32 +488,7 @@ const BATCH_FULL: Answer = {
   outcome: 'retry',
 };
 
-/** The body parsed is the one whose digest was signed; `authenticate` left the digest. */
-export function checkBodyDigest(
-  _req: http.IncomingMessage,
-  res: http.ServerResponse,
-  body: Buffer,
-): void {
-  const expected = (res as Response).locals?.bodyDigest as string | undefined;
-  if (expected !== undefined && sha256Hex(body) !== expected) throw new BodyDigestMismatch();
-}
-
-/** Thrown from a body parser; answered 401 by the error handler. */
-export class BodyDigestMismatch extends DhtError {
-  override name = 'BodyDigestMismatch';
-  readonly status = 401;
-  constructor() {
-    super('unauthorized', AUTH_FAILURE_MESSAGES.body_mismatch, 'unauthenticated');
-  }
-}
-
 /** 401, with the scheme to use; the message says what failed and nothing of the secret. */
-export function refuseUnauthenticated(res: Response, failure: AuthFailure): void {
-  const count = res.locals.countRefusal as ((path: string, f: AuthFailure) => void) | undefined;
-  count?.(res.req.path, failure);
-  sendUnauthenticated(res, failure);
-}
-
 function sendUnauthenticated(res: http.ServerResponse, failure: AuthFailure): void {
   const body = toErrorBody(
     new DhtError('unauthorized', AUTH_FAILURE_MESSAGES[failure], 'unauthenticated'),
@@ -463,7 +497,7 @@ function sendUnauthenticated(res: http.ServerResponse, failure: AuthFailure): vo
 }
 
 /** A JSON answer, as express's `res.json` sent it. */
-function sendJson(
+export function sendJson(
   res: http.ServerResponse,
   status: number,
   body: unknown,

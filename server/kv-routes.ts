@@ -4,16 +4,17 @@
 // the same epoch-checked two-phase commit and the same read rule as `dht-client getr/setr/delr`),
 // whether or not this server is a replica of the key. Its own prepares, commits and reads reach
 // its participant over loopback HTTP like anyone else's: nothing here knows it is a replica.
-// Error kinds become statuses in lib/errors.ts (`kvErrorAnswer`), not here.
+// Error kinds become statuses in lib/errors.ts (`kvErrorAnswer`), not here. Served from node:http
+// as a raw route of the RPC shell (lib/http-server.ts), not through express: a data path, as the
+// RPC endpoints are (docs/performance.md, "The HTTP API").
 
-import express, { type Request, type Response } from 'express';
+import type http from 'node:http';
 import { DhtError, kvErrorAnswer } from '../lib/errors';
 import { KEY_BYTES_MAX, KEY_BYTES_MIN, VALUE_BYTES_MAX } from '../lib/limits';
 import type { Logger } from '../lib/logger';
-import { BodyDigestMismatch, checkBodyDigest, refuseUnauthenticated } from '../lib/http-server';
+import { sendJson, type RawExchange, type RawRoute, type RpcServer } from '../lib/http-server';
 import { secondsSince, type ProcessMetrics } from '../lib/metrics';
-
-const EMPTY_BODY = Buffer.alloc(0);
+import { readRawBody, type BodyRefusal } from '../lib/request-body';
 
 /** What /kv needs of a cluster client: DhtClient's replicated operations. */
 export interface KvClient {
@@ -35,96 +36,102 @@ const VALUE_CONTENT_TYPE = 'text/plain; charset=utf-8';
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
- * Serve `/kv/KEY` on `app` (a server's RpcServer app, before it listens: the RPC shell installs
- * its 404 handler then). Every error is answered `{"kind","error","reason"?}` with the status of
- * lib/errors.ts's /kv column; 503s carry `Retry-After`, 405s `Allow`. With `metrics`, each
- * request is one observation, labelled `METHOD /kv` (never the key) and its outcome.
+ * Serve `/kv/KEY` on `rpc` (a server's RpcServer). Every error is answered
+ * `{"kind","error","reason"?}` with the status of lib/errors.ts's /kv column; 503s carry
+ * `Retry-After`, 405s `Allow`. With `metrics`, each request is one observation, labelled
+ * `METHOD /kv` (never the key) and its outcome.
  */
 export function kvRoutes(
-  app: express.Express,
+  rpc: RpcServer,
   client: KvClient,
   logger: Logger,
   metrics?: ProcessMetrics,
 ): void {
-  for (const method of KV_METHODS) metrics?.knowEndpoint(`${method} ${KV_PATH}`);
-  // A value is raw bytes, whatever the Content-Type says; the bound is the contract's.
-  const parseRaw = express.raw({
-    type: () => true,
-    limit: VALUE_BYTES_MAX,
-    verify: checkBodyDigest,
-  });
-  const readBody = (req: Request, res: Response): Promise<Buffer> =>
-    new Promise((resolve, reject) => {
-      parseRaw(req, res, (err?: unknown) => {
-        if (err !== undefined) return reject(bodyError(err));
-        if (Buffer.isBuffer(req.body)) return resolve(req.body);
-        // No body at all: the parser checked nothing, so check here that none was signed (a
-        // signed PUT whose body was stripped on the way must not store an empty value).
-        try {
-          checkBodyDigest(req, res, EMPTY_BODY);
-          resolve(EMPTY_BODY);
-        } catch (mismatch) {
-          reject(mismatch);
-        }
-      });
-    });
-
-  app.use(KV_PATH, (req: Request, res: Response) => {
-    void (async () => {
+  for (const method of KV_METHODS) metrics?.knowEndpoint(endpointOf(method));
+  const route: RawRoute = {
+    matches: isKvTarget,
+    endpoint: endpointOf,
+    serve: async (exchange) => {
       const startMs = performance.now();
-      let outcome = 'ok';
-      try {
-        const method = kvMethod(req.method);
-        const key = keyOfTarget(req.originalUrl);
-        // Read for every method: a GET, HEAD or DELETE ignores its body, but a signed request's
-        // body must still be the one signed (checkBodyDigest), or it is refused as altered.
-        const body = await readBody(req, res);
-        switch (method) {
-          case 'GET':
-          case 'HEAD': {
-            const { value } = await client.getr(key);
-            res.status(200).set('Cache-Control', 'no-store').type(VALUE_CONTENT_TYPE).send(value);
-            return;
-          }
-          case 'PUT':
-            await client.setr(key, decodeValue(body));
-            res.status(204).end();
-            return;
-          case 'DELETE':
-            await client.delr(key);
-            res.status(204).end();
-            return;
-        }
-      } catch (err) {
-        outcome = err instanceof DhtError ? err.kind : 'unknown';
-        answerError(res, err, logger);
-      } finally {
+      const outcome = await serveKv(exchange, client, logger);
+      if (outcome !== undefined) {
         metrics?.observeRequest(
-          metrics.endpointLabel(`${req.method} ${KV_PATH}`),
+          metrics.endpointLabel(endpointOf(exchange.req.method ?? '')),
           outcome,
           secondsSince(startMs),
         );
       }
-    })();
-  });
+    },
+  };
+  rpc.rawRoute(route);
 }
 
-function answerError(res: Response, err: unknown, logger: Logger): void {
-  if (res.headersSent) return;
-  if (err instanceof BodyDigestMismatch) {
-    refuseUnauthenticated(res, 'body_mismatch');
-    return;
+/** One request, answered; its outcome for the metrics, or undefined if it was not answered. */
+async function serveKv(
+  { req, res, signedDigest, refuse }: RawExchange,
+  client: KvClient,
+  logger: Logger,
+): Promise<string | undefined> {
+  try {
+    const method = kvMethod(req.method ?? '');
+    const key = keyOfTarget(req.url ?? '');
+    // Read for every method: a GET, HEAD or DELETE ignores its body, but a signed request's
+    // body must still be the one signed, or it is refused as altered.
+    const read = await readRawBody(req, VALUE_BYTES_MAX, signedDigest);
+    if (!read.ok) {
+      if (!('failure' in read)) throw bodyError(read);
+      if (read.failure === 'aborted') {
+        res.destroy();
+        return undefined;
+      }
+      refuse(read.failure);
+      return undefined;
+    }
+    switch (method) {
+      case 'GET':
+      case 'HEAD': {
+        const { value } = await client.getr(key);
+        res.writeHead(200, {
+          'cache-control': 'no-store',
+          'content-type': VALUE_CONTENT_TYPE,
+          'content-length': Buffer.byteLength(value),
+        });
+        // A HEAD's answer has no body: node:http leaves out what is written.
+        res.end(value);
+        return 'ok';
+      }
+      case 'PUT':
+        await client.setr(key, decodeValue(read.body));
+        res.writeHead(204).end();
+        return 'ok';
+      case 'DELETE':
+        await client.delr(key);
+        res.writeHead(204).end();
+        return 'ok';
+    }
+  } catch (err) {
+    answerError(res, err, logger);
+    return err instanceof DhtError ? err.kind : 'unknown';
   }
+}
+
+function endpointOf(method: string): string {
+  return `${method} ${KV_PATH}`;
+}
+
+function answerError(res: http.ServerResponse, err: unknown, logger: Logger): void {
+  if (res.headersSent) return;
   if (!(err instanceof DhtError)) {
     // A bug, not an operating error: as the RPC shell does, 500 and a log line.
     logger.error({ err }, '/kv request failed');
-    res.status(500).json({ kind: 'unknown', error: 'internal error' });
+    sendJson(res, 500, { kind: 'unknown', error: 'internal error' });
     return;
   }
   const answer = kvErrorAnswer(err);
-  if (answer.retryAfterS !== undefined) res.set('Retry-After', String(answer.retryAfterS));
-  if (answer.status === 405) res.set('Allow', ALLOW);
-  res.status(answer.status).json(answer.body);
+  const headers: http.OutgoingHttpHeaders = {};
+  if (answer.retryAfterS !== undefined) headers['retry-after'] = String(answer.retryAfterS);
+  if (answer.status === 405) headers.allow = ALLOW;
+  sendJson(res, answer.status, answer.body, headers);
 }
 
 function kvMethod(method: string): (typeof KV_METHODS)[number] {
@@ -140,14 +147,29 @@ function kvMethod(method: string): (typeof KV_METHODS)[number] {
 }
 
 /**
- * The key of a request target `/kv/KEY` (the raw target, before any decoding: express matched
- * its `/kv` prefix, in any letter case). Everything after `/kv/` is the key, slashes included;
- * a query string is refused rather than silently cut off a key whose `?` was not encoded.
+ * Whether a request target is the HTTP API's: its path is `/kv`, or starts with `/kv/` or `/kv?`,
+ * in any letter case (as express's mount on `/kv` matched it before).
+ */
+export function isKvTarget(target: string): boolean {
+  const path = pathOfTarget(target);
+  if (path.slice(0, KV_PATH.length).toLowerCase() !== KV_PATH) return false;
+  const next = path.charAt(KV_PATH.length);
+  return next === '' || next === '/' || next === '?';
+}
+
+/** The path of a request target; of an absolute-form one (`GET http://host/kv/k`, to a proxy) too. */
+function pathOfTarget(target: string): string {
+  const origin = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(target);
+  return origin === null ? target : target.slice(origin[0].length);
+}
+
+/**
+ * The key of a request target `/kv/KEY` (the raw target, before any decoding). Everything after
+ * `/kv/` is the key, slashes included; a query string is refused rather than silently cut off a
+ * key whose `?` was not encoded.
  */
 export function keyOfTarget(target: string): string {
-  // An absolute-form target (`GET http://host/kv/k`, as sent to a proxy): its path.
-  const origin = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(target);
-  const path = origin === null ? target : target.slice(origin[0].length);
+  const path = pathOfTarget(target);
   if (path.includes('?')) {
     throw new DhtError(
       'invalid',
@@ -218,17 +240,14 @@ function decodeValue(body: Buffer): string {
   }
 }
 
-/** body-parser's errors: over the bound is 413; anything else (an aborted upload...) is 400. */
-function bodyError(err: unknown): DhtError {
-  if (err instanceof BodyDigestMismatch) return err;
-  const type = typeof err === 'object' && err !== null && 'type' in err ? err.type : undefined;
-  if (type === 'entity.too.large') {
+/** A refused body: over the bound is 413 `value_too_large`; anything else (a content coding) 400. */
+function bodyError(refusal: BodyRefusal): DhtError {
+  if (refusal.status === 413) {
     return new DhtError(
       'invalid',
       `value must be at most ${VALUE_BYTES_MAX} bytes of UTF-8`,
       'value_too_large',
     );
   }
-  const message = err instanceof Error ? err.message : 'unreadable body';
-  return new DhtError('invalid', `malformed request body: ${message}`, 'bad_request');
+  return new DhtError('invalid', refusal.error, 'bad_request');
 }

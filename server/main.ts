@@ -117,7 +117,7 @@ async function main(): Promise<void> {
       ),
     logger,
     metrics,
-    (rpc) => kvRoutes(rpc.app, kvClient, logger, metrics),
+    (rpc) => kvRoutes(rpc, kvClient, logger, metrics),
   );
   announceAndRunUntilSignal(listening, logger, async () => {
     storage.stop();

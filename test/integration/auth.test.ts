@@ -355,6 +355,15 @@ describe('every endpoint of every process refuses with 401 and changes nothing',
       // The loop above sent each endpoint of each at least five refused requests.
       expect({ address, atLeast20: refused >= 20 }).toEqual({ address, atLeast20: true });
     }
+    // The HTTP API's refusals (the /kv test above) by method, never by key.
+    const server = [...cluster.servers.keys()][0];
+    const text = await (await fetch(`http://${server}/metrics`)).text();
+    for (const endpoint of ['PUT /kv', 'GET /kv']) {
+      expect(text).toMatch(
+        new RegExp(`^dht_requests_unauthenticated_total\\{endpoint="${endpoint}"\\} [1-9]`, 'm'),
+      );
+    }
+    expect(text).not.toContain('stripped');
   });
 
   test('the secret is in no log line', () => {

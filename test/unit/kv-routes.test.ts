@@ -15,7 +15,14 @@ import {
 import { RpcServer, type ListeningServer } from '../../lib/http-server';
 import { KEY_BYTES_MAX, KV_RETRY_AFTER_S, VALUE_BYTES_MAX } from '../../lib/limits';
 import { createLogger } from '../../lib/logger';
-import { decodeKey, keyOfTarget, kvRoutes, type KvClient } from '../../server/kv-routes';
+import http from 'node:http';
+import {
+  decodeKey,
+  isKvTarget,
+  keyOfTarget,
+  kvRoutes,
+  type KvClient,
+} from '../../server/kv-routes';
 
 type Call = { op: 'getr' | 'delr'; key: string } | { op: 'setr'; key: string; value: string };
 
@@ -57,7 +64,7 @@ let base: string;
 beforeAll(async () => {
   const logger = createLogger('kv-routes-test', 'silent');
   const rpc = new RpcServer(logger);
-  kvRoutes(rpc.app, client, logger);
+  kvRoutes(rpc, client, logger);
   listening = await rpc.listen('127.0.0.1', [0]);
   base = `http://${listening.address}`;
 });
@@ -149,6 +156,22 @@ describe('decodeKey: strict percent-decoding of UTF-8', () => {
     expect(() => keyOfTarget('/kv/')).toThrow('empty');
     expect(() => keyOfTarget('/kv/a?b')).toThrow('query string');
     expect(() => keyOfTarget('/kv/a?')).toThrow('query string');
+  });
+
+  test.each([
+    ['/kv/k', true],
+    ['/KV/k', true],
+    ['/kv', true],
+    ['/kv/', true],
+    ['/kv?x', true],
+    ['http://127.0.0.1:1/kv/k', true],
+    ['/kvx', false],
+    ['/kv%2Fk', false],
+    ['/', false],
+    ['/get', false],
+    ['/x/kv/k', false],
+  ])('isKvTarget(%j) is %s (what express mounted on /kv matched)', (target, served) => {
+    expect(isKvTarget(target)).toBe(served);
   });
 });
 
@@ -257,6 +280,35 @@ describe('requests', () => {
     );
     expect(calls).toEqual([]);
     expect(values.get('big')).toBe(largest);
+  });
+
+  test('a compressed body is 400 (no content coding is decoded); nothing asked', async () => {
+    const response = await kv('gz', {
+      method: 'PUT',
+      body: 'not really gzip',
+      headers: { 'content-encoding': 'gzip' },
+    });
+    const body = await expectError(response, 400, 'invalid', 'bad_request');
+    expect(body.error).toContain('content encoding "gzip"');
+    expect(calls).toEqual([]);
+  });
+
+  test('a client gone before its body ended: nothing asked, nothing answered, still serving', async () => {
+    const { port } = listening.server.address() as { port: number };
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request({
+        host: '127.0.0.1',
+        port,
+        method: 'PUT',
+        path: '/kv/half',
+        headers: { 'content-length': '1000' },
+      });
+      req.on('error', () => resolve()); // the socket we destroy
+      req.on('response', () => reject(new Error('answered a request whose body never ended')));
+      req.write('only part of it', () => setImmediate(() => req.destroy()));
+    });
+    expect((await kv('after', { method: 'PUT', body: 'v' })).status).toBe(204);
+    expect(calls).toEqual([{ op: 'setr', key: 'after', value: 'v' }]);
   });
 
   test('a body that is not UTF-8 is 400', async () => {

@@ -1,10 +1,11 @@
-// The JSON body of an RPC request, read without express: the RPC routes are served straight from
-// node:http (lib/http-server.ts, `serveRpc`), because express's router, body-parser and response
+// A request's body, read without express: the RPC endpoints and the HTTP API (`/kv`) are served
+// straight from node:http (lib/http-server.ts), because express's router, body-parser and response
 // helpers cost a server about 8 times the CPU of node:http alone (docs/performance.md, "RPC
 // baseline").
-// The checks are body-parser's as express.json ran them for these routes, with the same answers:
-// a JSON media type, a UTF-8 charset, a size bound (checked on Content-Length before reading and
-// again while reading), the signed digest, and an object or array at the top (strict JSON). A
+// The checks are body-parser's as express.json and express.raw ran them for these routes, with the
+// same answers: a size bound (checked on Content-Length before reading and again while reading),
+// no content coding (body-parser inflated gzip; nothing here does), the signed digest, and for an
+// RPC body a JSON media type, a UTF-8 charset and an object or array at the top (strict JSON). A
 // refused body is still read off to its end and dropped, as body-parser did, so the client, still
 // sending, reads its answer instead of a broken pipe, and the connection stays usable.
 
@@ -16,13 +17,20 @@ import { sha256Hex } from './auth';
  * as a bad body: the client went away before its body ended (`aborted`), or the body is not the
  * one signed (`body_mismatch`: a 401, answered as authentication fails).
  */
-export type BodyRead =
-  | { readonly ok: true; readonly body: unknown }
-  | { readonly ok: false; readonly status: number; readonly error: string }
+export type BodyRead<Body> =
+  | { readonly ok: true; readonly body: Body }
+  | BodyRefusal
   | { readonly ok: false; readonly failure: 'aborted' | 'body_mismatch' };
+
+export interface BodyRefusal {
+  readonly ok: false;
+  readonly status: number;
+  readonly error: string;
+}
 
 const NOT_JSON_ERROR = 'request body must be JSON (Content-Type: application/json)';
 export const TOO_LARGE_ERROR = 'request body too large';
+const NO_BODY = Buffer.alloc(0);
 
 /** A body was sent (a Content-Length above 0, or a chunked body). */
 export function hasBody(req: http.IncomingMessage): boolean {
@@ -35,27 +43,55 @@ export async function readJsonBody(
   req: http.IncomingMessage,
   bytesMax: number,
   signedDigest: string | undefined,
-): Promise<BodyRead> {
+): Promise<BodyRead<unknown>> {
   if (!hasBody(req)) return { ok: true, body: {} };
-  const refusal = refusalBeforeReading(req, bytesMax);
+  const read = await readSignedBody(req, bytesMax, signedDigest, jsonRefusal(req, bytesMax));
+  return read.ok ? parseStrictJson(read.body.toString('utf8')) : read;
+}
+
+/**
+ * Read `req`'s body as the bytes sent, whatever its media type: an empty buffer for no body. (The
+ * signature of a request without a body was checked with its headers: lib/http-server.ts.)
+ */
+export async function readRawBody(
+  req: http.IncomingMessage,
+  bytesMax: number,
+  signedDigest: string | undefined,
+): Promise<BodyRead<Buffer>> {
+  if (!hasBody(req)) return { ok: true, body: NO_BODY };
+  return readSignedBody(req, bytesMax, signedDigest, bytesRefusal(req, bytesMax));
+}
+
+/** The body, checked against its bound and signed digest; `refusal` answered once it is read. */
+async function readSignedBody(
+  req: http.IncomingMessage,
+  bytesMax: number,
+  signedDigest: string | undefined,
+  refusal: BodyRefusal | undefined,
+): Promise<BodyRead<Buffer>> {
   // Nothing kept of a body refused already: it is read off (`keepUpTo` 0) and answered after.
-  const raw = await readBody(req, refusal === undefined ? bytesMax : 0);
+  const raw = await readToEnd(req, refusal === undefined ? bytesMax : 0);
   if (raw === 'aborted') return { ok: false, failure: 'aborted' };
   if (refusal !== undefined) return refusal;
   if (raw === 'too_large') return refused(413, TOO_LARGE_ERROR);
   if (signedDigest !== undefined && sha256Hex(raw) !== signedDigest) {
     return { ok: false, failure: 'body_mismatch' };
   }
-  return parseStrictJson(raw.toString('utf8'));
+  return { ok: true, body: raw };
 }
 
-/** What the headers alone refuse: another media type, charset or encoding, a declared size. */
-function refusalBeforeReading(req: http.IncomingMessage, bytesMax: number): BodyRead | undefined {
+/** What the headers alone refuse of a JSON body: another media type or charset, and as any body. */
+function jsonRefusal(req: http.IncomingMessage, bytesMax: number): BodyRefusal | undefined {
   const type = mediaType(req.headers['content-type']);
   if (type.name !== 'application/json') return refused(415, NOT_JSON_ERROR);
   if (type.charset !== undefined && !/^utf-?8$/.test(type.charset)) {
     return refused(415, `malformed request: unsupported charset "${type.charset.toUpperCase()}"`);
   }
+  return bytesRefusal(req, bytesMax);
+}
+
+/** What the headers alone refuse of any body: a content coding, a declared size over the bound. */
+function bytesRefusal(req: http.IncomingMessage, bytesMax: number): BodyRefusal | undefined {
   const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
   if (encoding !== 'identity') {
     return refused(415, `malformed request: unsupported content encoding "${encoding}"`);
@@ -68,7 +104,7 @@ function refusalBeforeReading(req: http.IncomingMessage, bytesMax: number): Body
  * The body read to its end: its bytes if they are at most `keepUpTo`, else `too_large` (the rest
  * read off and dropped), or `aborted` if the client went away first.
  */
-function readBody(
+function readToEnd(
   req: http.IncomingMessage,
   keepUpTo: number,
 ): Promise<Buffer | 'too_large' | 'aborted'> {
@@ -100,7 +136,7 @@ function readBody(
   });
 }
 
-function parseStrictJson(text: string): BodyRead {
+function parseStrictJson(text: string): BodyRead<unknown> {
   if (text.length === 0) return { ok: true, body: {} };
   const first = /\S/.exec(text)?.[0];
   if (first !== '{' && first !== '[') {
@@ -126,6 +162,6 @@ function mediaType(header: string | undefined): { name: string; charset?: string
   return { name: name.trim().toLowerCase(), charset };
 }
 
-function refused(status: number, error: string): BodyRead {
+function refused(status: number, error: string): BodyRefusal {
   return { ok: false, status, error };
 }
