@@ -56,7 +56,6 @@ export interface GroupCommitStats {
   readonly syncingOps: number;
 }
 
-/** The sync of a batch failed; every later write is refused too. */
 /**
  * A sync failed (disk full, I/O error): this write and every later one are refused. A DhtError
  * of kind `unavailable`, so a request that needed the write is refused with 503 and says why.

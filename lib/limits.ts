@@ -94,7 +94,7 @@ export const FAILURE_TIMEOUT_S_DEFAULT = 30;
  * A new server ID heartbeating from a live server's address makes the view leader ask that
  * address who listens there (viewleader/membership.ts, `takeOver`). A restarted process answers
  * from loopback or a LAN in milliseconds; the bound stays well under the server's own heartbeat
- * timeout (2 s, server/storage-server.ts) so the waiting heartbeat still gets its answer.
+ * timeout (SERVER_VIEWLEADER_TIMEOUT_MS) so the waiting heartbeat still gets its answer.
  */
 export const ADDRESS_PROBE_TIMEOUT_MS = 500;
 /** A status answer is a few hundred bytes; whatever answers with more is not a dht server. */
@@ -113,6 +113,44 @@ export const RECOVERY_STAGGER_MS = 100;
 export const BALLOT_ROUND_MAX = 2 ** 31;
 /** Decisions (and, apart, fences) a replica remembers for late askers; bounded by count. */
 export const DECISIONS_REMEMBERED_MAX = 100_000;
+
+// ---- a storage server's timers and peers (server/storage-server.ts, server/rebalancer.ts) -------
+
+/**
+ * How often undecided transactions are looked at (their prepare timeouts, recovery rounds). The
+ * timer runs only while some are pending: an idle server is not woken for nothing.
+ */
+export const PARTICIPANT_TICK_MS = 100;
+/** A server's requests to the view leader (heartbeats, the copy barrier's asks). */
+export const SERVER_VIEWLEADER_TIMEOUT_MS = 2000;
+/** While waiting at the copy barrier, ask the view leader this often (a few asks per epoch). */
+export const BARRIER_POLL_MS = 50;
+/** One recovery message to another replica: a dead one costs a ballot at most this. */
+export const PEER_TIMEOUT_MS = 1000;
+/** Asking a voucher about versions beyond the claim bound (only ever after a forged claim). */
+export const VOUCH_TIMEOUT_MS = 1000;
+/** While no view leader answers, warn at most this often (heartbeats can be 50 ms apart). */
+export const UNREACHABLE_WARNING_INTERVAL_MS = 10_000;
+/** A rebalancing waits for the transactions in flight to drain, looking this often. */
+export const DRAIN_POLL_MS = 20;
+/** One transfer batch (up to TRANSFER_BATCH_BYTES_MAX): generous, a slow disk syncs it. */
+export const TRANSFER_TIMEOUT_MS = 30_000;
+/** A transfer that failed is sent again after this. */
+export const TRANSFER_RETRY_MS = 200;
+/**
+ * A target that stays unreachable this long (TRANSFER_ATTEMPTS_MAX * TRANSFER_RETRY_MS: 10 minutes)
+ * is dead: the next view will say so.
+ */
+export const TRANSFER_ATTEMPTS_MAX = 3000;
+
+/**
+ * The view leader's expiry timer: a quarter of the failure timeout, within these bounds. Requests
+ * tick the core themselves, so expiry is exact; the timer only makes a silent server leave (and
+ * its locks go) without waiting for the next request. A quarter keeps that delay small; the bounds
+ * keep the timer neither busy nor lazy.
+ */
+export const VIEWLEADER_TICK_INTERVAL_MS_MIN = 10;
+export const VIEWLEADER_TICK_INTERVAL_MS_MAX = 1000;
 
 /**
  * How long dht's tooling (demo, bench, tests: demo/spawn.ts) waits for a process it started to

@@ -16,18 +16,17 @@ import {
   STORE_BULK_WRITES_PER_SYNC,
   TRANSFER_BATCH_BYTES_MAX,
   TRANSFER_BATCH_KEYS_MAX,
+  DRAIN_POLL_MS,
+  TRANSFER_ATTEMPTS_MAX,
+  TRANSFER_RETRY_MS,
+  TRANSFER_TIMEOUT_MS,
 } from '../lib/limits';
 import { copiesDone, startCopies, type CopyProgress } from './copy-progress';
 import { arrivalsFor, copiesOf, planRebalance } from './rebalance-planner';
 import type { Store } from './store';
 
-const DRAIN_POLL_MS = 20;
 /** The store's record table of `received` (key -> epoch of the transfer that stored it). */
 const RECEIVED_TABLE = 'received';
-const TRANSFER_RETRY_MS = 200;
-/** A target that stays unreachable this long is dead: the next view will say so. */
-const TRANSFER_ATTEMPTS_MAX = 3000;
-const TRANSFER_TIMEOUT_MS = 30_000;
 
 export interface RebalanceHost {
   readonly selfId: string;

@@ -27,6 +27,12 @@ import {
   RECOVERY_STAGGER_MS,
   TRANSFER_BATCH_KEYS_MAX,
   VERSION_MAX,
+  BARRIER_POLL_MS,
+  PARTICIPANT_TICK_MS,
+  PEER_TIMEOUT_MS,
+  SERVER_VIEWLEADER_TIMEOUT_MS,
+  UNREACHABLE_WARNING_INTERVAL_MS,
+  VOUCH_TIMEOUT_MS,
 } from '../lib/limits';
 import {
   Participant,
@@ -56,23 +62,9 @@ import {
 } from './store';
 import { claimOfCommit, claimOfCopy, claimsToVouch, unbacked, type Claim } from './version-claims';
 
-/**
- * How often undecided transactions are looked at (their prepare timeouts, recovery rounds). The
- * timer runs only while some are pending: an idle server is not woken for nothing.
- */
-const PARTICIPANT_TICK_MS = 100;
 /** Where a durable server keeps its ID (server/main.ts reads it at start). */
 export const META_TABLE = 'meta';
 export const SERVER_ID_RECORD = 'server-id';
-/** While waiting at the copy barrier, ask the view leader this often (a few asks per epoch). */
-const BARRIER_POLL_MS = 50;
-const VIEWLEADER_TIMEOUT_MS = 2000;
-/** One recovery message to another replica: a dead one costs a ballot at most this. */
-const PEER_TIMEOUT_MS = 1000;
-/** Asking a voucher about versions beyond the claim bound (only ever after a forged claim). */
-const VOUCH_TIMEOUT_MS = 1000;
-/** While no view leader answers, repeat the warning at most this often (heartbeats can be 50 ms apart). */
-const UNREACHABLE_WARNING_INTERVAL_MS = 10_000;
 
 export interface StorageServerConfig {
   /** The ID to start with: a durable server's stored one (resumed), or a new one. */
@@ -128,7 +120,7 @@ export class StorageServer {
       pendingTransactions: this.participant.pendingCount,
       storageFailed: store.failed !== undefined,
     }));
-    this.viewLeaders = new ViewLeaderGroup(config.viewLeaders, VIEWLEADER_TIMEOUT_MS);
+    this.viewLeaders = new ViewLeaderGroup(config.viewLeaders, SERVER_VIEWLEADER_TIMEOUT_MS);
     this.participant = this.newParticipant();
     // What this server had promised, accepted and decided before a restart (empty when new).
     this.participant.restore(readParticipantState(store), performance.now());
@@ -683,7 +675,7 @@ export class StorageServer {
           epoch: this.tracker.reportedEpoch,
           stats: this.stats(),
         },
-        { waitMs: VIEWLEADER_TIMEOUT_MS },
+        { waitMs: SERVER_VIEWLEADER_TIMEOUT_MS },
       );
       if (this.viewLeaderLost !== undefined) {
         const downMs = Math.round(performance.now() - this.viewLeaderLost.sinceMs);
@@ -796,7 +788,7 @@ export class StorageServer {
       await this.viewLeaders.call(
         ViewLeaderApi.rebalanceDone,
         { serverId: this.serverId, epoch, phase, stats: this.stats() },
-        { waitMs: VIEWLEADER_TIMEOUT_MS },
+        { waitMs: SERVER_VIEWLEADER_TIMEOUT_MS },
       );
       this.tracker.onReported(epoch, phase);
     } catch (err) {

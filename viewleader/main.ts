@@ -24,7 +24,12 @@ import { setUpAuthentication } from '../lib/http-auth';
 import type { MemberStatus } from '../lib/messages';
 import { exitWithError, portsToTry } from '../lib/cli-options';
 import { injectedSyncFailure, StoreOpenError } from '../lib/level-dir';
-import { VIEWLEADER_PORT_FIRST, VIEWLEADER_PORT_LAST } from '../lib/limits';
+import {
+  VIEWLEADER_PORT_FIRST,
+  VIEWLEADER_PORT_LAST,
+  VIEWLEADER_TICK_INTERVAL_MS_MAX,
+  VIEWLEADER_TICK_INTERVAL_MS_MIN,
+} from '../lib/limits';
 import { createProcessLogger, type Logger } from '../lib/logger';
 import { operatorRoutes, ProcessMetrics } from '../lib/metrics';
 import { aloneHealth, memberHealth } from './health';
@@ -40,14 +45,6 @@ import { pageRoutes } from './page';
 import { viewLeaderRoutes, ViewLeader } from './routes';
 import { epochOfRecords, IN_MEMORY, snapshotFromRecords, type StateLog } from './saved-state';
 import { StateStore } from './state-store';
-
-/**
- * Requests tick the core themselves, so expiry is exact; the timer only makes a silent server
- * leave (and its locks go) without waiting for the next request. A quarter of the timeout keeps
- * that delay small; the bounds keep the timer neither busy nor lazy.
- */
-const TICK_INTERVAL_MS_MIN = 10;
-const TICK_INTERVAL_MS_MAX = 1000;
 
 interface Restored {
   readonly membership: Membership;
@@ -135,8 +132,8 @@ async function main(): Promise<void> {
 
 function tickIntervalMs(options: ViewLeaderOptions): number {
   return Math.min(
-    TICK_INTERVAL_MS_MAX,
-    Math.max(TICK_INTERVAL_MS_MIN, options.failureTimeoutMs / 4),
+    VIEWLEADER_TICK_INTERVAL_MS_MAX,
+    Math.max(VIEWLEADER_TICK_INTERVAL_MS_MIN, options.failureTimeoutMs / 4),
   );
 }
 
