@@ -240,6 +240,54 @@ describe('scenarios', () => {
     );
   });
 
+  test('reads share heartbeat rounds, and only a round sent after a read arrived confirms it', () => {
+    const sim = calm(3);
+    elect(sim, 'n1');
+    appliedEverywhere(sim, proposeAt(sim, 'n1'));
+    // From here the messages are carried by hand, so the test decides what arrives when.
+    const node = (id: string): RaftNode<unknown, unknown> => {
+      const raft = sim.node(id).raft;
+      if (raft === null) throw new Error(`${id} is down`);
+      return raft as RaftNode<unknown, unknown>;
+    };
+    const leader = node('n1');
+    const out = (id: string): ReturnType<RaftNode<unknown, unknown>['ready']> => {
+      const ready = node(id).ready();
+      node(id).advance();
+      return ready;
+    };
+    const heartbeatRounds = (ready: ReturnType<typeof out>): number[] =>
+      ready.messages.flatMap((e) => (e.message.kind === 'heartbeat' ? [e.message.round] : []));
+    /** Each heartbeat of `ready` delivered to its follower; their replies, not delivered yet. */
+    const repliesTo = (ready: ReturnType<typeof out>) =>
+      ready.messages
+        .filter((e) => e.message.kind === 'heartbeat')
+        .flatMap((e) => {
+          node(e.to).step(e.message);
+          return out(e.to).messages.filter((r) => r.message.kind === 'heartbeat_reply');
+        });
+    const confirmed = (ready: ReturnType<typeof out>): string[] =>
+      ready.readStates.map((r) => r.requestId);
+
+    expect(leader.readIndex('r1')).toEqual({ ok: true });
+    const first = out('n1');
+    const [round] = heartbeatRounds(first);
+    expect(heartbeatRounds(first)).toEqual([round, round]); // one round, to both followers
+    const firstReplies = repliesTo(first); // sent now, before r2..r4 arrive; held on the way
+
+    for (const id of ['r2', 'r3', 'r4']) expect(leader.readIndex(id)).toEqual({ ok: true });
+    expect(heartbeatRounds(out('n1'))).toEqual([]); // a round is in flight: they wait for the next
+
+    for (const reply of firstReplies) leader.step(reply.message);
+    const second = out('n1');
+    // The replies confirm r1, and not the reads that arrived after their heartbeats were sent
+    // (a newer leader may have committed in between); the next round goes out for all of them.
+    expect(confirmed(second)).toEqual(['r1']);
+    expect(heartbeatRounds(second)).toEqual([round + 1, round + 1]);
+    for (const reply of repliesTo(second)) leader.step(reply.message);
+    expect(confirmed(out('n1'))).toEqual(['r2', 'r3', 'r4']);
+  });
+
   test('pre-vote: a node cut off for long comes back without disturbing the leader', () => {
     const sim = calm(3);
     elect(sim, 'n1');

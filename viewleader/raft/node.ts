@@ -141,7 +141,10 @@ export class RaftNode<C, S> {
   private votes = new Map<NodeId, boolean>();
   /** Leader: one per other member. */
   private progress = new Map<NodeId, Progress>();
-  /** Leader: the heartbeat round; a read registered at round r waits for replies of round >= r. */
+  /**
+   * Leader: the round of the last heartbeat sent. A read is registered for the next round
+   * (readRound + 1) and waits for replies of that round or later: heartbeats sent after it came.
+   */
   private readRound = 0;
   private readonly reads = new ReadIndexQueue();
   /** Leader: reads that arrived before an entry of this term was committed (§6.4 step 1). */
@@ -661,7 +664,9 @@ export class RaftNode<C, S> {
     for (const peer of this.others) this.sendAppend(peer, sendIfEmpty);
   }
 
+  /** A heartbeat to every other member: of the next round if a read waits for one. */
   private broadcastHeartbeat(): void {
+    if (this.reads.waitingForNextRound(this.readRound)) this.readRound += 1;
     for (const peer of this.others) {
       const pr = this.progressOf(peer);
       this.send(peer, {
@@ -752,6 +757,10 @@ export class RaftNode<C, S> {
     if (pr.matchIndex < this.raftLog.lastIndex || pr.state === 'probe') this.sendAppend(from, true);
     this.reads.acknowledge(from, round);
     this.readStates.push(...this.reads.takeConfirmed(this.quorum));
+    // The round in flight is confirmed: the reads that came meanwhile go out in the next one.
+    if (!this.reads.inFlight(this.readRound) && this.reads.waitingForNextRound(this.readRound)) {
+      this.broadcastHeartbeat();
+    }
   }
 
   /**
@@ -774,19 +783,22 @@ export class RaftNode<C, S> {
     return true;
   }
 
-  /** §6.4 steps 2-3: record the commit index, then confirm leadership with a heartbeat round. */
+  /**
+   * §6.4 steps 2-3: record the commit index, then confirm leadership with a heartbeat round: the
+   * next one. It goes out now if no round is in flight; otherwise once that one is confirmed (or
+   * with the next periodic heartbeat), for every read that came in the meantime (read-index.ts).
+   */
   private registerReads(requestIds: readonly string[]): void {
     assert(this.currentRole === 'leader', 'only a leader serves reads');
     assert(
       this.raftLog.term(this.commitIndex) === this.currentTerm,
       'reads wait for a commit in term',
     );
-    this.readRound += 1;
     for (const requestId of requestIds) {
-      this.reads.add(requestId, this.commitIndex, this.readRound, this.id);
+      this.reads.add(requestId, this.commitIndex, this.readRound + 1, this.id);
     }
     if (this.quorum === 1) this.readStates.push(...this.reads.takeConfirmed(this.quorum));
-    else this.broadcastHeartbeat();
+    else if (!this.reads.inFlight(this.readRound)) this.broadcastHeartbeat();
   }
 
   // ---- the follower -------------------------------------------------------------------------------

@@ -7,6 +7,11 @@
 //
 // Reads are confirmed in order: confirming a later read also confirms every earlier one, whose
 // index is no higher and whose round is no later.
+//
+// One round at a time (RaftNode.registerReads): a read that arrives while a round is in flight is
+// registered for the next round, which goes out once the one in flight is confirmed (or with the
+// next periodic heartbeat); so under load one round confirms every read that arrived during the
+// one before, instead of a round, and its messages, per read.
 
 import { assert } from '../../lib/assert';
 import type { NodeId } from './messages';
@@ -36,6 +41,16 @@ export class ReadIndexQueue {
     assert(last === undefined || last.round <= round, 'read rounds do not go back');
     assert(last === undefined || last.index <= index, 'read indexes do not go back');
     this.reads.push({ requestId, index, round, acks: new Set([self]) });
+  }
+
+  /** Some read waits for replies to a round already sent (`sentRound` or earlier). */
+  inFlight(sentRound: number): boolean {
+    return this.reads.length > 0 && this.reads[0].round <= sentRound;
+  }
+
+  /** Some read waits for a round not sent yet (after `sentRound`). */
+  waitingForNextRound(sentRound: number): boolean {
+    return this.reads.length > 0 && this.reads[this.reads.length - 1].round > sentRound;
   }
 
   /** `from` answered a heartbeat of `round`: it confirms every read registered at or before. */
