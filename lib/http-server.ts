@@ -143,13 +143,14 @@ export class RpcServer {
       const route =
         target === TransportApi.batch.path ? this.batchRoute : this.handlers.get(target);
       if (route !== undefined) {
-        this.serveRpc(req, res, target, route).catch(this.failed(req, res));
+        this.serveRpc(req, res, target, route).catch(this.failed(res, target));
         return;
       }
     }
     for (const route of this.rawRoutes) {
       if (route.matches(target)) {
-        this.serveRaw(req, res, route).catch(this.failed(req, res));
+        // Logged by its endpoint, never its target: a /kv target holds a key.
+        this.serveRaw(req, res, route).catch(this.failed(res, route.endpoint(req.method ?? '')));
         return;
       }
     }
@@ -157,9 +158,9 @@ export class RpcServer {
   };
 
   /** A route that threw (a bug, not an operating error): 500 if nothing was sent yet, and a log. */
-  private failed(req: http.IncomingMessage, res: http.ServerResponse): (err: unknown) => void {
+  private failed(res: http.ServerResponse, endpoint: string): (err: unknown) => void {
     return (err) => {
-      this.logger.error({ err, path: req.url }, 'request failed');
+      this.logger.error({ err, endpoint }, 'request failed');
       if (res.headersSent) res.destroy();
       else sendJson(res, 500, { kind: 'unknown', error: 'internal error' });
     };

@@ -92,7 +92,8 @@ function jsonRefusal(req: http.IncomingMessage, bytesMax: number): BodyRefusal |
 
 /** What the headers alone refuse of any body: a content coding, a declared size over the bound. */
 function bytesRefusal(req: http.IncomingMessage, bytesMax: number): BodyRefusal | undefined {
-  const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+  // An empty header is no coding, as body-parser read it.
+  const encoding = (req.headers['content-encoding'] || 'identity').toLowerCase();
   if (encoding !== 'identity') {
     return refused(415, `malformed request: unsupported content encoding "${encoding}"`);
   }

@@ -38,8 +38,9 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /**
  * Serve `/kv/KEY` on `rpc` (a server's RpcServer). Every error is answered
  * `{"kind","error","reason"?}` with the status of lib/errors.ts's /kv column; 503s carry
- * `Retry-After`, 405s `Allow`. With `metrics`, each request is one observation, labelled
- * `METHOD /kv` (never the key) and its outcome.
+ * `Retry-After`, 405s `Allow`. With `metrics`, each answered request is one observation, labelled
+ * `METHOD /kv` (never the key) and its outcome; a 401 is counted instead in
+ * `dht_requests_unauthenticated_total` under the same label, as the RPC endpoints count theirs.
  */
 export function kvRoutes(
   rpc: RpcServer,
@@ -147,14 +148,14 @@ function kvMethod(method: string): (typeof KV_METHODS)[number] {
 }
 
 /**
- * Whether a request target is the HTTP API's: its path is `/kv`, or starts with `/kv/` or `/kv?`,
- * in any letter case (as express's mount on `/kv` matched it before).
+ * Whether a request target is the HTTP API's: its path is `/kv`, or starts with `/kv/`, `/kv?` or
+ * `/kv#`, in any letter case (as express's mount on `/kv` matched it before). keyOfTarget then
+ * refuses what is not `/kv/KEY`.
  */
 export function isKvTarget(target: string): boolean {
   const path = pathOfTarget(target);
   if (path.slice(0, KV_PATH.length).toLowerCase() !== KV_PATH) return false;
-  const next = path.charAt(KV_PATH.length);
-  return next === '' || next === '/' || next === '?';
+  return /^(?:$|[/?#])/.test(path.slice(KV_PATH.length));
 }
 
 /** The path of a request target; of an absolute-form one (`GET http://host/kv/k`, to a proxy) too. */
@@ -165,19 +166,19 @@ function pathOfTarget(target: string): string {
 
 /**
  * The key of a request target `/kv/KEY` (the raw target, before any decoding). Everything after
- * `/kv/` is the key, slashes included; a query string is refused rather than silently cut off a
- * key whose `?` was not encoded.
+ * `/kv/` is the key, slashes included; a query string or a fragment is refused rather than
+ * silently cut off a key whose `?` or `#` was not encoded.
  */
 export function keyOfTarget(target: string): string {
   const path = pathOfTarget(target);
-  if (path.includes('?')) {
+  if (path.includes('?') || path.includes('#')) {
     throw new DhtError(
       'invalid',
-      "/kv/KEY takes no query string (percent-encode a '?' in the key as %3F)",
+      "/kv/KEY takes no query string or fragment (percent-encode '?' as %3F, '#' as %23)",
       'bad_request',
     );
   }
-  if (path.slice(0, KV_PATH.length).toLowerCase() !== KV_PATH) {
+  if (!/^\/kv(?:$|\/)/i.test(path)) {
     throw new DhtError('invalid', `not a /kv/KEY path: ${path.slice(0, 64)}`, 'bad_request');
   }
   // '/kv' and '/kv/' both name the empty key, which is out of bounds.

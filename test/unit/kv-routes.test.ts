@@ -156,6 +156,9 @@ describe('decodeKey: strict percent-decoding of UTF-8', () => {
     expect(() => keyOfTarget('/kv/')).toThrow('empty');
     expect(() => keyOfTarget('/kv/a?b')).toThrow('query string');
     expect(() => keyOfTarget('/kv/a?')).toThrow('query string');
+    expect(() => keyOfTarget('/kv/a#b')).toThrow('fragment');
+    expect(() => keyOfTarget('/kv#b')).toThrow('fragment');
+    expect(() => keyOfTarget('/kvb')).toThrow('not a /kv/KEY path');
   });
 
   test.each([
@@ -164,6 +167,7 @@ describe('decodeKey: strict percent-decoding of UTF-8', () => {
     ['/kv', true],
     ['/kv/', true],
     ['/kv?x', true],
+    ['/kv#x', true], // then refused by keyOfTarget, not taken as the key 'x'
     ['http://127.0.0.1:1/kv/k', true],
     ['/kvx', false],
     ['/kv%2Fk', false],
@@ -291,6 +295,29 @@ describe('requests', () => {
     const body = await expectError(response, 400, 'invalid', 'bad_request');
     expect(body.error).toContain('content encoding "gzip"');
     expect(calls).toEqual([]);
+  });
+
+  test('an empty Content-Encoding header is no coding: the value is stored', async () => {
+    const { port } = listening.server.address() as { port: number };
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'PUT',
+          path: '/kv/plain',
+          headers: { 'content-encoding': '', 'content-length': '1' },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode);
+        },
+      );
+      req.on('error', reject);
+      req.end('v');
+    });
+    expect(status).toBe(204);
+    expect(values.get('plain')).toBe('v');
   });
 
   test('a client gone before its body ended: nothing asked, nothing answered, still serving', async () => {

@@ -1,4 +1,4 @@
-// The RPC routes' request bodies (lib/json-body.ts, served by lib/http-server.ts without express):
+// The RPC routes' request bodies (lib/request-body.ts, served by lib/http-server.ts without express):
 // the answers body-parser gave before (415 for another media type, charset or a compressed body,
 // 413 over the route's bound, 400 for bad JSON, `{}` for no body), a refused body read off so that
 // the connection stays usable; and what is not an RPC POST still reaching express. Served on an OS-assigned loopback port, called with raw node:http requests.
