@@ -3,7 +3,8 @@
 // process does with a Ready (ready.ts): its own disk (only what it persisted survives a crash),
 // its own state machine (rebuilt from the snapshot and the committed entries on restart), its
 // own clock (each node ticks at its own pace), and a network that drops, duplicates, delays and
-// reorders messages, partitions (both ways or one way), and holds messages for a paused node
+// reorders messages (or, in half the random runs, keeps each link in order, as a TCP connection
+// does), partitions (both ways or one way), and holds messages for a paused node
 // (SIGSTOP: it neither ticks nor receives, then resumes with everything it believed). Clients
 // propose commands and do read-index reads. All choices come from one seeded Random, so a
 // failing seed replays exactly.
@@ -306,6 +307,12 @@ export class RaftSim {
   network: InFlight[] = [];
   /** Directed links that lose everything: "from>to". */
   readonly blocked = new Set<string>();
+  /**
+   * Each link delivers in the order sent (as one TCP connection would), links interleaved at
+   * random; otherwise any due message may overtake any other. randomSim picks one per run: FIFO
+   * links let a paused process's old messages reach it before newer ones on the same link.
+   */
+  fifoLinks = false;
   /** Messages to lose on arrival (a scenario's scalpel, like etcd raft's interaction tests). */
   lose: ((from: string, to: string, message: Message) => boolean) | null = null;
   readonly trace: string[] = [];
@@ -571,12 +578,36 @@ export class RaftSim {
   private deliverDue(): void {
     const due: InFlight[] = [];
     const later: InFlight[] = [];
+    /** FIFO links: links with an earlier message still on the way (`network` is in send order). */
+    const behind = new Set<string>();
     for (const m of this.network) {
+      const link = `${m.from}>${m.to}`;
       // A paused process's messages wait in its socket buffer.
-      if (m.deliverAt <= this.time && !this.node(m.to).paused) due.push(m);
-      else later.push(m);
+      if (m.deliverAt <= this.time && !this.node(m.to).paused && !behind.has(link)) due.push(m);
+      else {
+        later.push(m);
+        if (this.fifoLinks) behind.add(link);
+      }
     }
     this.network = later;
+    if (this.fifoLinks) {
+      // Each link's messages in the order sent, the links interleaved at random.
+      const queues = new Map<string, InFlight[]>();
+      for (const m of due) {
+        const link = `${m.from}>${m.to}`;
+        const queue = queues.get(link);
+        if (queue === undefined) queues.set(link, [m]);
+        else queue.push(m);
+      }
+      const links = [...queues.values()];
+      while (links.length > 0) {
+        const i = this.random.int(0, links.length - 1);
+        const m = links[i].shift();
+        if (links[i].length === 0) links.splice(i, 1);
+        if (m !== undefined) this.deliver(m);
+      }
+      return;
+    }
     // Whatever is due arrives in any order.
     for (let i = due.length - 1; i > 0; i--) {
       const j = this.random.int(0, i);
@@ -946,6 +977,13 @@ export class RaftSim {
       const leader = this.leader();
       this.propose(leader !== null && roll(0.8) ? leader.id : random.pick(ids));
     }
+    // A process resumed in this step reads its socket buffer in this step: what was held for it
+    // while it was paused, and any client request sent to it now, arrive together, in any order
+    // (a read that arrives before the heartbeat replies of a round sent long ago).
+    if (roll(faults.resume)) {
+      const paused = this.nodes.filter((n) => n.paused);
+      if (paused.length > 0) this.resume(random.pick(paused).id);
+    }
     if (roll(faults.read)) {
       const leaders = this.nodes.filter((n) => n.running && n.raft?.role === 'leader');
       this.read(leaders.length > 0 && roll(0.8) ? random.pick(leaders).id : random.pick(ids));
@@ -962,12 +1000,12 @@ export class RaftSim {
     }
     if (down.length > 0 && roll(faults.restart)) this.restart(random.pick(down).id);
     if (roll(faults.pause)) {
+      // A leader paused and resumed after others elected a new one is the interesting case (it
+      // still believes it leads): half the pauses pick one when there is one, as crashes do.
+      const leader = this.leader();
       const running = this.nodes.filter((n) => n.running);
-      if (running.length > 0) this.pause(random.pick(running).id);
-    }
-    if (roll(faults.resume)) {
-      const paused = this.nodes.filter((n) => n.paused);
-      if (paused.length > 0) this.resume(random.pick(paused).id);
+      if (leader !== null && leader.running && roll(0.5)) this.pause(leader.id);
+      else if (running.length > 0) this.pause(random.pick(running).id);
     }
     if (roll(faults.partition) && ids.length > 1) {
       const shuffled = [...ids];
@@ -1035,6 +1073,7 @@ export function randomSim(seed: number, tracing = false, members?: number): Raft
   const sim = new RaftSim(config, random, tracing);
   for (const node of sim.nodes) node.pace = 0.5 + random.next();
   sim.chaos = random.pick([FAULTS_CHAOS, FAULTS_CHAOS, FAULTS_STORM]);
+  sim.fifoLinks = random.next() < 0.5;
   return sim;
 }
 
