@@ -135,8 +135,7 @@ export class RpcServer {
     this.batchRoute = this.makeBatchRoute();
   }
 
-  /** Every request: an RPC endpoint's POST or a raw route's request is served here, the rest by
-   * express. */
+  /** Every request: an RPC endpoint's POST or a raw route's request here, the rest by express. */
   private readonly onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const target = req.url ?? '';
     if (req.method === 'POST') {
