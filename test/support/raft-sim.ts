@@ -667,6 +667,7 @@ export class RaftSim {
     const ready = raft.ready();
     // 1-3: persist (one atomic write here).
     this.persist(node, ready);
+    this.checkDurable(node, ready.messages);
     // 4: send.
     for (const { to, message } of ready.messages) this.send(node.id, to, message);
     // 5: apply.
@@ -700,6 +701,31 @@ export class RaftSim {
     raft.advance();
     this.maybeCompact(node);
     this.afterEvent(node);
+  }
+
+  /**
+   * The ordering rule (ready.ts): what a message promises is on disk before it leaves. A granted
+   * vote is the saved vote of the saved term; an acknowledged entry is saved, with its term.
+   */
+  private checkDurable(node: SimNode, messages: Ready<Command, MachineState>['messages']): void {
+    const { disk, raft } = node;
+    for (const { to, message: m } of messages) {
+      if (m.kind === 'pre_vote' || m.kind === 'pre_vote_reply') continue; // a future term
+      if (m.term > disk.hardState.term) {
+        throw new InvariantError(`${node.id} sends term ${m.term} before saving it`);
+      }
+      // A message of an older term is backed by the saved newer term (no second vote in it).
+      if (m.term < disk.hardState.term) continue;
+      if (m.kind === 'vote_reply' && m.granted && disk.hardState.votedFor !== to) {
+        throw new InvariantError(`${node.id} grants its vote of term ${m.term} before saving it`);
+      }
+      if (m.kind === 'append_reply' && m.matchIndex > (disk.snapshot?.lastIndex ?? 0)) {
+        const saved = disk.entries.find((e) => e.index === m.matchIndex);
+        if (saved === undefined || saved.term !== raft?.log.term(m.matchIndex)) {
+          throw new InvariantError(`${node.id} acknowledges ${m.matchIndex} before saving it`);
+        }
+      }
+    }
   }
 
   private persist(node: SimNode, ready: Ready<Command, MachineState>): void {

@@ -427,7 +427,41 @@ describe('scenarios', () => {
     });
     expect(c.status()).toMatchObject({ commitIndex: 2, lastIndex: 3 });
     // Restarted without a snapshot: it applies from index 1 on, up to 2 and not 3.
-    expect(c.ready().committed.map((e) => e.command)).toEqual([null, 'x']);
+    const ready = c.ready();
+    expect(ready.committed.map((e) => e.command)).toEqual([null, 'x']);
+    // It acknowledges 2, not its whole log: b does not hold 3@2, and counting c for index 3
+    // would let b commit its own 3 on a replica that holds another entry there.
+    expect(ready.messages).toEqual([
+      { to: 'b', message: { kind: 'append_reply', term: 3, from: 'c', matchIndex: 2 } },
+    ]);
+  });
+
+  test('a vote needs an up-to-date log, whatever the pre-vote said (§5.4.1)', () => {
+    // b acknowledged 2@1 (committed with the leader of term 1), then restarted: out of any lease.
+    // a passed its pre-vote earlier, among members that lacked 2@1; its vote request comes now.
+    const b = new RaftNode<string, null>(
+      {
+        id: 'b',
+        peers: ['a', 'b', 'c'],
+        electionTicks: 10,
+        heartbeatTicks: 1,
+        electionJitter: () => 0,
+      },
+      {
+        hardState: { term: 1, votedFor: null, commitIndex: 1 },
+        snapshot: null,
+        entries: [
+          { index: 1, term: 1, command: null },
+          { index: 2, term: 1, command: 'v' },
+        ],
+      },
+    );
+    b.step({ kind: 'vote', term: 2, from: 'a', lastIndex: 1, lastTerm: 1 });
+    b.step({ kind: 'vote', term: 2, from: 'c', lastIndex: 2, lastTerm: 1 });
+    expect(b.ready().messages).toEqual([
+      { to: 'a', message: { kind: 'vote_reply', term: 2, from: 'b', granted: false } },
+      { to: 'c', message: { kind: 'vote_reply', term: 2, from: 'b', granted: true } },
+    ]);
   });
 
   test('a conflicting suffix: the Ready says to overwrite from the first conflicting index', () => {
