@@ -1745,6 +1745,21 @@ describe('durable state (takeChanges, restore, keepChanges)', () => {
     expect(q.prepare(request(S1, { txid: 't4', key: 'k4' }), context(), T0).vote).toBe('no');
   });
 
+  test('a promise alone (nothing accepted) is a change to write: a restart still refuses lower ballots', () => {
+    const tables = new Map<string, Map<string, unknown>>();
+    const p = participant(S1);
+    p.prepare(request(S1), context(), T0);
+    applyChanges(tables, p.takeChanges());
+    expect(p.promise('t1', 'k', ballot(2, 3), ALL)).toEqual(PROMISED);
+    applyChanges(tables, p.takeChanges()); // what the shell syncs before it answers the promise
+    const q = restored(tables);
+    // The coordinator's late accept at ballot 0 must still be refused after the restart.
+    expect(dhtError(() => q.accept('t1', 'k', B0, committed(4), ALL))).toEqual({
+      kind: 'rejected',
+      reason: 'ballot_superseded',
+    });
+  });
+
   test('a restored undecided transaction is recovered at once (staggered), not after a timeout', () => {
     const tables = new Map<string, Map<string, unknown>>();
     const p = participant(S1);
@@ -1768,5 +1783,28 @@ describe('durable state (takeChanges, restore, keepChanges)', () => {
     applyChanges(tables, again);
     expect(tables.get('prepared')?.size).toBe(0);
     expect(restored(tables).outcomeOf('t1')).toEqual(committed(4));
+  });
+});
+
+describe('a commit answered before its records are synced (acceptSynced, commitSyncedAsAccepted)', () => {
+  test('only the synced acceptance of that very commit, at that version, counts', () => {
+    const p = prepared(S1);
+    p.accept('t1', 'k', B0, committed(4), ALL);
+    expect(p.commitSyncedAsAccepted('t1', 4)).toBe(false); // not synced yet
+    p.acceptSynced('t1', committed(4));
+    expect(p.commitSyncedAsAccepted('t1', 4)).toBe(true);
+    expect(p.commitSyncedAsAccepted('t1', 5)).toBe(false); // another version is not on disk
+  });
+
+  test('an older acceptance synced while a newer one of another outcome is not: nothing counts', () => {
+    // The rule itself (honest peers cannot produce this order): the sync of the abort accepted at
+    // 1.3 completes after a commit at 2.1 was accepted, which is not synced yet.
+    const p = prepared(S1);
+    p.accept('t1', 'k', ballot(1, 3), ABORTED, ALL);
+    p.accept('t1', 'k', ballot(2, 1), committed(4), ALL);
+    p.acceptSynced('t1', ABORTED);
+    expect(p.commitSyncedAsAccepted('t1', 4)).toBe(false);
+    p.acceptSynced('t1', committed(4));
+    expect(p.commitSyncedAsAccepted('t1', 4)).toBe(true);
   });
 });

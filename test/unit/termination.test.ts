@@ -91,6 +91,42 @@ describe('a commit answered before its own records are synced (its acceptance is
   });
 });
 
+describe('a promise is durable before it is answered', () => {
+  test('an acceptor restarted after promising a recovery ballot still refuses the coordinator', () => {
+    const cluster = new SimCluster(3, {}, 'scheduled');
+    const syncAll = (): void => {
+      for (const id of cluster.unsyncedNodes()) cluster.sync(id);
+    };
+    const tx = cluster.begin('k', 'v1', ['s0', 's1', 's2']);
+    deliverAll(cluster, (t) => t.startsWith('request prepare'));
+    syncAll();
+    deliverAll(cluster, (t) => t.startsWith('reply prepare')); // the accepts of ballot 0 wait
+    // s1 times out and recovers; only s2 promises (nothing accepted): s1 proposes abort.
+    cluster.advance('s1', TIMEOUT_MS + 100);
+    syncAll();
+    deliverAll(cluster, (t) => t === 'request promise s1->s2');
+    syncAll();
+    deliverAll(cluster, (t) => t === 'reply promise s1->s2');
+    syncAll(); // s1 accepted abort itself; its accepts are in flight
+    // s2 crashes and restarts on its disk: its promise must still hold.
+    cluster.crash('s2');
+    cluster.restart('s2');
+    // The coordinator's ballot-0 accepts reach s0 and s2, then s1's accept of abort reaches s2.
+    deliverAll(
+      cluster,
+      (t) => t === 'request accept c:tx1->s0' || t === 'request accept c:tx1->s2',
+    );
+    syncAll();
+    deliverAll(cluster, (t) => t.startsWith('reply accept c:'));
+    deliverAll(cluster, (t) => t === 'request commit c:tx1->s0');
+    syncAll();
+    deliverAll(cluster, (t) => t === 'request accept s1->s2');
+    syncAll();
+    deliverAll(cluster, (t) => t === 'reply accept s1->s2'); // checkInvariants after each step
+    expect(tx.coordinator.outcome).not.toEqual({ type: 'committed', version: 1 });
+  });
+});
+
 function settledOutcome(cluster: SimCluster, tx: SimTransaction, id: string): string {
   return outcomes(cluster, tx)[id];
 }
