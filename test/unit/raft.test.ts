@@ -25,6 +25,17 @@ function calm(members: number, seed = 1): RaftSim {
   return new RaftSim({ ...SIM_CONFIG_DEFAULT, members }, new Random(seed));
 }
 
+/** A member of a, b, c driven by hand (no simulator): no jitter, so every timeout is exact. */
+function handConfig(id: string): RaftConfig {
+  return {
+    id,
+    peers: ['a', 'b', 'c'],
+    electionTicks: ELECTION_TICKS,
+    heartbeatTicks: 1,
+    electionJitter: () => 0,
+  };
+}
+
 /** `id` times out first and wins the election. */
 function elect(sim: RaftSim, id: string): void {
   while (sim.node(id).raft?.role === 'follower') sim.tickNode(id, 1);
@@ -177,14 +188,7 @@ describe('scenarios', () => {
   });
 
   test('a restarted node keeps its vote: no second vote in one term', () => {
-    const config = (id: string): RaftConfig => ({
-      id,
-      peers: ['a', 'b', 'c'],
-      electionTicks: ELECTION_TICKS,
-      heartbeatTicks: 1,
-      electionJitter: () => 0,
-    });
-    const c = new RaftNode<string, null>(config('c'), null);
+    const c = new RaftNode<string, null>(handConfig('c'), null);
     c.step({ kind: 'vote', term: 1, from: 'a', lastIndex: 0, lastTerm: 0 });
     const ready = c.ready();
     expect(ready.hardState).toEqual({ term: 1, votedFor: 'a', commitIndex: 0 });
@@ -198,7 +202,7 @@ describe('scenarios', () => {
       snapshot: null,
       entries: [],
     };
-    const restarted = new RaftNode<string, null>(config('c'), persisted);
+    const restarted = new RaftNode<string, null>(handConfig('c'), persisted);
     expect(restarted.status()).toMatchObject({ role: 'follower', term: 1, votedFor: 'a' });
     restarted.step({ kind: 'vote', term: 1, from: 'b', lastIndex: 0, lastTerm: 0 });
     restarted.step({ kind: 'vote', term: 1, from: 'a', lastIndex: 0, lastTerm: 0 });
@@ -396,25 +400,16 @@ describe('scenarios', () => {
   });
 
   test('a follower commits only what the append vouches for (Figure 2: min(leaderCommit, last new))', () => {
-    const c = new RaftNode<string, null>(
-      {
-        id: 'c',
-        peers: ['a', 'b', 'c'],
-        electionTicks: 10,
-        heartbeatTicks: 1,
-        electionJitter: () => 0,
-      },
-      {
-        // c holds an entry of term 2 that the leader of term 3 does not have at index 3.
-        hardState: { term: 2, votedFor: null, commitIndex: 1 },
-        snapshot: null,
-        entries: [
-          { index: 1, term: 1, command: null },
-          { index: 2, term: 1, command: 'x' },
-          { index: 3, term: 2, command: 'stale' },
-        ],
-      },
-    );
+    const c = new RaftNode<string, null>(handConfig('c'), {
+      // c holds an entry of term 2 that the leader of term 3 does not have at index 3.
+      hardState: { term: 2, votedFor: null, commitIndex: 1 },
+      snapshot: null,
+      entries: [
+        { index: 1, term: 1, command: null },
+        { index: 2, term: 1, command: 'x' },
+        { index: 3, term: 2, command: 'stale' },
+      ],
+    });
     // A late append of b's, carrying index 2 only, while b has committed its own index 3.
     c.step({
       kind: 'append',
@@ -439,23 +434,14 @@ describe('scenarios', () => {
   test('a vote needs an up-to-date log, whatever the pre-vote said (§5.4.1)', () => {
     // b acknowledged 2@1 (committed with the leader of term 1), then restarted: out of any lease.
     // a passed its pre-vote earlier, among members that lacked 2@1; its vote request comes now.
-    const b = new RaftNode<string, null>(
-      {
-        id: 'b',
-        peers: ['a', 'b', 'c'],
-        electionTicks: 10,
-        heartbeatTicks: 1,
-        electionJitter: () => 0,
-      },
-      {
-        hardState: { term: 1, votedFor: null, commitIndex: 1 },
-        snapshot: null,
-        entries: [
-          { index: 1, term: 1, command: null },
-          { index: 2, term: 1, command: 'v' },
-        ],
-      },
-    );
+    const b = new RaftNode<string, null>(handConfig('b'), {
+      hardState: { term: 1, votedFor: null, commitIndex: 1 },
+      snapshot: null,
+      entries: [
+        { index: 1, term: 1, command: null },
+        { index: 2, term: 1, command: 'v' },
+      ],
+    });
     b.step({ kind: 'vote', term: 2, from: 'a', lastIndex: 1, lastTerm: 1 });
     b.step({ kind: 'vote', term: 2, from: 'c', lastIndex: 2, lastTerm: 1 });
     expect(b.ready().messages).toEqual([
@@ -465,16 +451,7 @@ describe('scenarios', () => {
   });
 
   test('a conflicting suffix: the Ready says to overwrite from the first conflicting index', () => {
-    const c = new RaftNode<string, null>(
-      {
-        id: 'c',
-        peers: ['a', 'b', 'c'],
-        electionTicks: 10,
-        heartbeatTicks: 1,
-        electionJitter: () => 0,
-      },
-      null,
-    );
+    const c = new RaftNode<string, null>(handConfig('c'), null);
     const entry = (index: number, term: number, command: string | null): Entry<string> => ({
       index,
       term,
