@@ -17,11 +17,17 @@
 //
 // `checkInvariants` states what must hold after every step: no two replicas decide one
 // transaction differently, nothing a coordinator reported contradicts the replicas' outcome, no
-// two replicas hold different values at one version of a key, and every replica that
-// acknowledged a commit has it on disk (decided, or accepted with the value prepared).
+// two replicas hold different values at one version of a key (now or ever), every commit is
+// applied at the version its decision names, and every replica that acknowledged a commit has it
+// on disk (decided, or accepted with the value prepared).
+//
+// Links between two processes can be slow (`slowLink`): what travels on them waits, in order of
+// nothing, until the link recovers, as a congested or briefly partitioned TCP connection holds
+// its bytes. That is how a coordinator's accepts arrive after the prepare timeout, and how the
+// answers to an older ballot's promises and accepts arrive after a newer ballot started.
 
 import { Coordinator, type AckResult, type Send } from '../../client/coordinator';
-import { coordinatorBallot } from '../../lib/ballot';
+import { compareBallots, coordinatorBallot } from '../../lib/ballot';
 import { assert } from '../../lib/assert';
 import { DhtError } from '../../lib/errors';
 import type {
@@ -163,6 +169,20 @@ export class SimCluster {
   /** Commits answered before their own records were synced (their acceptance was). */
   commitsAnsweredBeforeSync = 0;
   restarts = 0;
+  /** Links (`a|b`, either direction) whose envelopes wait until the link recovers. */
+  readonly slowLinks = new Set<string>();
+  /**
+   * Every content ever synced at `key@version`, by any replica: the store keeps only the newest
+   * copy, and two values at one version must be caught even after both were overwritten. Only
+   * synced ones: a recovery whose own acceptance alone is a quorum (a lone replica) applies its
+   * commit before that acceptance is synced, as server/storage-server.ts's carryOut does, and a
+   * crash before the sync undoes both (design.md, "Known limitations": a read in that window).
+   */
+  private readonly everAt = new Map<string, string>();
+  /** Answers to a promise or accept of an older ballot, heard after a newer one started. */
+  staleBallotAnswers = 0;
+  /** The newest ballot each server proposed for each transaction (`id txid`), to count those. */
+  private readonly newestBallot = new Map<string, Ballot>();
 
   constructor(
     count: number,
@@ -309,6 +329,12 @@ export class SimCluster {
     this.write(node);
     for (const w of node.unsynced) {
       if (w.type === 'copy') {
+        const at = `${w.key}@${w.copy.version}`;
+        const other = this.everAt.get(at);
+        if (other !== undefined && other !== contentOf(w.copy)) {
+          throw new Error(`two values synced at ${at}: ${other} and ${contentOf(w.copy)} (${id})`);
+        }
+        this.everAt.set(at, contentOf(w.copy));
         node.disk.store.set(w.key, w.copy);
         continue;
       }
@@ -372,14 +398,50 @@ export class SimCluster {
 
   // ---- the network ------------------------------------------------------------------------------
 
-  /** Envelopes that can be delivered now (a paused process takes nothing in). */
+  /**
+   * Envelopes that can be delivered now (a paused process takes nothing in; a slow link holds
+   * what travels on it).
+   */
   deliverable(): number[] {
     const out: number[] = [];
     this.inFlight.forEach((e, i) => {
       const to = e.type === 'request' ? e.call.target : e.call.caller;
-      if (!this.isPaused(to)) out.push(i);
+      if (this.isPaused(to)) return;
+      if (this.slowLinks.size > 0 && this.isSlow(e.call.caller, e.call.target)) return;
+      out.push(i);
     });
     return out;
+  }
+
+  /**
+   * The link between `a` and `b` becomes slow: its envelopes wait (none is lost). Without `b`,
+   * every link of `a` (its network is congested: a client on a bad connection, a server whose
+   * NIC is saturated).
+   */
+  slowLink(a: string, b = '*'): void {
+    this.slowLinks.add(linkOf(a, b));
+    this.trace.push(`slow link ${a}-${b}`);
+  }
+
+  private isSlow(a: string, b: string): boolean {
+    return (
+      this.slowLinks.has(linkOf(a, b)) ||
+      this.slowLinks.has(linkOf(a, '*')) ||
+      this.slowLinks.has(linkOf(b, '*'))
+    );
+  }
+
+  /** The link recovers: what waited on it may arrive now, late. */
+  recoverLink(link: string): void {
+    if (this.slowLinks.delete(link)) this.trace.push(`link ${link} recovers`);
+  }
+
+  /** Processes that can talk: the servers, and the coordinators still running. */
+  processes(): string[] {
+    const running = this.transactions
+      .filter((t) => !t.crashed && t.coordinator.outcome === undefined)
+      .map((t) => `c:${t.txid}`);
+    return [...this.nodes.map((n) => n.ref.id), ...running];
   }
 
   deliver(index: number): void {
@@ -483,7 +545,7 @@ export class SimCluster {
     for (const node of this.nodes) {
       for (const [key, held] of node.store) {
         const at = `${key}@${held.version}`;
-        const content = held.deleted === true ? '(deleted)' : held.value;
+        const content = contentOf(held);
         const other = valueAt.get(at);
         if (other !== undefined && other !== content) {
           throw new Error(`two values at ${at}: ${other} and ${content}`);
@@ -537,7 +599,7 @@ export class SimCluster {
         case 'commit': {
           const onDisk = participant.commitSyncedAsAccepted(request.txid, request.version);
           const apply = participant.commit(request.txid, request.key, request.version);
-          if (apply !== undefined) this.applyTo(node, apply);
+          if (apply !== undefined) this.applyTo(node, request.txid, request.version, apply);
           const acknowledge = (): void => {
             node.commitsAcknowledged.set(request.txid, request.version);
           };
@@ -578,7 +640,10 @@ export class SimCluster {
   private carryOut(node: SimNode, step: Step): void {
     for (const r of step.resolutions) {
       this.trace.push(`${node.ref.id} resolves ${describeOutcome(r.outcome)} (${r.why})`);
-      if (r.apply !== undefined) this.applyTo(node, r.apply);
+      if (r.apply !== undefined) {
+        assert(r.outcome.state === 'committed', 'only a commit is applied');
+        this.applyTo(node, r.txid, r.outcome.version, r.apply);
+      }
     }
     // What it promised or accepted is durable before anyone hears of it.
     this.write(node);
@@ -591,14 +656,26 @@ export class SimCluster {
 
   private peerSend(node: SimNode, send: PeerSend): void {
     const { txid, key, target } = send;
+    const proposed = `${node.ref.id} ${txid}`;
+    const stale = (ballot: Ballot): void => {
+      const newest = this.newestBallot.get(proposed);
+      if (newest !== undefined && compareBallots(ballot, newest) < 0) this.staleBallotAnswers++;
+    };
     switch (send.type) {
       case 'promise':
+        {
+          const newest = this.newestBallot.get(proposed);
+          if (newest === undefined || compareBallots(send.ballot, newest) > 0) {
+            this.newestBallot.set(proposed, send.ballot);
+          }
+        }
         this.send(
           node.ref.id,
           target.id,
           { kind: 'promise', txid, key, ballot: send.ballot },
           (reply) => {
             if (node.crashed) return;
+            stale(send.ballot);
             const answer =
               reply.type === 'ok' ? (reply.body as DecisionResponse) : ('unreachable' as const);
             this.carryOut(node, node.participant.onPromise(txid, target, send.ballot, answer));
@@ -613,6 +690,7 @@ export class SimCluster {
           { kind: 'accept', txid, key, ballot: send.ballot, outcome: send.outcome },
           (reply) => {
             if (node.crashed) return;
+            stale(send.ballot);
             const answer =
               reply.type === 'ok' ? 'accepted' : reply.type === 'error' ? 'refused' : 'unreachable';
             this.carryOut(node, node.participant.onAccepted(txid, target, send.ballot, answer));
@@ -732,7 +810,17 @@ export class SimCluster {
     return this.node(id).paused;
   }
 
-  private applyTo(node: SimNode, { key, ...copy }: Apply): void {
+  /**
+   * `txid`'s commit, decided at `version`, is applied. It must be applied at that version (every
+   * replica at the coordinator's choice, whatever it voted: replicas that voted different
+   * versions would otherwise hold one transaction's value at different versions).
+   */
+  private applyTo(node: SimNode, txid: string, version: number, { key, ...copy }: Apply): void {
+    if (copy.version !== version) {
+      throw new Error(
+        `${node.ref.id} applied ${txid} at ${key}@${copy.version}, decided at v${version}`,
+      );
+    }
     const held = node.store.get(key);
     if (held === undefined || held.version < copy.version) {
       node.store.set(key, copy);
@@ -759,6 +847,33 @@ export interface Nemesis {
   readonly sync: number;
   /** At most this many servers crash or are expelled in one run. */
   readonly failuresMax: number;
+  /**
+   * A link between two processes (servers, coordinators) becomes slow: its envelopes wait. A
+   * coordinator's accepts then arrive past the prepare timeout, amid recoveries.
+   */
+  readonly slowLink?: number;
+  /**
+   * The network partitions: the processes split in two sides at random, and every link across is
+   * slow (say, a coordinator that reaches one replica while the others time out and recover).
+   */
+  readonly partition?: number;
+  /**
+   * A slow link recovers, or (half the time) the network heals entirely: what waited arrives
+   * late (a coordinator's accepts amid recoveries, answers to ballots long superseded).
+   */
+  readonly recoverLink?: number;
+  /**
+   * Time passes for every server together (each clock a little off), so that replicas time out
+   * close together and their recoveries duel, instead of one at a time.
+   */
+  readonly advanceAll?: number;
+  /** How far clocks move together at most (short steps: ballots complete between ticks). */
+  readonly advanceAllMsMax?: number;
+  /**
+   * Chance that a server dies right after a sync let its answers out: it promised or accepted,
+   * said so, and is gone (one of the `failuresMax`).
+   */
+  readonly crashAfterAnswer?: number;
 }
 
 export const NEMESIS_DEFAULT: Nemesis = {
@@ -813,7 +928,36 @@ export function randomStep(cluster: SimCluster, random: Random, nemesis: Nemesis
     );
     if (running.length > 0) cluster.crashCoordinator(random.pick(running));
   } else if (roll < (p += nemesis.sync) && cluster.unsyncedNodes().length > 0) {
-    cluster.sync(random.pick(cluster.unsyncedNodes()));
+    const id = random.pick(cluster.unsyncedNodes());
+    cluster.sync(id);
+    // (No extra draw when unused: the other runs keep their random sequences, seed for seed.)
+    const crashes = (nemesis.crashAfterAnswer ?? 0) > 0;
+    const answered = crashes && cluster.nodes.length > 1 && failures < nemesis.failuresMax;
+    if (answered && random.next() < (nemesis.crashAfterAnswer ?? 0)) cluster.crash(id);
+  } else if ((nemesis.slowLink ?? 0) > 0 && roll < (p += nemesis.slowLink ?? 0)) {
+    // Mostly a link that carries something now (a coordinator's accepts, a ballot's promises).
+    if (cluster.inFlight.length > 0 && random.next() < 0.7) {
+      const { call } = random.pick(cluster.inFlight);
+      cluster.slowLink(call.caller, call.target);
+    } else {
+      const a = random.pick(cluster.processes());
+      const b = random.pick(cluster.processes());
+      // Sometimes every link of one process (a client or server whose network is congested).
+      if (a === b || random.next() < 0.4) cluster.slowLink(a);
+      else cluster.slowLink(a, b);
+    }
+  } else if ((nemesis.partition ?? 0) > 0 && roll < (p += nemesis.partition ?? 0)) {
+    const processes = cluster.processes();
+    const side = new Set(processes.filter(() => random.next() < 0.5));
+    for (const a of side) {
+      for (const b of processes) if (!side.has(b)) cluster.slowLink(a, b);
+    }
+  } else if (cluster.slowLinks.size > 0 && roll < (p += nemesis.recoverLink ?? 0)) {
+    if (random.next() < 0.5) cluster.recoverLink(random.pick([...cluster.slowLinks]));
+    else for (const link of [...cluster.slowLinks]) cluster.recoverLink(link);
+  } else if ((nemesis.advanceAll ?? 0) > 0 && roll < (p += nemesis.advanceAll ?? 0)) {
+    const ms = random.int(50, nemesis.advanceAllMsMax ?? 3000);
+    for (const node of cluster.nodes) cluster.advance(node.ref.id, ms + random.int(0, 200));
   } else if (deliverable.length > 0 && random.next() < 0.8) {
     cluster.deliver(random.pick(deliverable));
   } else {
@@ -828,6 +972,7 @@ export function randomStep(cluster: SimCluster, random: Random, nemesis: Nemesis
  * the current view, and messages flow until every transaction that can be decided is.
  */
 export function heal(cluster: SimCluster, random: Random, stepsMax: number): void {
+  for (const link of [...cluster.slowLinks]) cluster.recoverLink(link);
   for (const node of cluster.nodes) {
     if (node.paused) cluster.resume(node.ref.id);
     // A crashed server still in the view comes back on its disk; one already out stays out.
@@ -884,6 +1029,15 @@ export function describeOutcome(o: TxOutcome): string {
 
 function ballotText(b: Ballot): string {
   return `b${b.epoch}.${b.round}.${b.slot}`;
+}
+
+function contentOf(copy: Stored): string {
+  return copy.deleted === true ? '(deleted)' : copy.value;
+}
+
+/** A link is named by its two ends, in either direction. */
+function linkOf(a: string, b: string): string {
+  return a < b ? `${a}|${b}` : `${b}|${a}`;
 }
 
 function setOrDelete<V>(map: Map<string, V>, key: string, value: V | undefined): void {

@@ -242,6 +242,10 @@ interface Exploration {
   readonly nemesis: Nemesis;
   /** Check that every decidable transaction is decided once the faults stop. */
   readonly live: boolean;
+  /** The keys written (default two: contention); more keys, fewer votes of no. */
+  readonly keys?: readonly string[];
+  /** How many transactions a run begins at most (default 6). */
+  readonly transactionsMax?: number;
 }
 
 /** What the runs went through, so that a test cannot pass by exploring nothing. */
@@ -253,9 +257,19 @@ interface Coverage {
   restarts: number;
   /** Commits answered before their own records were synced (their acceptance was). */
   commitsAnsweredBeforeSync: number;
+  /** Answers to an older ballot's promises or accepts, heard after a newer ballot started. */
+  staleBallotAnswers: number;
 }
 
-function explore({ servers, seeds, steps, nemesis, live }: Exploration): Coverage {
+function explore({
+  servers,
+  seeds,
+  steps,
+  nemesis,
+  live,
+  keys = ['a', 'b'],
+  transactionsMax = 6,
+}: Exploration): Coverage {
   const coverage: Coverage = {
     committed: 0,
     definitelyFailed: 0,
@@ -263,13 +277,16 @@ function explore({ servers, seeds, steps, nemesis, live }: Exploration): Coverag
     recovered: 0,
     restarts: 0,
     commitsAnsweredBeforeSync: 0,
+    staleBallotAnswers: 0,
   };
   for (let seed = 1; seed <= seeds; seed++) {
     const random = new Random(seed * 7919 + servers);
     const cluster = new SimCluster(servers, {}, 'scheduled');
     try {
       for (let step = 0; step < steps; step++) {
-        if (random.next() < 0.03 && cluster.transactions.length < 6) beginRandom(cluster, random);
+        if (random.next() < 0.03 && cluster.transactions.length < transactionsMax) {
+          beginRandom(cluster, random, keys);
+        }
         randomStep(cluster, random, nemesis);
         cluster.checkInvariants();
       }
@@ -284,6 +301,7 @@ function explore({ servers, seeds, steps, nemesis, live }: Exploration): Coverag
       coverage.recovered += cluster.trace.filter((t) => t.includes('recovered at ballot')).length;
       coverage.restarts += cluster.restarts;
       coverage.commitsAnsweredBeforeSync += cluster.commitsAnsweredBeforeSync;
+      coverage.staleBallotAnswers += cluster.staleBallotAnswers;
     } catch (err) {
       const tail = cluster.trace.slice(-40).join('\n  ');
       throw new Error(`seed ${seed} (servers ${servers}): ${String(err)}\n  ${tail}`);
@@ -304,7 +322,7 @@ function expectVariety(coverage: Coverage, servers = 3): void {
  * A setr on one of two keys, on up to 3 servers of a view (maybe a cached, older one); every
  * fourth transaction is a delr instead (a tombstone, at its version like a value).
  */
-function beginRandom(cluster: SimCluster, random: Random): void {
+function beginRandom(cluster: SimCluster, random: Random, keys: readonly string[]): void {
   const views = cluster.views;
   const view = random.next() < 0.8 ? views[views.length - 1] : random.pick(views);
   const ids = [...view.ids];
@@ -313,7 +331,7 @@ function beginRandom(cluster: SimCluster, random: Random): void {
     [ids[i], ids[j]] = [ids[j], ids[i]];
   }
   const replicas = ids.slice(0, Math.min(3, ids.length));
-  const key = random.pick(['a', 'b']);
+  const key = random.pick(keys);
   const n = cluster.transactions.length + 1;
   cluster.begin(key, n % 4 === 0 ? null : `${key}${n}`, replicas, view.epoch);
 }
@@ -368,5 +386,65 @@ describe('random interleavings (seeded; a failure names its seed)', () => {
       live: true,
     });
     expectVariety(coverage);
+  });
+});
+
+/**
+ * Recoveries that duel: slow links hold a coordinator's accepts past the prepare timeout and the
+ * answers to a ballot until newer ballots started; clocks move on together, so several replicas
+ * start ballots at once; a server dies right after it promised or accepted; views lag. Different
+ * outcomes then get accepted at different ballots on different replicas, which is where the
+ * choice of the highest accepted ballot, the promise quorum and the ballot checks on answers
+ * matter.
+ */
+const NEMESIS_DUEL: Nemesis = {
+  ...NEMESIS_DEFAULT,
+  drop: 0.02,
+  timeout: 0.02,
+  crash: 0.005,
+  restart: 0.03,
+  expel: 0.02,
+  install: 0.06,
+  slowLink: 0.05,
+  partition: 0.01,
+  recoverLink: 0.03,
+  advanceAll: 0.06,
+  crashAfterAnswer: 0.03,
+};
+
+describe('duelling recoveries (seeded; a failure names its seed)', () => {
+  test('3 servers, two keys: slow links and partitions, clocks together, crashes after an answer', () => {
+    const coverage = explore({
+      servers: 3,
+      seeds: 400,
+      steps: 300,
+      nemesis: NEMESIS_DUEL,
+      live: true,
+    });
+    expectVariety(coverage);
+    expect(coverage.staleBallotAnswers).toBeGreaterThan(0);
+  });
+
+  test('4 servers, three keys, fewer losses: more commits, on replicas that voted different versions', () => {
+    // Fewer losses and timeouts and less contention let more transactions reach their accepts
+    // and commit, so replicas that missed a commit (not among its three) vote lower versions.
+    const coverage = explore({
+      servers: 4,
+      seeds: 400,
+      steps: 300,
+      nemesis: {
+        ...NEMESIS_DUEL,
+        drop: 0.01,
+        timeout: 0.01,
+        pause: 0.01,
+        install: 0.08,
+        crashCoordinator: 0.005,
+      },
+      live: true,
+      keys: ['a', 'b', 'c'],
+      transactionsMax: 10,
+    });
+    expectVariety(coverage, 4);
+    expect(coverage.staleBallotAnswers).toBeGreaterThan(0);
   });
 });
