@@ -85,7 +85,7 @@ const RPC_IN_QUICK_RUN = { ...RPC_QUICK, durationMs: 1_000, warmupMs: 200 };
 export const SECTIONS: readonly Section[] = [
   {
     name: 'rpc',
-    title: 'RPC baseline (lean undici/node:http vs our node:http/express shell)',
+    title: 'RPC baseline (lean undici/node:http vs our node:http shell)',
     run: async ({ quick }) => {
       const result = await measureRpcBaseline(quick ? RPC_IN_QUICK_RUN : RPC_FULL);
       return { data: result, tables: rpcTables(result) };

@@ -1,10 +1,10 @@
 // The RPC limit: how many small request/response round trips per second one process can drive
 // against another over loopback, and at what latency. Two stacks, same payload:
 //   lean: undici Pool (keep-alive) -> bare node:http      (the floor HTTP/1.1 allows here)
-//   ours: lib/http-client `call` (node:http + keep-alive agent) -> express RpcServer with zod
+//   ours: lib/http-client `call` (node:http + keep-alive agent) -> RpcServer (node:http, zod)
 // Every later figure (SDK getr/setr, CLI, rebalancing) is read as a ratio against these.
 // Two crossed cases split our cost between the two ends:
-//   ourServer: undici Pool -> express RpcServer     (what our server side costs)
+//   ourServer: undici Pool -> RpcServer             (what our server side costs)
 //   ourClient: lib/http-client `call` -> node:http  (what our client side costs)
 
 import fs from 'node:fs';

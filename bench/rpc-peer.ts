@@ -1,7 +1,7 @@
 // The far end of the RPC baseline, run as its own process (dist/bench/rpc-peer.js) so the
 // bench's client and the server do not share one event loop. It serves:
 //   lean: bare node:http, answering a small JSON POST (the floor an HTTP RPC can reach);
-//   ours: express through our RpcServer (lib/http-server.ts), with zod validation at the edge.
+//   ours: our RpcServer (lib/http-server.ts: node:http for RPCs), zod validation at the edge.
 // It prints one JSON line `{"lean":"HOST:PORT","ours":"HOST:PORT"}` on stdout once both listen,
 // and exits when its stdin closes (the bench ended, however abruptly) or on SIGINT/SIGTERM.
 

@@ -21,7 +21,7 @@ import {
   type Secret,
 } from './auth';
 import { currentSecret, hostNamesOf } from './http-auth';
-import { hasBody, readJsonBody, TOO_LARGE_ERROR } from './request-body';
+import { hasBody, readJsonBody } from './request-body';
 import { TransportApi, type Endpoint } from './messages';
 import type { Logger } from './logger';
 import { OTHER_ENDPOINT, secondsSince, type ProcessMetrics } from './metrics';
@@ -376,21 +376,26 @@ export class RpcServer {
       const answer = noEndpoint(`${req.method} ${req.path}`, this.process);
       res.status(answer.status).json(answer.body);
     });
+    // express's routes read no body: what reaches here is a 4xx express itself raised (a path it
+    // cannot decode) or a bug in a page or metrics handler (500, logged).
     this.app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
       const status = httpStatusOf(err);
-      const message = err instanceof Error ? err.message : 'bad request';
-      if (status >= 500) this.logger.error({ err }, 'request failed');
-      // Refused before any handler ran (an unparsable or oversized body): no time to speak of.
-      this.metrics?.observeRequest(
-        this.metrics.endpointLabel(req.path),
-        status >= 500 ? 'unknown' : 'invalid',
-        0,
-      );
-      res.status(status >= 500 ? 500 : status).json({
-        kind: status >= 500 ? 'unknown' : 'invalid',
-        error: status === 413 ? TOO_LARGE_ERROR : `malformed request: ${message}`,
-        reason: 'bad_request',
-      });
+      const endpoint = this.metrics?.endpointLabel(req.path) ?? OTHER_ENDPOINT;
+      if (status < 500) {
+        this.metrics?.observeRequest(endpoint, 'invalid', 0);
+        const message = err instanceof Error ? err.message : 'bad request';
+        const body = {
+          kind: 'invalid',
+          error: `malformed request: ${message}`,
+          reason: 'bad_request',
+        };
+        sendJson(res, status, body);
+        return;
+      }
+      this.logger.error({ err, path: req.path }, 'request failed');
+      this.metrics?.observeRequest(endpoint, 'unknown', 0);
+      if (res.headersSent) res.destroy();
+      else sendJson(res, 500, { kind: 'unknown', error: 'internal error' });
     });
   }
 

@@ -29,7 +29,7 @@ export interface BodyRefusal {
 }
 
 const NOT_JSON_ERROR = 'request body must be JSON (Content-Type: application/json)';
-export const TOO_LARGE_ERROR = 'request body too large';
+const TOO_LARGE_ERROR = 'request body too large';
 const NO_BODY = Buffer.alloc(0);
 
 /** A body was sent (a Content-Length above 0, or a chunked body). */

@@ -21,9 +21,9 @@
 // applied at the version its decision names, and every replica that acknowledged a commit has it
 // on disk (decided, or accepted with the value prepared).
 //
-// Links between two processes can be slow (`slowLink`): what travels on them waits, in order of
-// nothing, until the link recovers, as a congested or briefly partitioned TCP connection holds
-// its bytes. That is how a coordinator's accepts arrive after the prepare timeout, and how the
+// Links between two processes can be slow (`slowLink`): what travels on them waits until the link
+// recovers, then arrives in any order, as a congested or briefly partitioned connection holds its
+// bytes. That is how a coordinator's accepts arrive after the prepare timeout, and how the
 // answers to an older ballot's promises and accepts arrive after a newer ballot started.
 
 import { Coordinator, type AckResult, type Send } from '../../client/coordinator';
