@@ -6,7 +6,9 @@
 // - this server's part of the epoch's rebalance is done (its copies are complete);
 // - it holds its lease (server/view-tracker.ts): a server paused past the failure timeout may
 //   have been expelled and the key rewritten in a newer epoch without it;
-// - no transaction on the key is undecided here (it may be committed at this very moment).
+// - no transaction on the key is undecided here (it may be committed at this very moment), nor
+//   decided by a recovery whose records are not synced yet (a crash could still undo it: the
+//   participant's `refusesReads`).
 
 import { DhtError } from '../lib/errors';
 

@@ -218,6 +218,11 @@ export class Participant {
   /** Sequence numbers of remembered decisions and fences (their order of forgetting). */
   private readonly rememberedSeq = new Map<string, number>();
   private nextSeq = 1;
+  /**
+   * Keys decided by a recovery here (a Step's resolutions) whose records the shell has not yet
+   * reported synced, with how many such decisions each: their reads wait (`refusesReads`).
+   */
+  private readonly resolvedUnsynced = new Map<string, number>();
   /** Durable state changed since the last takeChanges, as "table\0key". */
   private readonly changed = new Set<string>();
 
@@ -234,6 +239,26 @@ export class Participant {
 
   isPending(key: string): boolean {
     return this.pendingByKey.has(key);
+  }
+
+  /**
+   * Must a replicated read of `key` be refused? While a transaction on it is undecided here (it
+   * may be committing at this moment), and while a recovery's decision on it is not yet synced:
+   * a recovery whose quorum is this replica alone decides from its own acceptance, which may be
+   * in memory only (the coordinator's accept, its sync in flight as the prepare timeout fired);
+   * a crash before the sync undoes the decision, and no read may have shown it.
+   */
+  refusesReads(key: string): boolean {
+    return this.pendingByKey.has(key) || this.resolvedUnsynced.has(key);
+  }
+
+  /** The shell synced the records of these resolutions (a Step's, once its persist is done). */
+  resolutionsSynced(resolutions: readonly Resolution[]): void {
+    for (const { key } of resolutions) {
+      const count = this.resolvedUnsynced.get(key) ?? 0;
+      if (count <= 1) this.resolvedUnsynced.delete(key);
+      else this.resolvedUnsynced.set(key, count - 1);
+    }
   }
 
   outcomeOf(txid: string): TxOutcome | undefined {
@@ -647,6 +672,7 @@ export class Participant {
 
   private resolve(tx: PreparedTx, outcome: TxOutcome, why: string): Resolution {
     const apply = this.decide(tx, outcome);
+    this.resolvedUnsynced.set(tx.key, (this.resolvedUnsynced.get(tx.key) ?? 0) + 1);
     return apply === undefined
       ? { txid: tx.txid, key: tx.key, outcome, why }
       : { txid: tx.txid, key: tx.key, outcome, apply, why };

@@ -350,7 +350,7 @@ export class StorageServer {
           epoch: this.tracker.epoch,
           rebalancing: this.tracker.rebalancing,
           leased: this.leased(),
-          keyPending: this.participant.isPending(key) || this.unapplied.has(key),
+          keyPending: this.participant.refusesReads(key) || this.unapplied.has(key),
         });
         if (refusal !== undefined) throw refusal;
         return liveValue(store, key);
@@ -567,7 +567,11 @@ export class StorageServer {
     }
   }
 
-  /** Apply and log what the participant decided; once durable, send what it asks to send. */
+  /**
+   * Apply and log what the participant decided; once durable, let reads of those keys in and send
+   * what it asks to send. If the records cannot be synced, the keys stay unread until a restart
+   * recovers them (the decision may be undone by it).
+   */
   private async carryOut(step: Step): Promise<void> {
     try {
       for (const r of step.resolutions) {
@@ -580,6 +584,7 @@ export class StorageServer {
       this.logger.error({ err: String(err) }, 'could not make the transaction state durable');
       return;
     }
+    this.participant.resolutionsSynced(step.resolutions);
     for (const send of step.sends) void this.sendToPeer(send);
   }
 

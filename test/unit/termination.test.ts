@@ -127,6 +127,55 @@ describe('a promise is durable before it is answered', () => {
   });
 });
 
+describe("a lone replica's recovery is not read before it is durable", () => {
+  test('a recovery decided from an acceptance still unsynced: its key is refused until the sync', () => {
+    const cluster = new SimCluster(1, {}, 'scheduled');
+    const tx = cluster.begin('k', 'v1', ['s0']);
+    deliverAll(cluster, (t) => t.startsWith('request prepare'));
+    cluster.sync('s0'); // the yes vote is durable and answered
+    deliverAll(cluster, (t) => t.startsWith('reply prepare'));
+    // The coordinator's accept of the commit arrives; its sync is still to come when the prepare
+    // timeout fires, and s0, the whole quorum, recovers from that in-memory acceptance.
+    deliverAll(cluster, (t) => t.startsWith('request accept'));
+    cluster.advance('s0', TIMEOUT_MS + 100);
+    expect(outcomes(cluster, tx)).toEqual({ s0: 'committed v1' });
+    expect(cluster.node('s0').store.get('k')).toMatchObject({ value: 'v1', version: 1 });
+    cluster.read('s0', 'k');
+    expect(cluster.readsServed).toEqual([]);
+    expect(cluster.readsRefused).toBe(1);
+
+    // A crash before the sync loses both acceptances: restarted, s0 finds nothing accepted and
+    // aborts. Had the read been answered, it would have shown a write that never happened.
+    cluster.crash('s0');
+    cluster.restart('s0');
+    cluster.advance('s0', TIMEOUT_MS + 100);
+    cluster.sync('s0');
+    expect(outcomes(cluster, tx)).toEqual({ s0: 'aborted' });
+    cluster.read('s0', 'k');
+    expect(cluster.readsServed).toEqual([]); // nothing held: the key was never written
+    cluster.checkInvariants();
+  });
+
+  test('once the sync is done, the recovered commit is read', () => {
+    const cluster = new SimCluster(1, {}, 'scheduled');
+    const tx = cluster.begin('k', 'v1', ['s0']);
+    deliverAll(cluster, (t) => t.startsWith('request prepare'));
+    cluster.sync('s0');
+    deliverAll(cluster, (t) => t.startsWith('reply prepare'));
+    deliverAll(cluster, (t) => t.startsWith('request accept'));
+    cluster.advance('s0', TIMEOUT_MS + 100);
+    cluster.sync('s0');
+    cluster.read('s0', 'k');
+    expect(cluster.readsServed).toEqual([
+      { server: 's0', at: 'k@1', content: 'v1', txid: tx.txid },
+    ]);
+    cluster.crash('s0');
+    cluster.restart('s0');
+    expect(outcomes(cluster, tx)).toEqual({ s0: 'committed v1' });
+    cluster.checkInvariants();
+  });
+});
+
 function settledOutcome(cluster: SimCluster, tx: SimTransaction, id: string): string {
   return outcomes(cluster, tx)[id];
 }
@@ -259,6 +308,9 @@ interface Coverage {
   commitsAnsweredBeforeSync: number;
   /** Answers to an older ballot's promises or accepts, heard after a newer ballot started. */
   staleBallotAnswers: number;
+  /** Replicated reads answered with a value, and refused for an undecided or unsynced key. */
+  readsServed: number;
+  readsRefused: number;
 }
 
 function explore({
@@ -278,6 +330,8 @@ function explore({
     restarts: 0,
     commitsAnsweredBeforeSync: 0,
     staleBallotAnswers: 0,
+    readsServed: 0,
+    readsRefused: 0,
   };
   for (let seed = 1; seed <= seeds; seed++) {
     const random = new Random(seed * 7919 + servers);
@@ -302,6 +356,8 @@ function explore({
       coverage.restarts += cluster.restarts;
       coverage.commitsAnsweredBeforeSync += cluster.commitsAnsweredBeforeSync;
       coverage.staleBallotAnswers += cluster.staleBallotAnswers;
+      coverage.readsServed += cluster.readsServed.length;
+      coverage.readsRefused += cluster.readsRefused;
     } catch (err) {
       const tail = cluster.trace.slice(-40).join('\n  ');
       throw new Error(`seed ${seed} (servers ${servers}): ${String(err)}\n  ${tail}`);
@@ -446,5 +502,44 @@ describe('duelling recoveries (seeded; a failure names its seed)', () => {
     });
     expectVariety(coverage, 4);
     expect(coverage.staleBallotAnswers).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * Reads amid recoveries: coordinators read keys at any live replica while transactions commit,
+ * recover and crash with writes unsynced. Whatever a read returned must stay committed (a
+ * restart on the disk can never decide its transaction aborted). With one or two replicas in
+ * the view a recovery's quorum is the proposer alone, deciding from an acceptance that may not
+ * be synced yet: the reads of that key wait for the sync.
+ */
+describe('reads amid recoveries (seeded; a failure names its seed)', () => {
+  const NEMESIS_READS: Nemesis = {
+    ...NEMESIS_DEFAULT,
+    crash: 0.03,
+    restart: 0.05,
+    sync: 0.1,
+    slowLink: 0.03,
+    recoverLink: 0.03,
+    read: 0.15,
+    expel: 0.03,
+  };
+
+  // Two servers may both fail (one expelled, the other crashed and restarted alone): the lone
+  // survivor then recovers with itself as the quorum. Three may not: two gone block a decision.
+  test.each([
+    [1, 1],
+    [2, 2],
+    [3, 1],
+  ])('%i servers, %i failures: what a read returned is never undone', (servers, failuresMax) => {
+    const coverage = explore({
+      servers,
+      seeds: 600,
+      steps: 250,
+      nemesis: { ...NEMESIS_READS, failuresMax },
+      live: true,
+    });
+    expectVariety(coverage, servers);
+    expect(coverage.readsServed).toBeGreaterThan(0);
+    expect(coverage.readsRefused).toBeGreaterThan(0);
   });
 });
