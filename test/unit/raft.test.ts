@@ -450,6 +450,29 @@ describe('scenarios', () => {
     ]);
   });
 
+  test.each([
+    { kind: 'append_reply', term: 5, from: 'b', matchIndex: 1 },
+    { kind: 'append_reject', term: 5, from: 'b', rejectedIndex: 1, hintIndex: 0, hintTerm: 0 },
+    { kind: 'heartbeat_reply', term: 5, from: 'b', round: 1 },
+    { kind: 'higher_term', term: 5, from: 'b' },
+    { kind: 'vote_reply', term: 5, from: 'b', granted: false },
+  ] as const)('a leader hearing a higher term in a reply ($kind) steps down (§5.1)', (reply) => {
+    // a leads term 1 by hand: its election timeout, a pre-vote and a vote of b's.
+    const a = new RaftNode<string, null>(handConfig('a'), null);
+    for (let t = 0; t < ELECTION_TICKS; t++) a.tick();
+    a.step({ kind: 'pre_vote_reply', term: 1, from: 'b', granted: true });
+    a.step({ kind: 'vote_reply', term: 1, from: 'b', granted: true });
+    expect(a.status()).toMatchObject({ role: 'leader', term: 1 });
+    a.ready();
+    a.advance();
+
+    // b moved on to term 5 (say, it led there while a was paused): a must not lead on in 1.
+    a.step(reply);
+    expect(a.status()).toMatchObject({ role: 'follower', term: 5, leader: null });
+    expect(a.ready().hardState).toMatchObject({ term: 5, votedFor: null });
+    expect(a.propose('late')).toMatchObject({ ok: false });
+  });
+
   test('a conflicting suffix: the Ready says to overwrite from the first conflicting index', () => {
     const c = new RaftNode<string, null>(handConfig('c'), null);
     const entry = (index: number, term: number, command: string | null): Entry<string> => ({
