@@ -573,6 +573,8 @@ export class StorageServer {
    * recovers them (the decision may be undone by it).
    */
   private async carryOut(step: Step): Promise<void> {
+    // The participant that decided: a rejoin with a new ID may replace it during the persist.
+    const { participant } = this;
     try {
       for (const r of step.resolutions) {
         if (r.apply !== undefined) this.apply(r.apply, r.txid);
@@ -584,7 +586,7 @@ export class StorageServer {
       this.logger.error({ err: String(err) }, 'could not make the transaction state durable');
       return;
     }
-    this.participant.resolutionsSynced(step.resolutions);
+    participant.resolutionsSynced(step.resolutions);
     for (const send of step.sends) void this.sendToPeer(send);
   }
 
