@@ -16,7 +16,9 @@
 //   `await store.flush()` (a yes vote, a commit, a local set, a delete, a received transfer). A
 //   read may see a write that is not durable yet: only a chosen commit or a received copy, whose
 //   cause is durable elsewhere, so a crash cannot take back a value a reader saw (docs/design.md,
-//   "Durability and recovery of a server").
+//   "Durability and recovery of a server"). The one commit whose cause may be in this process's
+//   memory alone, a lone replica's recovery, is refused to readers until its sync
+//   (server/participant.ts, `refusesReads`).
 // - A failed sync is fatal (lib/group-commit.ts: after a failed fsync, retrying is unsafe): every
 //   unsynced write's flush rejects, and every later write throws SyncFailedError: the requests
 //   that needed them are refused, nothing more is acknowledged. Reads go on from memory (the
