@@ -205,8 +205,11 @@ export const AUTH_SECRET_FILE_BYTES_MAX = 64 * 1024;
 export const STORE_BATCH_OPS_MAX = 4096;
 export const STORE_BATCH_BYTES_MAX = 8 * 1024 * 1024;
 /**
- * Writes waiting for a sync; beyond this a write is refused (`retry`/`storage_busy`) before it
- * changes anything. Only a stalled disk fills it: 64 requests of a 1 MiB value take 64 MiB.
+ * Writes waiting for a sync; at this bound a server admits no new work (`retry`/`storage_busy`:
+ * a vote, an acceptance, a promise, a transfer, a local set) before it changes anything, and
+ * starts no recovery ballot. Work already admitted still writes (a decision and its value are
+ * never refused half-way), so the queue may pass the bound by that much. Only a stalled disk
+ * fills it: 64 requests of a 1 MiB value take 64 MiB.
  */
 export const STORE_QUEUE_OPS_MAX = 4 * STORE_BATCH_OPS_MAX;
 /**

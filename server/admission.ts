@@ -1,5 +1,6 @@
-// Which replicated read a server answers in which state: a pure rule, so the read path's guards
-// are tested like the protocols (the prepare's guards live in server/participant.ts).
+// Which replicated read a server answers in which state, and when it admits new writes: pure
+// rules, so the shell's guards are tested like the protocols (the prepare's guards live in
+// server/participant.ts).
 //
 // A read is answered from memory only when nothing newer can have been committed elsewhere:
 // - the request's epoch is this server's (a coordinator with another view has other replicas);
@@ -40,4 +41,20 @@ export function refuseRead(requestEpoch: number, state: ReadState): DhtError | u
     return new DhtError('retry', 'a transaction on this key is undecided', 'key_busy');
   }
   return undefined;
+}
+
+/**
+ * New work (a yes vote, an acceptance, a promise, a received transfer, a local set) is refused
+ * while the writes waiting for a sync are at their bound (a stalled disk; server/store.ts,
+ * `busy`), before it changes anything. What was admitted already (a commit or abort of a prepared
+ * transaction, a recovery's ballots and decisions) is never refused for room: refused half-way,
+ * after memory changed, it would reach the disk in part.
+ */
+export function refuseNewWork(storageBusy: boolean): DhtError | undefined {
+  if (!storageBusy) return undefined;
+  return new DhtError(
+    'retry',
+    'too many writes wait for a sync of the data directory (a stalled disk?)',
+    'storage_busy',
+  );
 }

@@ -118,8 +118,11 @@ export class DurableStore implements Store {
       bytesOf: (op) => op.key.length + (op.type === 'put' ? op.value.length : 0),
       batchOpsMax: STORE_BATCH_OPS_MAX,
       batchBytesMax: STORE_BATCH_BYTES_MAX,
-      queueOpsMax: STORE_QUEUE_OPS_MAX,
-      queueBytesMax: STORE_QUEUE_BYTES_MAX,
+      // No bound here: `busy` bounds the queue where work is admitted, and a write never fails
+      // for room (a decision refused half-way, after memory changed, would reach the disk in
+      // part: its records without its value, or some of its records).
+      queueOpsMax: Number.MAX_SAFE_INTEGER,
+      queueBytesMax: Number.MAX_SAFE_INTEGER,
       lazySyncMs: STORE_LAZY_SYNC_MS,
     });
   }
@@ -279,6 +282,15 @@ export class DurableStore implements Store {
     return this.group.stats.syncs;
   }
 
+  /**
+   * At the bound of writes waiting for a sync (STORE_QUEUE_OPS_MAX, STORE_QUEUE_BYTES_MAX): new
+   * work is refused until syncs drain them (server/store.ts, `busy`).
+   */
+  get busy(): boolean {
+    const { queuedOps, queuedBytes } = this.group.stats;
+    return queuedOps >= STORE_QUEUE_OPS_MAX || queuedBytes >= STORE_QUEUE_BYTES_MAX;
+  }
+
   /** Set once a sync failed: the store is unusable and the process should exit. */
   get failed(): SyncFailedError | undefined {
     return this.group.failed;
@@ -317,8 +329,9 @@ export class DurableStore implements Store {
   }
 
   /**
-   * Queue `op` for a sync; throws (and nothing changes) when the queue is full or a sync failed.
-   * It asks for no sync: whoever needs it durable awaits `flush()`, which does (lib/group-commit.ts).
+   * Queue `op` for a sync; throws (and nothing changes) only when a sync failed, which is set
+   * between turns: the writes of one synchronous step are queued all or none. It asks for no
+   * sync: whoever needs it durable awaits `flush()`, which does (lib/group-commit.ts).
    */
   private enqueue(op: Op): void {
     this.checkUsable();

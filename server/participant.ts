@@ -237,6 +237,15 @@ export class Participant {
     return this.pendingByKey.size;
   }
 
+  /**
+   * Transactions undecided here, or decided by a recovery whose records are not yet synced: what
+   * a copy phase waits for before keys move (`refusesReads` says why for reads; a transfer is a
+   * read by another server).
+   */
+  get unsettledCount(): number {
+    return this.pendingByKey.size + this.resolvedUnsynced.size;
+  }
+
   isPending(key: string): boolean {
     return this.pendingByKey.has(key);
   }

@@ -32,8 +32,12 @@ export interface RebalanceHost {
   readonly selfId: string;
   readonly store: Store;
   readonly logger: Logger;
-  /** Prepared transactions still undecided: keys must not move before they are decided. */
-  pendingTransactions(): number;
+  /**
+   * Transactions still undecided here, or decided by a recovery whose records are not synced
+   * yet: keys must not move before their transactions are decided for good (a copy sent away
+   * could carry a value that a crash here undoes).
+   */
+  unsettledTransactions(): number;
   /** A transfer of `copies` values was acknowledged by its target (for the metrics). */
   copiesSent(copies: number): void;
 }
@@ -95,7 +99,7 @@ export class Rebalancer {
   async copy(view: View, stillCurrent: () => boolean): Promise<CopyReport | undefined> {
     const startedMs = Date.now();
     const { host } = this;
-    while (host.pendingTransactions() > 0) {
+    while (host.unsettledTransactions() > 0) {
       if (!stillCurrent()) return undefined;
       await sleep(DRAIN_POLL_MS);
     }

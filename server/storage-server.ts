@@ -42,7 +42,7 @@ import {
   type Step,
   type ViewContext,
 } from './participant';
-import { refuseRead } from './admission';
+import { refuseNewWork, refuseRead } from './admission';
 import {
   clearParticipantState,
   readParticipantState,
@@ -142,7 +142,7 @@ export class StorageServer {
       selfId: this.serverId,
       store: this.store,
       logger: this.logger,
-      pendingTransactions: () => this.participant.pendingCount,
+      unsettledTransactions: () => this.participant.unsettledCount,
       copiesSent: (copies) => this.metrics.pushed(copies),
     });
   }
@@ -250,6 +250,7 @@ export class StorageServer {
         return {};
       })
       .route(ServerApi.set, async ({ key, value }) => {
+        this.admitNewWork();
         const version = store.versionOf(key) + 1;
         // Not reached in practice: above VERSION_CLAIM_MAX a key climbs one write at a time
         // (lib/limits.ts), and 2^52 writes of one key take longer than any cluster lives.
@@ -273,6 +274,7 @@ export class StorageServer {
       }))
       .route(ServerApi.prepare, async (request) => {
         this.noticeEpoch(request.epoch);
+        this.admitNewWork();
         const vote = this.participant.prepare(
           request,
           {
@@ -298,6 +300,7 @@ export class StorageServer {
       .route(ServerApi.accept, async ({ txid, key, serverId, ballot, outcome }) => {
         this.checkServerId(serverId);
         this.noticeEpoch(ballot.epoch);
+        this.admitNewWork();
         if (outcome.state === 'committed') {
           await this.refuseUnbacked([claimOfCommit(key, outcome.version)]);
         }
@@ -339,6 +342,7 @@ export class StorageServer {
       .route(ServerApi.decision, async ({ txid, key, serverId, ballot }) => {
         this.checkServerId(serverId);
         this.noticeEpoch(ballot.epoch);
+        this.admitNewWork();
         const answer = this.participant.promise(txid, key, ballot, this.viewContext());
         await this.persist();
         return answer;
@@ -359,6 +363,7 @@ export class StorageServer {
         ServerApi.transfer,
         async ({ epoch, sourceId, entries }) => {
           this.refuseOlderEpoch(epoch);
+          this.admitNewWork();
           await this.refuseUnbacked(
             entries.map((e) => claimOfCopy(e.key, e.version)),
             this.serversInView().filter((s) => s.id === sourceId),
@@ -478,6 +483,12 @@ export class StorageServer {
     this.noticeEpoch(epoch);
   }
 
+  /** Refuses new work while the writes waiting for a sync are at their bound (a stalled disk). */
+  private admitNewWork(): void {
+    const refusal = refuseNewWork(this.store.busy);
+    if (refusal !== undefined) throw refusal;
+  }
+
   /**
    * A request from a newer epoch (a prepare, a read, a rebalancing transfer): learn the view now
    * rather than at the next heartbeat, which may be up to --heartbeat-interval away.
@@ -533,6 +544,8 @@ export class StorageServer {
       this.participantTimer = undefined;
       return;
     }
+    // No new ballot while writes wait for a stalled disk: each would queue more of them.
+    if (this.store.busy) return;
     void this.carryOut(this.participant.tick(performance.now(), this.viewContext()));
   }
 
@@ -545,7 +558,8 @@ export class StorageServer {
     try {
       writeParticipantChanges(this.store, changes);
     } catch (err) {
-      // A full write queue (or a failed disk) refused part of them: they are written next time.
+      // A failed disk refused them (all of them: a failure is noticed between turns, never in
+      // the middle of one step's writes). Kept, as the participant still holds them.
       this.participant.keepChanges(changes);
       throw err;
     }

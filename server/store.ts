@@ -71,6 +71,14 @@ export interface Store {
 
   /** Set once a write to disk failed: changes are refused from then on, reads go on. */
   readonly failed: Error | undefined;
+
+  /**
+   * The writes waiting for a sync reached their bound (a stalled disk): the shell admits no new
+   * work until syncs drain them (server/admission.ts, `refuseNewWork`). Writes themselves are
+   * never refused for room, only by a failed disk: what admitted work still has to write (a
+   * decision, its value and its records) is always written whole, never refused half-way.
+   */
+  readonly busy: boolean;
 }
 
 export function isTombstone(copy: Copy): copy is Tombstone {
@@ -181,6 +189,11 @@ export class MemoryStore implements Store {
   /** Memory does not fail a write. */
   get failed(): undefined {
     return undefined;
+  }
+
+  /** Nothing waits for a sync. */
+  get busy(): false {
+    return false;
   }
 
   private set(key: string, copy: Copy): void {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SyncFailedError } from '../../lib/group-commit';
+import { STORE_QUEUE_OPS_MAX } from '../../lib/limits';
 import { DurableStore, StoreOpenError } from '../../server/durable-store';
 
 let root: string;
@@ -124,6 +125,32 @@ describe('group commit on the real engine', () => {
     }
     expect(store.syncs - before).toBe(5);
     await store.close();
+  });
+});
+
+describe('a stalled disk', () => {
+  test('busy at the bound of writes waiting for a sync; writes past it are still taken, whole', async () => {
+    const dir = dataDir();
+    const store = await DurableStore.open(dir);
+    // Queued in one turn, so no sync can take any of them meanwhile: as a stalled disk leaves them.
+    for (let i = 0; i < STORE_QUEUE_OPS_MAX - 1; i++) store.putRecord('filler', `f${i}`, 'x');
+    expect(store.busy).toBe(false);
+    store.putRecord('filler', 'last', 'x');
+    expect(store.busy).toBe(true);
+    // What admitted work still has to write (a decision: its value and its records) is taken.
+    store.put('k', 'v2', 2);
+    store.putRecord('decided', 'tx2', 'committed');
+    store.deleteRecord('filler', 'last');
+    await store.flush();
+    expect(store.busy).toBe(false);
+    await store.close();
+
+    const again = await reopen(dir);
+    expect(again.get('k')).toEqual({ value: 'v2', version: 2 });
+    expect(again.getRecord('decided', 'tx2')).toBe('committed');
+    expect(again.getRecord('filler', 'last')).toBeUndefined();
+    expect([...again.records('filler')]).toHaveLength(STORE_QUEUE_OPS_MAX - 1);
+    await again.close();
   });
 });
 

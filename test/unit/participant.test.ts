@@ -1334,6 +1334,34 @@ describe('recovery: a single replica', () => {
     expect(p.tick(TIMEOUT_AT, EXPELLED)).toEqual(NOTHING);
     expect(p.isPending('k')).toBe(true);
   });
+
+  test('its decision is not read, nor counted settled, until the shell reports it synced', () => {
+    // The coordinator's accept was taken in memory; its sync is still in flight when the
+    // timeout fires, and the recovery decides from it alone: a crash now would undo it.
+    const p = prepared(S1, [S1]);
+    p.accept('t1', 'k', B0, committed(4), ALL);
+    const step = p.tick(TIMEOUT_AT, view([S1]));
+    expect(step.resolutions).toEqual([resolved(committed(4))]);
+    expect(p.isPending('k')).toBe(false);
+    expect(p.refusesReads('k')).toBe(true);
+    expect(p.unsettledCount).toBe(1); // a copy phase waits for it too
+    expect(p.refusesReads('other')).toBe(false);
+    p.resolutionsSynced(step.resolutions);
+    expect(p.refusesReads('k')).toBe(false);
+    expect(p.unsettledCount).toBe(0);
+  });
+
+  test('two decisions on one key: reads wait for the sync of both', () => {
+    const p = prepared(S1, [S1]);
+    const first = p.tick(TIMEOUT_AT, view([S1])); // t1 aborted
+    p.prepare(request(S1, { txid: 't2', replicas: [S1] }), context(), TIMEOUT_AT);
+    const second = p.tick(TIMEOUT_AT + PREPARE_TIMEOUT_MS, view([S1]));
+    expect(second.resolutions).toEqual([resolved(ABORTED, 't2')]);
+    p.resolutionsSynced(first.resolutions);
+    expect(p.refusesReads('k')).toBe(true);
+    p.resolutionsSynced(second.resolutions);
+    expect(p.refusesReads('k')).toBe(false);
+  });
 });
 
 // ---- epochChanged: a new view was installed ----------------------------------------------------

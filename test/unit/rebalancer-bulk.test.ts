@@ -1,6 +1,7 @@
 // The rebalancer's bulk writes on a real LevelDB store: a cleanup that drops more keys than the
 // store's write queue holds (STORE_QUEUE_OPS_MAX) is queued a chunk at a time, each chunk synced
-// before the next, instead of failing with `storage_busy` half-way; and it stops at a newer view.
+// before the next, so the queue stays within its bound (it once failed with `storage_busy`
+// half-way); and it stops at a newer view.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -32,7 +33,7 @@ function rebalancer(): Rebalancer {
     selfId: 'self',
     store,
     logger: createLogger('test', 'silent'),
-    pendingTransactions: () => 0,
+    unsettledTransactions: () => 0,
     copiesSent: () => {},
   });
 }
