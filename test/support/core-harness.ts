@@ -15,11 +15,14 @@
 // What the shell of a real server does (server/storage-server.ts) is mirrored here in `serve`
 // and `carryOut`, so that the simulated server and the real one differ only in transport.
 //
-// `checkInvariants` states what must hold after every step: no two replicas decide one
-// transaction differently, nothing a coordinator reported contradicts the replicas' outcome, no
-// two replicas hold different values at one version of a key (now or ever), every commit is
-// applied at the version its decision names, and every replica that acknowledged a commit has it
-// on disk (decided, or accepted with the value prepared).
+// `checkInvariants` states what must hold after every step: one outcome is ever chosen per
+// transaction (a majority of a ballot's acceptors synced it, whether or not anyone learned it),
+// no two replicas decide one transaction differently nor against what was chosen, nothing a
+// coordinator reported contradicts the replicas' outcome, no two replicas hold different values at
+// one version of a key (now or ever), every commit is applied at the version its decision names,
+// every replica that acknowledged a commit has it on disk (decided, or accepted with the value
+// prepared), and no replica of a write answers a read older than that write once a read returned
+// it.
 //
 // Links between two processes can be slow (`slowLink`): what travels on them waits until the link
 // recovers, then arrives in any order, as a congested or briefly partitioned connection holds its
@@ -28,10 +31,11 @@
 
 import { Coordinator, type AckResult, type Send } from '../../client/coordinator';
 import { refuseRead } from '../../server/admission';
-import { compareBallots, coordinatorBallot } from '../../lib/ballot';
+import { compareBallots, coordinatorBallot, majority } from '../../lib/ballot';
 import { assert } from '../../lib/assert';
 import { DhtError } from '../../lib/errors';
 import type {
+  Accepted,
   Ballot,
   DecisionResponse,
   PrepareRequest,
@@ -194,14 +198,39 @@ export class SimCluster {
    * reads' invariant (`readsServed`) checks that nobody did.
    */
   private readonly everAt = new Map<string, string>();
+  /**
+   * Every acceptance synced, by transaction and ballot: the outcome and who accepted it. Once a
+   * majority of a ballot's acceptors have it on disk, that outcome is chosen, whether or not
+   * anyone learned it yet; Paxos chooses one outcome per transaction, ever.
+   */
+  private readonly acceptances = new Map<
+    string,
+    Map<string, { readonly outcome: TxOutcome; readonly by: Set<string> }>
+  >();
+  /** Commits chosen at a recovery's ballot (found accepted on some replicas and completed). */
+  commitsChosenByRecovery = 0;
+  /** The outcome chosen for each transaction (a majority of some ballot's acceptors accepted it). */
+  readonly chosen = new Map<string, { readonly outcome: TxOutcome; readonly ballot: Ballot }>();
   /** Answers to a promise or accept of an older ballot, heard after a newer one started. */
   staleBallotAnswers = 0;
   /** Replicated reads answered, and what each returned (a key no replica held is not listed). */
   readonly readsServed: ServedRead[] = [];
   /** Reads refused because a transaction on the key was undecided, or decided but not synced. */
   readsRefused = 0;
+  /**
+   * For each key, the newest version a read returned, as owed by each replica of the transaction
+   * that wrote it (`key` -> server -> version): such a replica voted yes for that write and
+   * refuses reads until it applied the decision, so it may never answer anything older after
+   * (docs/design.md, "Linearizable reads").
+   */
+  private readonly readFloor = new Map<string, Map<string, number>>();
   /** Which transaction's commit wrote `key@version` (as applied), for the reads' invariant. */
   private readonly writerAt = new Map<string, string>();
+  /**
+   * Accepts held as they leave (`holdAcceptsLeaving`): the chance that each accept sent, by a
+   * coordinator or a recovery, finds its link slow, and the randomness that decides.
+   */
+  private acceptHold: { readonly random: Random; readonly chance: number } | undefined;
   /** The newest ballot each server proposed for each transaction (`id txid`), to count those. */
   private readonly newestBallot = new Map<string, Ballot>();
 
@@ -363,6 +392,9 @@ export class SimCluster {
       switch (change.table) {
         case 'prepared':
           setOrDelete(node.disk.prepared, change.key, change.record);
+          if (change.record?.accepted !== undefined) {
+            this.noteAcceptance(id, change.key, change.record.accepted);
+          }
           break;
         case 'decided':
           setOrDelete(node.disk.decided, change.key, change.record);
@@ -378,8 +410,66 @@ export class SimCluster {
     for (const action of waiting) action();
   }
 
+  /**
+   * `id` has `accepted` on disk for `txid`. The acceptors of a ballot are the replicas its
+   * proposer addressed: all of them for the coordinator's ballot 0, those in the view of the
+   * ballot's epoch for a recovery's (server/participant.ts, `startBallot`).
+   */
+  private noteAcceptance(id: string, txid: string, accepted: Accepted): void {
+    const tx = this.transactions.find((t) => t.txid === txid);
+    assert(tx !== undefined, 'every prepared transaction was begun');
+    const { ballot, outcome } = accepted;
+    let byBallot = this.acceptances.get(txid);
+    if (byBallot === undefined) this.acceptances.set(txid, (byBallot = new Map()));
+    const text = ballotText(ballot);
+    let at = byBallot.get(text);
+    if (at === undefined) byBallot.set(text, (at = { outcome, by: new Set() }));
+    if (describeOutcome(at.outcome) !== describeOutcome(outcome)) {
+      throw new Error(`${txid}: two outcomes accepted at ${text}`);
+    }
+    at.by.add(id);
+    const view = this.views.find((v) => v.epoch === ballot.epoch);
+    assert(view !== undefined, 'a ballot names an epoch of the view leader');
+    const acceptors = isCoordinatorBallot(ballot)
+      ? tx.replicas.length
+      : tx.replicas.filter((r) => view.ids.has(r.id)).length;
+    if (at.by.size < majority(acceptors)) return;
+    const before = this.chosen.get(txid);
+    if (before === undefined) {
+      this.chosen.set(txid, { outcome, ballot });
+      if (outcome.state === 'committed' && !isCoordinatorBallot(ballot)) {
+        this.commitsChosenByRecovery++;
+      }
+      this.trace.push(`${txid} chosen: ${describeOutcome(outcome)} at ${text}`);
+    } else if (describeOutcome(before.outcome) !== describeOutcome(outcome)) {
+      throw new Error(
+        `${txid} chosen two ways: ${describeOutcome(before.outcome)} at ${ballotText(before.ballot)}, ${describeOutcome(outcome)} at ${text}`,
+      );
+    }
+  }
+
   private syncIfImmediate(node: SimNode): void {
     if (this.syncs === 'immediate') this.sync(node.ref.id);
+  }
+
+  /**
+   * From now on each accept leaves on a slow link with this chance: a coordinator's accepts land
+   * on some replicas now and on the others late (refused by then: they promised a recovery), and
+   * a recovery's phase 2 reaches some acceptors only, so that later ballots find different
+   * outcomes accepted at different ballots.
+   */
+  holdAcceptsLeaving(random: Random, chance: number): void {
+    this.acceptHold = { random, chance };
+  }
+
+  stopHoldingAccepts(): void {
+    this.acceptHold = undefined;
+  }
+
+  private maybeHold(caller: string, target: string): void {
+    if (this.acceptHold !== undefined && this.acceptHold.random.next() < this.acceptHold.chance) {
+      this.slowLink(caller, target);
+    }
   }
 
   // ---- transactions -------------------------------------------------------------------------------
@@ -550,10 +640,23 @@ export class SimCluster {
       return;
     }
     const held = node.store.get(key);
+    const floor = this.readFloor.get(key)?.get(id) ?? 0;
+    if ((held?.version ?? 0) < floor) {
+      throw new Error(
+        `a read of ${key} at ${id} returned v${held?.version ?? 0} (a replica of the v${floor} an earlier read returned)`,
+      );
+    }
     if (held === undefined) return;
     const at = `${key}@${held.version}`;
     const txid = this.writerAt.get(at);
     assert(txid !== undefined, 'every value held was applied by a commit');
+    const writer = this.transactions.find((t) => t.txid === txid);
+    assert(writer !== undefined, 'every commit was begun');
+    let floors = this.readFloor.get(key);
+    if (floors === undefined) this.readFloor.set(key, (floors = new Map()));
+    for (const r of writer.replicas) {
+      floors.set(r.id, Math.max(floors.get(r.id) ?? 0, held.version));
+    }
     this.readsServed.push({ server: id, at, content: contentOf(held), txid });
     this.trace.push(`read ${key} at ${id}: ${contentOf(held)} v${held.version} (${txid})`);
   }
@@ -568,12 +671,15 @@ export class SimCluster {
         if (outcome !== undefined) decided.set(node.ref.id, outcome);
       }
       const states = new Set([...decided.values()].map(describeOutcome));
+      const chosen = this.chosen.get(tx.txid);
+      if (chosen !== undefined) states.add(describeOutcome(chosen.outcome));
       if (states.size > 1) {
-        throw new Error(`${tx.txid} decided two ways: ${JSON.stringify([...decided])}`);
+        const was = chosen === undefined ? '' : `, chosen ${describeOutcome(chosen.outcome)}`;
+        throw new Error(`${tx.txid} decided two ways: ${JSON.stringify([...decided])}${was}`);
       }
       const reported = tx.coordinator.outcome;
       if (reported === undefined || states.size === 0) continue;
-      const agreed = [...decided.values()][0];
+      const agreed = [...decided.values()][0] ?? chosen?.outcome;
       if (reported.type === 'committed') {
         if (agreed.state !== 'committed' || agreed.version !== reported.version) {
           throw new Error(
@@ -755,6 +861,7 @@ export class SimCluster {
         );
         return;
       case 'accept':
+        this.maybeHold(node.ref.id, target.id);
         this.send(
           node.ref.id,
           target.id,
@@ -824,6 +931,7 @@ export class SimCluster {
           );
           break;
         case 'accept':
+          this.maybeHold(caller, replica.id);
           this.send(
             caller,
             replica.id,
@@ -1050,6 +1158,7 @@ export function randomStep(cluster: SimCluster, random: Random, nemesis: Nemesis
  * the current view, and messages flow until every transaction that can be decided is.
  */
 export function heal(cluster: SimCluster, random: Random, stepsMax: number): void {
+  cluster.stopHoldingAccepts();
   for (const link of [...cluster.slowLinks]) cluster.recoverLink(link);
   for (const node of cluster.nodes) {
     if (node.paused) cluster.resume(node.ref.id);
@@ -1103,6 +1212,10 @@ function describeReply(reply: Reply): string {
 
 export function describeOutcome(o: TxOutcome): string {
   return o.state === 'committed' ? `committed v${o.version}` : 'aborted';
+}
+
+function isCoordinatorBallot(b: Ballot): boolean {
+  return b.round === 0 && b.slot === 0;
 }
 
 function ballotText(b: Ballot): string {

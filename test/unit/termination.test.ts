@@ -295,6 +295,8 @@ interface Exploration {
   readonly keys?: readonly string[];
   /** How many transactions a run begins at most (default 6). */
   readonly transactionsMax?: number;
+  /** The chance that each accept leaves on a slow link (`SimCluster.holdAcceptsLeaving`). */
+  readonly holdAccepts?: number;
 }
 
 /** What the runs went through, so that a test cannot pass by exploring nothing. */
@@ -311,6 +313,8 @@ interface Coverage {
   /** Replicated reads answered with a value, and refused for an undecided or unsynced key. */
   readsServed: number;
   readsRefused: number;
+  /** Commits chosen at a recovery's ballot rather than the coordinator's. */
+  commitsChosenByRecovery: number;
 }
 
 function explore({
@@ -321,6 +325,7 @@ function explore({
   live,
   keys = ['a', 'b'],
   transactionsMax = 6,
+  holdAccepts = 0,
 }: Exploration): Coverage {
   const coverage: Coverage = {
     committed: 0,
@@ -332,10 +337,13 @@ function explore({
     staleBallotAnswers: 0,
     readsServed: 0,
     readsRefused: 0,
+    commitsChosenByRecovery: 0,
   };
   for (let seed = 1; seed <= seeds; seed++) {
     const random = new Random(seed * 7919 + servers);
     const cluster = new SimCluster(servers, {}, 'scheduled');
+    // (Only when asked: the other runs keep their random sequences, seed for seed.)
+    if (holdAccepts > 0) cluster.holdAcceptsLeaving(random, holdAccepts);
     try {
       for (let step = 0; step < steps; step++) {
         if (random.next() < 0.03 && cluster.transactions.length < transactionsMax) {
@@ -358,6 +366,7 @@ function explore({
       coverage.staleBallotAnswers += cluster.staleBallotAnswers;
       coverage.readsServed += cluster.readsServed.length;
       coverage.readsRefused += cluster.readsRefused;
+      coverage.commitsChosenByRecovery += cluster.commitsChosenByRecovery;
     } catch (err) {
       const tail = cluster.trace.slice(-40).join('\n  ');
       throw new Error(`seed ${seed} (servers ${servers}): ${String(err)}\n  ${tail}`);
@@ -502,6 +511,44 @@ describe('duelling recoveries (seeded; a failure names its seed)', () => {
     });
     expectVariety(coverage, 4);
     expect(coverage.staleBallotAnswers).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * Accepts held as they leave: each accept, a coordinator's or a recovery's, finds its link slow
+ * with some chance, so a commit lands on some replicas and not the others before the prepare
+ * timeout, recoveries find it on some and not others, and a recovery's phase 2 reaches some of
+ * its acceptors only. Many keys (few votes of no) and four servers (one failure still leaves
+ * three replicas, so a recovery needs another's promise) keep transactions reaching phase 2.
+ */
+describe('accepts held as they leave (seeded; a failure names its seed)', () => {
+  test('4 servers, six keys: split acceptances, duelling recoveries, late answers', () => {
+    const coverage = explore({
+      servers: 4,
+      seeds: 300,
+      steps: 300,
+      nemesis: {
+        ...NEMESIS_DEFAULT,
+        drop: 0.01,
+        timeout: 0.01,
+        crash: 0.005,
+        restart: 0.03,
+        expel: 0.01,
+        install: 0.08,
+        crashCoordinator: 0.003,
+        slowLink: 0.01,
+        recoverLink: 0.03,
+        advanceAll: 0.08,
+        crashAfterAnswer: 0.02,
+      },
+      live: true,
+      keys: ['a', 'b', 'c', 'd', 'e', 'f'],
+      transactionsMax: 8,
+      holdAccepts: 0.4,
+    });
+    expectVariety(coverage, 4);
+    expect(coverage.staleBallotAnswers).toBeGreaterThan(0);
+    expect(coverage.commitsChosenByRecovery).toBeGreaterThan(0);
   });
 });
 
