@@ -36,7 +36,9 @@
 //   b:<key>              <version>d                bucket entries: a tombstone (a delete)
 //   r:<table>:<key>      <string>                  record tables (2PC participant, view leader)
 // A key or value with a lone surrogate (valid in a JS string, not UTF-8) is stored JSON-escaped
-// instead, as `B:<json key>` and `<version>j<json value>`, so it reads back exactly.
+// instead, as `B:<json key>` and `<version>j<json value>`, so it reads back exactly; a record key
+// with one as `R:<table>:<json key>` (added to format 1 likewise: a build without it refuses such
+// a directory as corrupt).
 // Tombstones (docs/design.md, "Delete and tombstones") were added to format 1 without a new
 // marker: a value never starts `<digits>d`, so every older directory reads the same, and a
 // build without tombstones refuses a directory holding one as corrupt rather than lose it.
@@ -356,13 +358,17 @@ export class DurableStore implements Store {
       const copy = parseBucketValue(value);
       if (key === undefined || copy === undefined) throw corrupt('unreadable bucket entry');
       this.setCopy(key, copy);
-    } else if (stored.startsWith('r:')) {
+    } else if (stored.startsWith('r:') || stored.startsWith('R:')) {
       const colon = stored.indexOf(':', 2);
       const table = stored.slice(2, colon);
-      if (colon < 0 || !TABLE_NAME.test(table)) throw corrupt('unreadable record key');
+      const rest = stored.slice(colon + 1);
+      const key = stored[0] === 'r' ? rest : parseJsonString(rest);
+      if (colon < 0 || !TABLE_NAME.test(table) || key === undefined) {
+        throw corrupt('unreadable record key');
+      }
       let rows = this.tables.get(table);
       if (rows === undefined) this.tables.set(table, (rows = new Map()));
-      rows.set(stored.slice(colon + 1), value);
+      rows.set(key, value);
     } else {
       throw corrupt('unknown key prefix');
     }
@@ -385,8 +391,9 @@ function tombstoneValue(version: number): string {
 
 function recordKey(table: string, key: string): string {
   assert(TABLE_NAME.test(table), `a table name is lowercase letters, digits and dashes: ${table}`);
-  assert(key.isWellFormed(), 'a record key is well-formed text');
-  return `r:${table}:${key}`;
+  // Record keys come from requests too (a key's last commit, a txid): a lone surrogate is valid
+  // there and must be stored, not refused half-way through a decision's records.
+  return key.isWellFormed() ? `r:${table}:${key}` : `R:${table}:${JSON.stringify(key)}`;
 }
 
 function parseBucketValue(stored: string): Copy | undefined {

@@ -86,10 +86,14 @@ describe('what is flushed survives a reopen', () => {
     ];
     const store = await DurableStore.open(dir);
     cases.forEach(([key, value], i) => store.put(key, value, i + 1));
+    // Record keys come from requests as well (a key's last commit, a txid).
+    cases.forEach(([key], i) => store.putRecord('last-commit', key, `{"n":${i}}`));
     await store.close(); // close flushes what is queued
     const again = await reopen(dir);
     cases.forEach(([key, value], i) => expect(again.get(key)).toEqual({ value, version: i + 1 }));
     expect(again.size).toBe(cases.length);
+    cases.forEach(([key], i) => expect(again.getRecord('last-commit', key)).toBe(`{"n":${i}}`));
+    expect([...again.records('last-commit')]).toHaveLength(cases.length);
     await again.close();
   });
 });
