@@ -23,9 +23,11 @@
 //   for, and the next vote no longer waits behind a sync started for it alone (only the timer's,
 //   on a server that went quiet, is such a sync).
 // - "Commit" in dht means the 2PC commit only, so the storage side of this file says "sync".
-// - Everything is bounded: ops and bytes per batch, ops and bytes queued. A write that would pass
-//   the queue's bounds throws at once (`retry`/`storage_busy`) and nothing is queued, so the
-//   caller can refuse the request before it changes any state.
+// - Everything is bounded: writes and bytes per batch, writes and bytes queued. A write that would
+//   pass the queue's bounds throws at once (`retry`/`storage_busy`) and nothing is queued. A
+//   caller whose writes must never fail half-way (server/durable-store.ts) gives no queue bound
+//   and checks its own before it admits work; an op may be a unit of several writes
+//   (`writesOf`), synced whole in one batch.
 
 import { assert } from './assert';
 import { DhtError } from './errors';
@@ -35,6 +37,11 @@ export interface GroupCommitConfig<Op> {
   readonly sync: (ops: readonly Op[]) => Promise<void>;
   /** An op's size estimate in bytes (its key and value), for the byte bounds. */
   readonly bytesOf: (op: Op) => number;
+  /**
+   * How many writes an op holds, for the op bounds (1 unless given). An op that is a unit of
+   * several writes is synced whole, in one batch, never split across two syncs.
+   */
+  readonly writesOf?: (op: Op) => number;
   readonly batchOpsMax: number;
   readonly batchBytesMax: number;
   /** Ops waiting for a sync (not counting the batch being synced). */
@@ -72,6 +79,8 @@ interface Batch<Op> {
   /** Batches are numbered in queue order: asking for batch n asks for every batch before it. */
   readonly seq: number;
   readonly ops: Op[];
+  /** Writes in `ops` (config `writesOf`). */
+  writes: number;
   bytes: number;
   readonly durable: Promise<void>;
   readonly resolve: () => void;
@@ -136,10 +145,12 @@ export class GroupCommit<Op> {
     this.checkWritable();
     const bytes = this.config.bytesOf(op);
     assert(Number.isFinite(bytes) && bytes >= 0, 'an op has a size');
+    const writes = this.config.writesOf?.(op) ?? 1;
+    assert(Number.isSafeInteger(writes) && writes >= 1, 'an op holds at least one write');
     // An op larger than the whole queue is still taken when the queue is empty: a 1 MiB value
     // must always be storable, alone.
     const fits =
-      this.queuedOps + 1 <= this.config.queueOpsMax &&
+      (this.queuedOps === 0 || this.queuedOps + writes <= this.config.queueOpsMax) &&
       (this.queuedOps === 0 || this.queuedBytes + bytes <= this.config.queueBytesMax);
     if (!fits) {
       throw new DhtError(
@@ -151,15 +162,16 @@ export class GroupCommit<Op> {
     let batch = this.batches.at(-1);
     if (
       batch === undefined ||
-      batch.ops.length >= this.config.batchOpsMax ||
-      (batch.ops.length > 0 && batch.bytes + bytes > this.config.batchBytesMax)
+      (batch.writes > 0 && batch.writes + writes > this.config.batchOpsMax) ||
+      (batch.writes > 0 && batch.bytes + bytes > this.config.batchBytesMax)
     ) {
       batch = newBatch<Op>(this.nextSeq++);
       this.batches.push(batch);
     }
     batch.ops.push(op);
+    batch.writes += writes;
     batch.bytes += bytes;
-    this.queuedOps++;
+    this.queuedOps += writes;
     this.queuedBytes += bytes;
     return batch;
   }
@@ -193,7 +205,7 @@ export class GroupCommit<Op> {
 
   /** Writes not yet known to be durable: queued, or in the sync in flight. */
   get unsyncedOps(): number {
-    return this.queuedOps + (this.syncing?.ops.length ?? 0);
+    return this.queuedOps + (this.syncing?.writes ?? 0);
   }
 
   /** Why writes are refused for good, if a sync failed. */
@@ -208,7 +220,7 @@ export class GroupCommit<Op> {
       batchOpsLargest: this.batchOpsLargest,
       queuedOps: this.queuedOps,
       queuedBytes: this.queuedBytes,
-      syncingOps: this.syncing?.ops.length ?? 0,
+      syncingOps: this.syncing?.writes ?? 0,
     };
   }
 
@@ -245,7 +257,7 @@ export class GroupCommit<Op> {
     const batch = this.batches.shift()!;
     if (this.batches.length === 0) this.stopLazyTimer();
     assert(batch.ops.length >= 1, 'a queued batch is never empty');
-    this.queuedOps -= batch.ops.length;
+    this.queuedOps -= batch.writes;
     this.queuedBytes -= batch.bytes;
     assert(this.queuedOps >= 0 && this.queuedBytes >= 0, 'queue counters never go negative');
     this.syncing = batch;
@@ -265,8 +277,8 @@ export class GroupCommit<Op> {
     assert(this.syncing === batch, 'the batch that finished is the one in flight');
     this.syncing = undefined;
     this.syncs++;
-    this.syncedOps += batch.ops.length;
-    this.batchOpsLargest = Math.max(this.batchOpsLargest, batch.ops.length);
+    this.syncedOps += batch.writes;
+    this.batchOpsLargest = Math.max(this.batchOpsLargest, batch.writes);
     batch.resolve();
     // Writes that arrived during this sync are waiting already: no reason to wait any longer.
     this.startNext();
@@ -298,5 +310,5 @@ function newBatch<Op>(seq: number): Batch<Op> {
   // Many writers share this promise and some never await it (they await flush()): a rejection
   // must not surface as an unhandled one. Writers that do await it still see the rejection.
   durable.catch(() => {});
-  return { seq, ops: [], bytes: 0, durable, resolve, reject };
+  return { seq, ops: [], writes: 0, bytes: 0, durable, resolve, reject };
 }

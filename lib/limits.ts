@@ -206,7 +206,8 @@ export const STORE_BATCH_OPS_MAX = 4096;
 export const STORE_BATCH_BYTES_MAX = 8 * 1024 * 1024;
 /**
  * Writes waiting for a sync; at this bound a server admits no new work (`retry`/`storage_busy`:
- * a vote, an acceptance, a promise, a transfer, a local set) before it changes anything, and
+ * a vote, an acceptance, a promise, a transfer, a local set, the abort of a transaction unknown
+ * there) before it changes anything, and
  * starts no recovery ballot. Work already admitted still writes (a decision and its value are
  * never refused half-way), so the queue may pass the bound by that much. Only a stalled disk
  * fills it: 64 requests of a 1 MiB value take 64 MiB.

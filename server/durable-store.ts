@@ -6,8 +6,9 @@
 // - Memory is the read path, LevelDB the record. The Store interface is synchronous and its
 //   callers stay as they are, so the whole bucket (and every record table) is kept in memory, as
 //   MemoryStore already does, and loaded by one scan at open (100,000 keys: well under a second).
-// - Writes change memory at once and queue their LevelDB op; they return without waiting and ask
-//   for no sync. One LevelDB batch with `sync: true` (log append + fdatasync) stores everything
+// - Writes change memory at once and queue their LevelDB op; the writes of one turn (one step of
+//   a request: a decision with its value and records) are one unit, synced whole, never split
+//   across two syncs. They return without waiting and ask for no sync. One LevelDB batch with `sync: true` (log append + fdatasync) stores everything
 //   queued while the previous sync ran (lib/group-commit.ts), so concurrent requests share one
 //   sync; a sync starts once somebody awaits `flush()`, or STORE_LAZY_SYNC_MS after a write that
 //   nobody awaits, which therefore costs no sync of its own.
@@ -94,7 +95,10 @@ export class DurableStore implements Store {
   private readonly bucket = new Map<string, Copy>();
   private tombstoneCount = 0;
   private readonly tables = new Map<string, Map<string, string>>();
-  private readonly group: GroupCommit<Op>;
+  /** Units of writes (one turn's each, see `seal`), synced in groups. */
+  private readonly group: GroupCommit<Op[]>;
+  /** This turn's writes, queued as one unit once the turn is over (`seal`). */
+  private unit: Op[] = [];
   private closed = false;
 
   private constructor(
@@ -103,8 +107,9 @@ export class DurableStore implements Store {
     options: DurableStoreOptions,
   ) {
     const { beforeSync } = options;
-    this.group = new GroupCommit<Op>({
-      sync: async (ops) => {
+    this.group = new GroupCommit<Op[]>({
+      sync: async (units) => {
+        const ops = units.flat();
         beforeSync?.(ops.length);
         // A chained batch, not `db.batch(array)`: abstract-level clones and re-validates every
         // op of an array batch, which measured 9 us per op on this thread against under 4 here
@@ -117,7 +122,12 @@ export class DurableStore implements Store {
         await batch.write({ sync: true });
       },
       // UTF-16 units: an estimate of bytes, enough for a bound.
-      bytesOf: (op) => op.key.length + (op.type === 'put' ? op.value.length : 0),
+      bytesOf: (unit) =>
+        unit.reduce(
+          (sum, op) => sum + op.key.length + (op.type === 'put' ? op.value.length : 0),
+          0,
+        ),
+      writesOf: (unit) => unit.length,
       batchOpsMax: STORE_BATCH_OPS_MAX,
       batchBytesMax: STORE_BATCH_BYTES_MAX,
       // No bound here: `busy` bounds the queue where work is admitted, and a write never fails
@@ -271,12 +281,13 @@ export class DurableStore implements Store {
 
   /** Resolves once every write made before this call is on disk; rejects if a sync failed. */
   flush(): Promise<void> {
+    this.seal();
     return this.group.flush();
   }
 
   /** Writes visible in memory but not yet known to be on disk. */
   get unsyncedWrites(): number {
-    return this.group.unsyncedOps;
+    return this.group.unsyncedOps + this.unit.length;
   }
 
   /** Syncs so far (each made one group of writes durable), for tests and metrics. */
@@ -290,7 +301,9 @@ export class DurableStore implements Store {
    */
   get busy(): boolean {
     const { queuedOps, queuedBytes } = this.group.stats;
-    return queuedOps >= STORE_QUEUE_OPS_MAX || queuedBytes >= STORE_QUEUE_BYTES_MAX;
+    return (
+      queuedOps + this.unit.length >= STORE_QUEUE_OPS_MAX || queuedBytes >= STORE_QUEUE_BYTES_MAX
+    );
   }
 
   /** Set once a sync failed: the store is unusable and the process should exit. */
@@ -302,6 +315,7 @@ export class DurableStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.seal();
     try {
       await this.group.close();
     } finally {
@@ -337,7 +351,26 @@ export class DurableStore implements Store {
    */
   private enqueue(op: Op): void {
     this.checkUsable();
-    this.group.queue(op);
+    if (this.unit.length === 0) queueMicrotask(() => this.seal());
+    this.unit.push(op);
+  }
+
+  /**
+   * Queue the writes made since the last seal as one unit, which group commit syncs whole: what
+   * one step wrote in one turn (a decision: its value, the prepared record's deletion, the
+   * decision and the key's last commit) is never split across two syncs, so a crash between
+   * them cannot leave half of it on disk. Runs when the turn is over, and before a flush.
+   */
+  private seal(): void {
+    if (this.unit.length === 0) return;
+    const unit = this.unit;
+    this.unit = [];
+    try {
+      this.group.queue(unit);
+    } catch {
+      // A sync failed since these writes were made: none of them reaches the disk, and every
+      // flush and later write reports the failure.
+    }
   }
 
   /** Read every entry but the format marker into memory; returns how many. */

@@ -246,6 +246,11 @@ export class Participant {
     return this.pendingByKey.size + this.resolvedUnsynced.size;
   }
 
+  /** `txid` is prepared here and undecided (its commit or abort completes admitted work). */
+  holdsPrepared(txid: string): boolean {
+    return this.pendingByTxid.has(txid);
+  }
+
   isPending(key: string): boolean {
     return this.pendingByKey.has(key);
   }

@@ -332,6 +332,9 @@ export class StorageServer {
         return {};
       })
       .route(ServerApi.abort, async ({ txid, key, ballot }) => {
+        // The abort of a transaction unknown here writes a fence: new work, which a stalled disk
+        // refuses (anyone can send such aborts, each one more write waiting for the disk).
+        if (!this.participant.holdsPrepared(txid)) this.admitNewWork();
         const pending = this.participant.isPending(key);
         this.participant.abort(txid, key, ballot);
         // Decided here by this message (not a repeat, nor a fence of a transaction never prepared).
@@ -775,7 +778,7 @@ export class StorageServer {
     this.logger.info({ epoch: view.epoch, servers: view.servers.length }, 'view installed');
     this.participant.epochChanged(performance.now());
     this.copyPhase(view, run).catch((err: unknown) => {
-      // A refused store write (full queue, failed disk): the next view or restart copies again.
+      // A refused store write (a failed disk): the next view or restart copies again.
       this.logger.error({ err: String(err), epoch: view.epoch }, 'copy phase failed');
     });
   }

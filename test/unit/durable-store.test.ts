@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SyncFailedError } from '../../lib/group-commit';
-import { STORE_QUEUE_OPS_MAX } from '../../lib/limits';
+import { STORE_BATCH_OPS_MAX, STORE_QUEUE_OPS_MAX } from '../../lib/limits';
 import { DurableStore, StoreOpenError } from '../../server/durable-store';
 
 let root: string;
@@ -128,6 +128,21 @@ describe('group commit on the real engine', () => {
       await store.flush();
     }
     expect(store.syncs - before).toBe(5);
+    await store.close();
+  });
+});
+
+describe("one turn's writes are one unit", () => {
+  test('synced whole, in one batch, never split across two syncs by the batch bound', async () => {
+    const batches: number[] = [];
+    const store = await DurableStore.open(dataDir(), { beforeSync: (ops) => batches.push(ops) });
+    // Two turns, as two steps of two requests: together more than one batch holds.
+    for (let i = 0; i < STORE_BATCH_OPS_MAX - 100; i++) store.putRecord('first', `r${i}`, 'x');
+    await Promise.resolve();
+    for (let i = 0; i < 200; i++) store.putRecord('second', `r${i}`, 'x');
+    await store.flush();
+    // Split by the bound alone, the second unit's first 100 writes would ride with the first.
+    expect(batches).toEqual([STORE_BATCH_OPS_MAX - 100, 200]);
     await store.close();
   });
 });

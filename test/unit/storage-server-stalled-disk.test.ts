@@ -214,6 +214,10 @@ describe('a stalled disk (the queue of writes waiting for a sync at its bound)',
       entries: [{ key: 'moved', value: 'x', version: 1 }],
     };
     expect(await outcome(a.call(ServerApi.transfer, transfer))).toBe('retry/storage_busy');
+    // An abort of a transaction unknown here would write a fence: new work too.
+    expect(await outcome(a.call(ServerApi.abort, { txid: 'unknown', key: 'other' }))).toBe(
+      'retry/storage_busy',
+    );
 
     // Nothing changed: no vote, no acceptance, no promise, no value, nothing more queued.
     expect(inside(a).participant.isPending('other')).toBe(false);
@@ -223,6 +227,10 @@ describe('a stalled disk (the queue of writes waiting for a sync at its bound)',
     expect(a.store.unsyncedWrites).toBe(queued);
     expect(a.store.get('local')).toBeUndefined();
     expect(a.store.get('moved')).toBeUndefined();
+
+    // The coordinator's abort of tx2, prepared here, completes admitted work: taken.
+    expect(await outcome(a.call(ServerApi.abort, { txid: 'tx2', key: 'k' }))).toEqual({});
+    expect(inside(a).participant.isPending('k')).toBe(false);
 
     // Once the disk catches up, the same work is taken.
     await a.store.flush();
