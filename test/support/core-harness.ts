@@ -233,6 +233,29 @@ export class SimCluster {
   private acceptHold: { readonly random: Random; readonly chance: number } | undefined;
   /** The newest ballot each server proposed for each transaction (`id txid`), to count those. */
   private readonly newestBallot = new Map<string, Ballot>();
+  /**
+   * Envelopes taken off the network one by one (`hold`) until released: a single answer that
+   * arrives after its proposer started a newer ballot, while the rest of its link flows.
+   */
+  readonly held: Envelope[] = [];
+  /**
+   * What each proposer had accepted itself when its ballot's promises left (`id txid ballot`,
+   * null: nothing), and which ballots heard a promise already: the first promise answered, with
+   * the proposer's own, makes the phase-1 quorum of a three-replica transaction.
+   */
+  private readonly ownAcceptedAtBallot = new Map<string, Accepted | null>();
+  /**
+   * Phase-1 quorums (a proposer's own acceptance and the first promise to its newest ballot)
+   * that held two different outcomes accepted: where choosing the highest-ballot one matters.
+   */
+  mixedPromiseQuorums = 0;
+  /** ... of which the proposer's own acceptance was at the lower ballot (it must give way). */
+  mixedQuorumsOwnLower = 0;
+  /**
+   * Promises to a proposer's newest ballot that arrived after the proposer itself promised a
+   * higher ballot (another replica's): it must then not accept its own proposal.
+   */
+  promisesAfterHigherPromise = 0;
 
   constructor(
     count: number,
@@ -619,6 +642,20 @@ export class SimCluster {
     return [...this.waiting.keys()];
   }
 
+  /** The envelope at `index` waits, apart, until released (the rest of its link flows). */
+  hold(index: number): void {
+    const [envelope] = this.inFlight.splice(index, 1);
+    this.held.push(envelope);
+    this.trace.push(`hold ${envelope.type} ${describe(envelope.call.request)}`);
+  }
+
+  /** The held envelope at `index` travels again, late. */
+  release(index: number): void {
+    const [envelope] = this.held.splice(index, 1);
+    this.inFlight.push(envelope);
+    this.trace.push(`release ${envelope.type} ${describe(envelope.call.request)}`);
+  }
+
   // ---- replicated reads ---------------------------------------------------------------------------
 
   /**
@@ -845,6 +882,10 @@ export class SimCluster {
           if (newest === undefined || compareBallots(send.ballot, newest) > 0) {
             this.newestBallot.set(proposed, send.ballot);
           }
+          const at = `${proposed} ${ballotText(send.ballot)}`;
+          if (!this.ownAcceptedAtBallot.has(at)) {
+            this.ownAcceptedAtBallot.set(at, this.latestRecord(node, txid)?.accepted ?? null);
+          }
         }
         this.send(
           node.ref.id,
@@ -853,6 +894,9 @@ export class SimCluster {
           (reply) => {
             if (node.crashed) return;
             stale(send.ballot);
+            if (reply.type === 'ok') {
+              this.notePromise(node, txid, send.ballot, reply.body as DecisionResponse);
+            }
             const answer =
               reply.type === 'ok' ? (reply.body as DecisionResponse) : ('unreachable' as const);
             this.carryOut(node, node.participant.onPromise(txid, target, send.ballot, answer));
@@ -887,6 +931,42 @@ export class SimCluster {
         );
         return;
     }
+  }
+
+  /**
+   * A promise to `ballot` reaches its proposer: count the phase-1 quorums worth counting (see
+   * `mixedPromiseQuorums`). Only the first answer to the proposer's newest ballot: with three
+   * replicas, it and the proposer's own make the quorum.
+   */
+  private notePromise(node: SimNode, txid: string, ballot: Ballot, answer: DecisionResponse): void {
+    if (answer.state !== 'promised') return;
+    const proposed = `${node.ref.id} ${txid}`;
+    const newest = this.newestBallot.get(proposed);
+    if (newest === undefined || compareBallots(ballot, newest) !== 0) return;
+    const at = `${proposed} ${ballotText(ballot)}`;
+    const own = this.ownAcceptedAtBallot.get(at);
+    if (own === undefined) return; // answered already (or a proposer before a restart)
+    this.ownAcceptedAtBallot.delete(at);
+    const promised = this.latestRecord(node, txid)?.promised;
+    if (promised !== undefined && compareBallots(promised, ballot) > 0) {
+      this.promisesAfterHigherPromise++;
+    }
+    const theirs = answer.accepted;
+    if (own === null || theirs === undefined) return;
+    if (describeOutcome(own.outcome) === describeOutcome(theirs.outcome)) return;
+    this.mixedPromiseQuorums++;
+    if (compareBallots(own.ballot, theirs.ballot) < 0) this.mixedQuorumsOwnLower++;
+  }
+
+  /** `node`'s newest prepared record of `txid`, written (handed to its store) or synced. */
+  private latestRecord(node: SimNode, txid: string): PreparedRecord | undefined {
+    for (let i = node.unsynced.length - 1; i >= 0; i--) {
+      const w = node.unsynced[i];
+      if (w.type === 'record' && w.change.table === 'prepared' && w.change.key === txid) {
+        return w.change.record;
+      }
+    }
+    return node.disk.prepared.get(txid);
   }
 
   private coordinatorSends(tx: SimTransaction, epoch: number, sends: readonly Send[]): void {
@@ -1159,6 +1239,7 @@ export function randomStep(cluster: SimCluster, random: Random, nemesis: Nemesis
  */
 export function heal(cluster: SimCluster, random: Random, stepsMax: number): void {
   cluster.stopHoldingAccepts();
+  while (cluster.held.length > 0) cluster.release(cluster.held.length - 1);
   for (const link of [...cluster.slowLinks]) cluster.recoverLink(link);
   for (const node of cluster.nodes) {
     if (node.paused) cluster.resume(node.ref.id);

@@ -17,6 +17,8 @@ import {
 import { Random } from '../support/random';
 
 const TIMEOUT_MS = 5000;
+/** How many phase-structured runs (see "duels built phase by phase"). */
+const PHASE_SEEDS = 1000;
 
 /** Deliver every message in flight matching `match`, in order, until none is left. */
 function deliverAll(cluster: SimCluster, match: (text: string) => boolean = () => true): void {
@@ -588,5 +590,206 @@ describe('reads amid recoveries (seeded; a failure names its seed)', () => {
     expectVariety(coverage, servers);
     expect(coverage.readsServed).toBeGreaterThan(0);
     expect(coverage.readsRefused).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * Phase-structured runs: the random step-by-step scheduler above almost never builds a promise
+ * quorum that holds two different outcomes accepted, which is the only place where a recovery's
+ * choice of value matters (the highest ballot's, never its own or the first heard), nor a
+ * proposer that hears its quorum after it promised a higher ballot, nor an answer to an older
+ * ballot counted for a newer one. These runs build such histories on purpose, with the choices
+ * still seeded: every transaction is prepared (all vote yes), the coordinator's commit lands on
+ * some replicas only, then all replicas recover together, in rounds, with some answers held until
+ * newer ballots started, proposers cut off or crashed right after they decide, and the view
+ * changing between rounds on some servers only. The invariants of `checkInvariants` (one outcome
+ * chosen, one decided) are the oracle.
+ */
+describe('duels built phase by phase (seeded; a failure names its seed)', () => {
+  const RETRY_MS = 500;
+
+  /** What the phase-structured runs went through (summed over the runs). */
+  interface PhaseCoverage {
+    /** Promise quorums holding two different outcomes accepted. */
+    mixedPromiseQuorums: number;
+    /** ... where the proposer's own acceptance was the lower ballot's. */
+    mixedQuorumsOwnLower: number;
+    /** Promises to a ballot heard after its proposer promised a higher one. */
+    promisesAfterHigherPromise: number;
+    /** Answers to a ballot heard after its proposer started a newer one. */
+    staleBallotAnswers: number;
+    commitsChosenByRecovery: number;
+    /** Servers that installed a new view with transactions undecided. */
+    epochChangesMidBallot: number;
+    /** Proposers crashed or cut off right after they decided. */
+    decidedThenCutOff: number;
+  }
+
+  function shuffled<T>(random: Random, items: readonly T[]): T[] {
+    const out = [...items];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = random.int(0, i);
+      [out[i], out[j]] = [out[j], out[i]];
+    }
+    return out;
+  }
+
+  /** `id txid` of every decision taken so far, to see who just decided. */
+  function decisions(cluster: SimCluster): Set<string> {
+    const out = new Set<string>();
+    for (const node of cluster.nodes) {
+      for (const tx of cluster.transactions) {
+        if (node.participant.outcomeOf(tx.txid) !== undefined) out.add(`${node.ref.id} ${tx.txid}`);
+      }
+    }
+    return out;
+  }
+
+  function phaseRun(seed: number, coverage: PhaseCoverage): void {
+    const random = new Random(seed * 7919 + 23);
+    // Four or five servers and three replicas a transaction: a recovery's quorum is its proposer
+    // and one other, and one server can be expelled while every transaction keeps a quorum.
+    const servers = random.int(4, 5);
+    const cluster = new SimCluster(servers, {}, 'scheduled');
+    const ids = cluster.nodes.map((n) => n.ref.id);
+    const syncAll = (): void => {
+      for (const id of cluster.unsyncedNodes()) cluster.sync(id);
+    };
+    try {
+      // 1. Transactions on distinct keys (every vote a yes: each one reaches its accepts).
+      const count = random.int(1, 4);
+      for (let i = 0; i < count; i++) {
+        cluster.begin(`k${i}`, `v${i}`, shuffled(random, ids).slice(0, 3));
+      }
+      // 2. The votes, without faults.
+      deliverAll(cluster, (t) => t.startsWith('request prepare'));
+      syncAll();
+      deliverAll(cluster, (t) => t.startsWith('reply prepare'));
+      // The coordinator's accepts: some held on slow links (they arrive late, amid recoveries),
+      // the others accepted, and synced on some acceptors only (a crash loses the others').
+      const holdAccepts = random.pick([0.3, 0.5, 0.7]);
+      for (let i = cluster.inFlight.length - 1; i >= 0; i--) {
+        if (describeEnvelope(cluster.inFlight[i]).startsWith('request accept')) {
+          if (random.next() < holdAccepts) cluster.hold(i);
+        }
+      }
+      deliverAll(cluster, (t) => t.startsWith('request accept'));
+      for (const id of ids) if (random.next() < 0.7) cluster.sync(id);
+      cluster.checkInvariants();
+      // Half the coordinators die here: their replicas alone decide.
+      for (const tx of cluster.transactions) if (random.next() < 0.5) cluster.crashCoordinator(tx);
+
+      // 3-5. Rounds of recoveries: clocks move on together (past the prepare timeout, then the
+      // retry interval), so the replicas' ballots duel; each round runs until nothing moves.
+      let crashes = 0;
+      let expelled = false;
+      const rounds = random.int(2, 4);
+      for (let round = 0; round < rounds; round++) {
+        // A new view between rounds, installed by some servers now and the others later: the
+        // ballots under way on the ones that install it die mid-ballot.
+        if (!expelled && random.next() < 0.25) {
+          expelled = true;
+          cluster.expel(random.pick(ids));
+          for (const node of cluster.nodes) {
+            if (node.participant.pendingCount > 0) coverage.epochChangesMidBallot++;
+            if (random.next() < 0.5) cluster.install(node.ref.id);
+          }
+        } else if (expelled) {
+          for (const id of ids) if (random.next() < 0.5) cluster.install(id);
+        }
+        for (const id of ids) if (random.next() < 0.5) cluster.restart(id);
+        // Some held answers and slow links come back: late, to proposers on newer ballots.
+        for (let i = cluster.held.length - 1; i >= 0; i--) {
+          if (random.next() < 0.5) cluster.release(i);
+        }
+        for (const link of [...cluster.slowLinks]) {
+          if (random.next() < 0.5) cluster.recoverLink(link);
+        }
+        const ms = round === 0 ? TIMEOUT_MS : RETRY_MS;
+        for (const id of shuffled(random, ids)) {
+          if (round === 0 || random.next() < 0.8) cluster.advance(id, ms + random.int(0, 300));
+        }
+        const holdChance = random.pick([0.1, 0.2, 0.35]);
+        for (let step = 0; step < 300; step++) {
+          const before = decisions(cluster);
+          const deliverable = cluster.deliverable();
+          const unsynced = cluster.unsyncedNodes();
+          if (deliverable.length === 0 && unsynced.length === 0) break;
+          if (random.next() < 0.02) {
+            // Newer ballots start while the older ones' answers are still on their way.
+            for (const id of shuffled(random, ids)) {
+              cluster.advance(id, RETRY_MS + random.int(0, 300));
+            }
+          } else if (unsynced.length > 0 && (deliverable.length === 0 || random.next() < 0.3)) {
+            const id = random.pick(unsynced);
+            cluster.sync(id); // its promises, accepts and answers leave
+            if (crashes < 2 && random.next() < 0.05) {
+              crashes++;
+              cluster.crash(id);
+            }
+          } else {
+            // Any message, a request or an answer, may be the one held past newer ballots.
+            const i = random.pick(deliverable);
+            if (random.next() < holdChance) cluster.hold(i);
+            else cluster.deliver(i);
+          }
+          // A proposer that just decided dies (its decision and learns lost if unsynced) or is
+          // cut off (its learns wait): the others must finish without hearing of its choice.
+          for (const decided of decisions(cluster)) {
+            if (before.has(decided)) continue;
+            const id = decided.split(' ')[0];
+            const roll = random.next();
+            if (roll < 0.2 && crashes < 2) {
+              crashes++;
+              coverage.decidedThenCutOff++;
+              cluster.crash(id);
+            } else if (roll < 0.4) {
+              coverage.decidedThenCutOff++;
+              cluster.slowLink(id);
+            }
+          }
+          cluster.checkInvariants();
+        }
+      }
+      // What is still held arrives last; then the faults stop (at most one server is out for
+      // good: every transaction keeps a quorum) and everything must be decided.
+      while (cluster.held.length > 0) {
+        cluster.release(random.int(0, cluster.held.length - 1));
+        const deliverable = cluster.deliverable();
+        if (deliverable.length > 0) cluster.deliver(random.pick(deliverable));
+        cluster.checkInvariants();
+      }
+      heal(cluster, random, 20_000);
+      expect(settled(cluster)).toBe(true);
+    } catch (err) {
+      const tail = cluster.trace.slice(-60).join('\n  ');
+      throw new Error(`seed ${seed}: ${String(err)}\n  ${tail}`);
+    }
+    coverage.mixedPromiseQuorums += cluster.mixedPromiseQuorums;
+    coverage.mixedQuorumsOwnLower += cluster.mixedQuorumsOwnLower;
+    coverage.promisesAfterHigherPromise += cluster.promisesAfterHigherPromise;
+    coverage.staleBallotAnswers += cluster.staleBallotAnswers;
+    coverage.commitsChosenByRecovery += cluster.commitsChosenByRecovery;
+  }
+
+  test('4-5 servers, three replicas: split acceptances, duelling rounds, stale answers, a view change', () => {
+    const coverage: PhaseCoverage = {
+      mixedPromiseQuorums: 0,
+      mixedQuorumsOwnLower: 0,
+      promisesAfterHigherPromise: 0,
+      staleBallotAnswers: 0,
+      commitsChosenByRecovery: 0,
+      epochChangesMidBallot: 0,
+      decidedThenCutOff: 0,
+    };
+    for (let seed = 1; seed <= PHASE_SEEDS; seed++) phaseRun(seed, coverage);
+    // The situations the recovery's rules exist for were built, many times over.
+    expect(coverage.mixedPromiseQuorums).toBeGreaterThan(0);
+    expect(coverage.mixedQuorumsOwnLower).toBeGreaterThan(0);
+    expect(coverage.promisesAfterHigherPromise).toBeGreaterThan(0);
+    expect(coverage.staleBallotAnswers).toBeGreaterThan(0);
+    expect(coverage.commitsChosenByRecovery).toBeGreaterThan(0);
+    expect(coverage.epochChangesMidBallot).toBeGreaterThan(0);
+    expect(coverage.decidedThenCutOff).toBeGreaterThan(0);
   });
 });
