@@ -7,19 +7,23 @@
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { formatAddress } from '../lib/address';
 import { RpcServer } from '../lib/http-server';
 import { createLogger } from '../lib/logger';
-import type { Endpoint } from '../lib/messages';
+import { object, type Endpoint } from '../lib/messages';
 
 export const BENCH_HOST = '127.0.0.1';
 export const ECHO_PATH = '/bench/echo';
 /** The lean server reads at most this much of a body; the bench sends well under 100 bytes. */
 const LEAN_BODY_BYTES_MAX = 64 * 1024;
 
-const EchoRequest = z.object({ key: z.string().max(1024), n: z.number().int().nonnegative() });
-const EchoResponse = z.object({ key: z.string(), n: z.number().int().nonnegative() });
+// Built as lib/messages.ts builds every message object (compiled), so "ours" measures our edge.
+const EchoRequest = object({
+  key: z.string().check(z.maxLength(1024)),
+  n: z.number().check(z.int(), z.nonnegative()),
+});
+const EchoResponse = object({ key: z.string(), n: z.number().check(z.int(), z.nonnegative()) });
 /** A tiny endpoint local to the bench: the same shape as a small get, without a store behind it. */
 export const BenchEcho: Endpoint<typeof EchoRequest, typeof EchoResponse> = {
   path: ECHO_PATH,

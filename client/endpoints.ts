@@ -4,7 +4,7 @@
 import { DhtError } from '../lib/errors';
 import { call, UnreachableError } from '../lib/http-client';
 import type { Endpoint } from '../lib/messages';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 
 export class CandidateSet {
   private preferred = 0;
@@ -15,7 +15,7 @@ export class CandidateSet {
     private readonly timeoutMs: number,
   ) {}
 
-  async call<Req extends z.ZodType, Res extends z.ZodType>(
+  async call<Req extends z.ZodMiniType, Res extends z.ZodMiniType>(
     endpoint: Endpoint<Req, Res>,
     body: z.infer<Req>,
   ): Promise<z.infer<Res>> {

@@ -5,7 +5,7 @@
 // as one /batch request. The server runs each entry through its route exactly as if it had come
 // alone (lib/http-server.ts), so batching is invisible to the protocols above.
 
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { interpretAnswer, post, UnreachableError, type CallOptions } from './http-client';
 import {
   BATCH_ESTIMATED_BYTES_MAX,
@@ -100,7 +100,7 @@ class AddressBatcher {
 const batchers = new Map<string, AddressBatcher>();
 
 /** `call`, sharing round trips with concurrent calls to the same address. */
-export function callBatched<Req extends z.ZodType, Res extends z.ZodType>(
+export function callBatched<Req extends z.ZodMiniType, Res extends z.ZodMiniType>(
   address: string,
   endpoint: Endpoint<Req, Res>,
   body: z.infer<Req>,

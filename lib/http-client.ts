@@ -10,7 +10,7 @@
 // no redirects or proxies in this protocol.
 
 import http from 'node:http';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import {
   DHT_PROCESS_NAMES,
   DhtError,
@@ -50,7 +50,7 @@ export interface CallOptions {
   readonly timeoutMs?: number;
 }
 
-export async function call<Req extends z.ZodType, Res extends z.ZodType>(
+export async function call<Req extends z.ZodMiniType, Res extends z.ZodMiniType>(
   address: string,
   endpoint: Endpoint<Req, Res>,
   body: z.infer<Req>,
@@ -119,7 +119,7 @@ function parseJsonOrText(text: string): unknown {
 }
 
 /** A 2xx answer validated against the endpoint's response schema, or the error it carries. */
-export function interpretAnswer<Req extends z.ZodType, Res extends z.ZodType>(
+export function interpretAnswer<Req extends z.ZodMiniType, Res extends z.ZodMiniType>(
   address: string,
   endpoint: Endpoint<Req, Res>,
   status: number,

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import http from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { DhtError, toErrorBody, type DhtProcess } from './errors';
 import { formatAddress } from './address';
 import {
@@ -31,7 +31,7 @@ import {
   TRANSFER_BODY_BYTES_MAX,
 } from './limits';
 
-export type Handler<Req extends z.ZodType, Res extends z.ZodType> = (
+export type Handler<Req extends z.ZodMiniType, Res extends z.ZodMiniType> = (
   request: z.infer<Req>,
 ) => z.infer<Res> | Promise<z.infer<Res>>;
 
@@ -273,7 +273,7 @@ export class RpcServer {
     return this;
   }
 
-  route<Req extends z.ZodType, Res extends z.ZodType>(
+  route<Req extends z.ZodMiniType, Res extends z.ZodMiniType>(
     endpoint: Endpoint<Req, Res>,
     handler: Handler<Req, Res>,
     options: RouteOptions = {},
@@ -533,7 +533,7 @@ function httpStatusOf(err: unknown): number {
   return 500;
 }
 
-function describeIssues(error: z.ZodError): string {
+function describeIssues(error: z.core.$ZodError): string {
   return error.issues
     .slice(0, 3)
     .map((i) => (i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message))

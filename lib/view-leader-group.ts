@@ -12,7 +12,7 @@
 // never got an answer is reported `unknown`, not `unavailable`: it may have been done there (a
 // member that lost its majority keeps the change in its log, and it commits once one returns).
 
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { DhtError, NotLeaderError } from './errors';
 import { call, UnreachableError } from './http-client';
 import { VIEWLEADER_FAILOVER_WAIT_MS, VIEWLEADER_RETRY_MS } from './limits';
@@ -40,7 +40,7 @@ export class ViewLeaderGroup {
     return this.addresses[this.preferred];
   }
 
-  async call<Req extends z.ZodType, Res extends z.ZodType>(
+  async call<Req extends z.ZodMiniType, Res extends z.ZodMiniType>(
     endpoint: Endpoint<Req, Res>,
     body: z.infer<Req>,
     options: GroupCallOptions = {},

@@ -2,7 +2,7 @@
 // with the message vocabulary's schemas when read back, so a damaged record stops the server at
 // start-up ("corrupt") instead of being half-believed.
 
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { Accepted, Ballot, ServerRef, TxOutcome } from '../lib/messages';
 import { StoreOpenError } from './durable-store';
 import type { ParticipantChange, ParticipantState } from './participant';
@@ -11,22 +11,27 @@ import type { Store } from './store';
 const PreparedRecord = z
   .object({
     key: z.string(),
-    value: z.string().optional(),
-    deleted: z.literal(true).optional(),
-    replicas: z.array(ServerRef).min(1),
-    votedVersion: z.number().int().nonnegative(),
+    value: z.optional(z.string()),
+    deleted: z.optional(z.literal(true)),
+    replicas: z.array(ServerRef).check(z.minLength(1)),
+    votedVersion: z.number().check(z.int(), z.nonnegative()),
     promised: Ballot,
-    accepted: Accepted.optional(),
+    accepted: z.optional(Accepted),
   })
-  .refine((r) => (r.value === undefined) !== (r.deleted === undefined), {
-    message: 'a prepared write has a value or is a delete',
-  });
+  .check(
+    z.refine((r) => (r.value === undefined) !== (r.deleted === undefined), {
+      message: 'a prepared write has a value or is a delete',
+    }),
+  );
 const DecisionRecord = z.object({
   outcome: TxOutcome,
   fenced: z.boolean(),
-  seq: z.number().int().positive(),
+  seq: z.number().check(z.int(), z.positive()),
 });
-const LastCommitRecord = z.object({ txid: z.string(), version: z.number().int().positive() });
+const LastCommitRecord = z.object({
+  txid: z.string(),
+  version: z.number().check(z.int(), z.positive()),
+});
 
 /** Write what the participant changed; the caller syncs (`store.flush()`) before answering. */
 export function writeParticipantChanges(store: Store, changes: readonly ParticipantChange[]): void {
@@ -52,10 +57,10 @@ export function clearParticipantState(store: Store): void {
   }
 }
 
-function parseTable<T>(store: Store, table: string, schema: z.ZodType<T>): [string, T][] {
+function parseTable<T>(store: Store, table: string, schema: z.ZodMiniType<T>): [string, T][] {
   const out: [string, T][] = [];
   for (const [key, text] of store.records(table)) {
-    let parsed: z.ZodSafeParseResult<T>;
+    let parsed: z.core.util.SafeParseResult<T>;
     try {
       parsed = schema.safeParse(JSON.parse(text));
     } catch {

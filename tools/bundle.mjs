@@ -21,9 +21,12 @@ const requireFromRoot = createRequire(path.join(root, 'package.json'));
 
 /** Modules no dht process runs, replaced in every bundle by a stand-in (each with why). */
 const STAND_INS = [
-  // zod's error messages in 40 languages, reachable only through `z.locales` (unused); its
-  // English messages, which every process does use, come from locales/en.js and stay.
-  { filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/, contents: 'export {};' },
+  // zod's error messages in 60-odd languages, reachable only through `z.locales`: all but English go.
+  // lib/messages.ts sets English (zod/mini sets no locale of its own) with `z.config(z.locales.en())`.
+  {
+    filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/,
+    contents: "export { default as en } from './en.js';",
+  },
 ];
 
 const BUILTIN_STAND_INS = [
@@ -47,7 +50,12 @@ const standIns = {
   name: 'stand-ins',
   setup(b) {
     for (const { filter, contents } of STAND_INS) {
-      b.onLoad({ filter }, () => ({ contents, loader: 'js' }));
+      // Relative imports in a stand-in resolve from the folder of the file it replaces.
+      b.onLoad({ filter }, (args) => ({
+        contents,
+        loader: 'js',
+        resolveDir: path.dirname(args.path),
+      }));
     }
     // Built-in modules a dependency requires when it loads but whose use we never reach, each
     // costing a share of a CLI call's start (docs/performance.md, "CLI").

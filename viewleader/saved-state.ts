@@ -16,7 +16,7 @@
 // plus the format marker (lib/level-dir.ts). A member's last heartbeat is not saved
 // (viewleader/membership.ts).
 
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { Placement } from '../lib/messages';
 import type { LockChange, LockTableSnapshot, SavedLock, SavedWaiter } from './locks';
 import type { DurableMember, ExpiredId, MembershipChange, MembershipSnapshot } from './membership';
@@ -121,13 +121,13 @@ function waiterKey(lock: string, requester: string): string {
 
 // ---- reading ---------------------------------------------------------------------------------------
 
-const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const EpochValue = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const Text = z.string().min(1);
+const Seq = z.number().check(z.int(), z.minimum(0), z.maximum(Number.MAX_SAFE_INTEGER));
+const EpochValue = z.number().check(z.int(), z.minimum(0), z.maximum(Number.MAX_SAFE_INTEGER));
+const Text = z.string().check(z.minLength(1));
 const MemberValue = z.strictObject({
   address: Text,
-  copiedEpoch: EpochValue.nullable(),
-  doneEpoch: EpochValue.nullable(),
+  copiedEpoch: z.nullable(EpochValue),
+  doneEpoch: z.nullable(EpochValue),
 });
 const WaiterKey = z.tuple([Text, Text]);
 
@@ -146,7 +146,7 @@ export function snapshotFromRecords(
   const holders = new Map<string, string>();
   const waiters = new Map<string, (SavedWaiter & { readonly lock: string })[]>();
   for (const [key, value] of records) {
-    const read = <T>(schema: z.ZodType<T>, text: string, what: string): T => {
+    const read = <T>(schema: z.ZodMiniType<T>, text: string, what: string): T => {
       let json: unknown;
       try {
         json = JSON.parse(text);

@@ -13,7 +13,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { ERROR_KINDS, type ErrorKind } from '../../lib/errors';
 import { VERSION_CLAIM_MAX, VERSION_MAX } from '../../lib/limits';
 import { StatusResponse, ValueResponse, ViewLeaderApi, type View } from '../../lib/messages';

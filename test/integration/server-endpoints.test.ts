@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { RequestSigner, Secret, sha256Hex } from '../../lib/auth';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '../../lib/limits';
 import { ServerApi, StatusResponse, ViewLeaderApi, type View } from '../../lib/messages';

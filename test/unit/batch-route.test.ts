@@ -3,7 +3,7 @@
 // answer is bounded by dropping only the answers of read-only entries, which the client sends
 // again. Served on an OS-assigned loopback port and called with Node's fetch.
 
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { BATCH_RESPONSE_CHARS_MAX } from '../../lib/limits';
 import { createLogger } from '../../lib/logger';
 import { RpcServer, type ListeningServer } from '../../lib/http-server';

@@ -4,7 +4,7 @@
 // rule (viewleader/health.ts) as a table. Served on an OS-assigned loopback port, called with
 // Node's fetch, and read back with the test's Prometheus text parser.
 
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { DhtError } from '../../lib/errors';
 import { RpcServer, type ListeningServer } from '../../lib/http-server';
 import { createLogger } from '../../lib/logger';

@@ -4,13 +4,13 @@
 // the connection stays usable; and what is not an RPC POST still reaching express. Served on an OS-assigned loopback port, called with raw node:http requests.
 
 import http from 'node:http';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { createLogger } from '../../lib/logger';
 import { RpcServer, type ListeningServer } from '../../lib/http-server';
 import type { Endpoint } from '../../lib/messages';
 import { httpRequest } from '../support/http-request';
 
-const Echo = z.object({ name: z.string().optional() });
+const Echo = z.object({ name: z.optional(z.string()) });
 const EchoEndpoint: Endpoint<typeof Echo, typeof Echo> = {
   path: '/echo',
   request: Echo,
